@@ -1,0 +1,95 @@
+"""AdmissionReview v1: parse the request, build the answer (pydantic models, no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class ReviewError(ValueError):
+    """The body is not a usable AdmissionReview; answered with HTTP 400 and this one line."""
+
+
+class GroupVersionKind(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    group: str = ""
+    version: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.version} {self.kind}" if self.group else f"{self.version} {self.kind}"
+
+
+class AdmissionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    uid: str = Field(min_length=1)
+    kind: GroupVersionKind
+    namespace: str | None = None
+    name: str | None = None
+    operation: str = "CREATE"
+    dry_run: bool = Field(default=False, alias="dryRun")
+    # Any JSON: a non-mapping is denied by admit with a message, not rejected here.
+    object: Any = None
+
+
+class AdmissionReview(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    request: AdmissionRequest
+
+
+def parse_review(body: bytes) -> AdmissionReview:
+    """Parse a request body; ReviewError with one line saying what is wrong and where."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ReviewError(f"request body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(data, dict):
+        raise ReviewError(f"request body must be a JSON object (an AdmissionReview), not {type(data).__name__}")
+    if data.get("kind") != "AdmissionReview":
+        raise ReviewError(f"body is not an AdmissionReview: kind is {data.get('kind')!r}")
+    if data.get("apiVersion") != API_VERSION:
+        raise ReviewError(f"AdmissionReview apiVersion must be {API_VERSION!r}, got {data.get('apiVersion')!r}")
+    try:
+        return AdmissionReview.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ReviewError(f"AdmissionReview field {where}: {first['msg']}{more}") from None
+
+
+def answer(
+    uid: str,
+    *,
+    allowed: bool,
+    patch: list[dict[str, Any]] | None = None,
+    code: int | None = None,
+    message: str | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    """The AdmissionReview the API server expects back."""
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    if code is not None or message is not None:
+        response["status"] = {"code": code or (200 if allowed else 400), "message": message or ""}
+    if warnings:
+        response["warnings"] = warnings
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def decode_patch(review_answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch inside an answer (empty when there is none): for tests and `review`."""
+    encoded = review_answer.get("response", {}).get("patch")
+    if not encoded:
+        return []
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(encoded))
+    return patch

@@ -25,8 +25,10 @@ class AgentError(ValueError):
 
 @dataclass(frozen=True)
 class AgentRules:
-    # normalised app name -> agent; None marks a name that two table entries share
-    table: Mapping[str, str | None]
+    # lower-cased app name, its "[bot]" user and their label forms -> agent
+    table: Mapping[str, str]
+    # label forms that two different table entries produce: only the CodeRun can tell
+    ambiguous_labels: frozenset[str]
     pattern: re.Pattern[str]
 
 
@@ -40,13 +42,16 @@ def label_form(app: str) -> str:
 
 def compile_rules(table: Mapping[str, str], pattern: str) -> AgentRules:
     """Index the table by every form an app name arrives in; compile the pattern once."""
-    index: dict[str, str | None] = {}
-    for app, agent in table.items():
-        name = app.strip().lower()
-        for key in {name, name + BOT_SUFFIX, label_form(name), label_form(name + BOT_SUFFIX)}:
-            index[key] = agent if index.get(key, agent) == agent else None
+    exact = {app.strip().lower(): agent for app, agent in table.items()}
+    claims: dict[str, set[str]] = {}  # every form -> the agents whose entries produce it
+    for name, agent in exact.items():
+        for key in (name, name + BOT_SUFFIX, label_form(name), label_form(name + BOT_SUFFIX)):
+            claims.setdefault(key, set()).add(agent)
+    index = {key: next(iter(agents)) for key, agents in claims.items() if len(agents) == 1}
+    index.update(exact)  # an exact entry wins over another entry's derived form
+    ambiguous = frozenset(key for key, agents in claims.items() if len(agents) > 1)
     # ASCII: with IGNORECASE in Unicode mode, [a-z] would also match the Kelvin sign and long s.
-    return AgentRules(table=index, pattern=re.compile(pattern, re.IGNORECASE | re.ASCII))
+    return AgentRules(index, ambiguous, re.compile(pattern, re.IGNORECASE | re.ASCII))
 
 
 def extract_agent(app: str, rules: AgentRules) -> str:
@@ -56,11 +61,8 @@ def extract_agent(app: str, rules: AgentRules) -> str:
     name = app.strip()
     if not name:
         raise AgentError("GitHub App name is empty")
-    key = name.lower()
-    if key in rules.table:
-        agent = rules.table[key]
-        if agent is None:
-            raise AgentError(f"GitHub App name {quote(app)} matches more than one entry of agent_table")
+    agent = rules.table.get(name.lower())
+    if agent is not None:
         return agent
     match = rules.pattern.fullmatch(name)
     if match is None or not match.group("agent"):
@@ -85,4 +87,4 @@ def is_ambiguous_label(value: str, rules: AgentRules) -> bool:
     Without one, the value is taken literally, so ``5dlabs-robot`` is ``robot``, never ``ro``.
     """
     key = value.strip().lower()
-    return rules.table.get(key) is None and key.endswith("bot")
+    return key in rules.ambiguous_labels or (key not in rules.table and key.endswith("bot"))

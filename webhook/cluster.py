@@ -93,17 +93,21 @@ class MemoryStore:
 
     pvcs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     owners: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
-    # Set to make every call fail as the API server would (403, 422, unreachable, ...).
+    # Set to make every call fail as the API server would (403, 422, unreachable, ...),
+    # or answer slowly.
     failure: ClusterError | None = None
+    delay: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
 
-    def _call(self, verb: str, name: str) -> None:
+    async def _call(self, verb: str, name: str) -> None:
         self.calls.append((verb, name))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.failure is not None:
             raise self.failure
 
     async def pvc_exists(self, namespace: str, name: str) -> bool:
-        self._call("get", name)
+        await self._call("get", name)
         return (namespace, name) in self.pvcs
 
     async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> Ensured:
@@ -112,12 +116,12 @@ class MemoryStore:
             return "exists"
         if dry_run:
             return "would-create"
-        self._call("create", name)
+        await self._call("create", name)
         self.pvcs[(namespace, name)] = json.loads(json.dumps(manifest))
         return "created"
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
-        self._call("get", name)
+        await self._call("get", name)
         return self.owners.get((kind, namespace, name))
 
     async def check_ready(self) -> str | None:

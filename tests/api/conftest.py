@@ -1,0 +1,32 @@
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from webhook.app import create_app
+from webhook.cluster import MemoryStore
+from webhook.settings import load_settings
+
+MakeClient = Callable[..., tuple[TestClient, MemoryStore]]
+
+
+@pytest.fixture
+def make_client() -> Iterator[MakeClient]:
+    """A TestClient over an app with an in-memory store; keyword arguments are settings."""
+    clients: list[TestClient] = []
+
+    def make(store: MemoryStore | None = None, **settings: Any) -> tuple[TestClient, MemoryStore]:
+        store = store if store is not None else MemoryStore()
+        client = TestClient(create_app(load_settings(store="memory", **settings), store))
+        clients.append(client)
+        return client, store
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> tuple[TestClient, MemoryStore]:
+    return make_client()

@@ -1,0 +1,149 @@
+"""The console script, run as a user runs it: a real process, its output and exit status."""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import applied, claim, job_pod, review
+
+from webhook.review import decode_patch
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_agent_command() -> None:
+    result = run("agent", "5DLabs-Cleo[bot]", "--service", "cto", "-o", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"agent": "cleo", "pvc": "workspace-cto-cleo"}
+    text = run("agent", "5DLabs-Rex")
+    assert text.returncode == 0 and "agent: rex" in text.stdout
+
+
+@pytest.mark.parametrize("mode", ["legacy", "dual", "agent"])
+def test_agent_command_rejects_bad_input_in_every_mode(mode: str) -> None:
+    for args in (["octocat"], ["5DLabs-Rex", "--service", "Bad_Service"]):
+        result = run("agent", *args, WEBHOOK_NAMING_MODE=mode)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_bad_setting_stops_with_its_name() -> None:
+    result = run("agent", "5DLabs-Rex", WEBHOOK_STORAGE_SIZE="lots")
+    assert result.returncode == 2
+    assert "storage_size (WEBHOOK_STORAGE_SIZE)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_review_answers_like_mutate() -> None:
+    result = run("review", str(EXAMPLES / "rex-pod.json"), "-o", "json")
+    assert result.returncode == 0
+    answer = json.loads(result.stdout)
+    assert answer["response"]["uid"] == "7b1c6f0e-rex-pod"
+    pod = json.loads((EXAMPLES / "rex-pod.json").read_text())["request"]["object"]
+    assert claim(applied(pod, answer)) == "workspace-cto-rex"
+
+
+def test_review_from_stdin_prints_the_decoded_patch() -> None:
+    result = run("review", "-", stdin=json.dumps(review(job_pod("cto", "5dlabs-cleobot"))))
+    assert result.returncode == 0
+    assert "allowed:  true" in result.stdout
+    assert '"value": "workspace-cto-cleo"' in result.stdout
+
+
+def test_review_of_a_denied_request_exits_1() -> None:
+    result = run("review", str(EXAMPLES / "bad-githubapp.json"), WEBHOOK_NAMING_MODE="agent")
+    assert result.returncode == 1
+    assert "spec.githubApp" in result.stdout and "'octocat'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [("not json", "not valid JSON"), ('{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}', "request")],
+)
+def test_review_of_invalid_input_is_one_line_on_stderr(content: str, reason: str) -> None:
+    result = run("review", "-", stdin=content)
+    assert result.returncode == 2 and reason in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_review_of_a_missing_file() -> None:
+    result = run("review", "/nonexistent.json")
+    assert result.returncode == 2 and "No such file" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--port", str(port), "--store", "memory"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ca_file = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for line in log.read_text().splitlines():
+                record = json.loads(line) if line.startswith("{") else {}
+                ca_file = record.get("ca_file", ca_file)
+            if ca_file and f'"port": {port}' in log.read_text():
+                try:
+                    context = ssl.create_default_context(cafile=ca_file)
+                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2) as r:
+                        assert json.loads(r.read()) == {"status": "ok"}
+                    break
+                except OSError:
+                    pass
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"server did not answer: {log.read_text()}")
+        body = (EXAMPLES / "cleo-coderun.json").read_bytes()
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{port}/mutate", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, context=context, timeout=5) as r:
+            answer: dict[str, Any] = json.loads(r.read())
+        assert answer["response"]["allowed"] is True
+        assert {
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {"agents.platform/workspace": "workspace-cto-cleo"},
+        } in decode_patch(answer)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    admissions = [json.loads(line) for line in log.read_text().splitlines() if '"event": "admission"' in line]
+    assert admissions and admissions[0]["pvc"] == "workspace-cto-cleo" and admissions[0]["decision"] == "patched"
+
+
+def test_serve_refuses_half_a_certificate() -> None:
+    result = run("serve", "--cert-file", "x.crt")
+    assert result.returncode == 2 and "--key-file" in result.stderr

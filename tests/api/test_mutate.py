@@ -1,0 +1,385 @@
+"""/mutate through FastAPI's TestClient with the in-memory store, point by point of issue 2."""
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from conftest import MakeClient
+from fastapi.testclient import TestClient
+from helpers import CODERUN_KIND, applied, claim, coderun, job_pod, review
+
+from webhook.cluster import ClusterError, MemoryStore
+from webhook.review import decode_patch
+
+Client = tuple[TestClient, MemoryStore]
+
+
+def mutate(client: TestClient, body: Any) -> dict[str, Any]:
+    response = client.post("/mutate", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+# --- 2. where the run's facts come from ---------------------------------------------------------
+
+
+def test_rex_pod_from_controller_labels(client: Client) -> None:
+    http, store = client
+    pod = job_pod("cto", "5dlabs-rex")
+    answer = mutate(http, review(pod))
+    assert answer["response"]["allowed"] is True
+    stored = applied(pod, answer)
+    assert claim(stored) == "workspace-cto-rex"
+    assert stored["metadata"]["labels"]["agents.platform/agent"] == "rex"
+    assert ("agents", "workspace-cto-rex") in store.pvcs
+
+
+def test_lossy_label_of_a_bot_app_resolves_through_the_table(client: Client) -> None:
+    http, _ = client
+    pod = job_pod("cto", "5dlabs-cleobot")
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-cleo"
+
+
+def test_unknown_bot_label_is_never_stripped_to_a_shorter_agent(client: Client) -> None:
+    http, _ = client
+    pod = job_pod("cto", "5dlabs-robot")
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-robot"
+
+
+def test_missing_labels_follow_owner_references_to_the_coderun(client: Client) -> None:
+    http, store = client
+    store.owners[("Job", "agents", "cto-run-1")] = {
+        "metadata": {"name": "cto-run-1", "ownerReferences": [{"kind": "CodeRun", "name": "run-1"}]}
+    }
+    store.owners[("CodeRun", "agents", "run-1")] = coderun("cto", "5DLabs-Tess")
+    pod = job_pod(None, None, owner_job="cto-run-1")
+    stored = applied(pod, mutate(http, review(pod)))
+    assert claim(stored) == "workspace-cto-tess"
+    assert stored["metadata"]["labels"]["agents.platform/service"] == "cto"
+
+
+def test_pod_without_facts_or_owner_is_left_alone(client: Client) -> None:
+    http, store = client
+    answer = mutate(http, review(job_pod(None, None, owner_job="some-job")))
+    assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
+    assert store.pvcs == {}
+
+
+def test_pod_without_workspace_volume_is_left_alone_with_no_api_call(client: Client) -> None:
+    http, store = client
+    pod = job_pod("cto", "5dlabs-rex", volume={"name": "scratch", "emptyDir": {}})
+    answer = mutate(http, review(pod))
+    assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
+    assert store.calls == []
+
+
+def test_label_keys_are_settings(make_client: MakeClient) -> None:
+    http, _ = make_client(pod_service_label="platform/service", pod_app_label="platform/app")
+    pod = job_pod(None, None, extra_labels={"platform/service": "api", "platform/app": "5dlabs-blaze"})
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-api-blaze"
+
+
+# --- 3. the rules ---------------------------------------------------------------------------
+
+
+def test_agent_mode_denies_an_unparseable_app_naming_field_and_value(make_client: MakeClient) -> None:
+    http, store = make_client(naming_mode="agent")
+    answer = mutate(http, review(coderun("cto", "octocat")))
+    response = answer["response"]
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 400
+    assert "spec.githubApp" in response["status"]["message"] and "'octocat'" in response["status"]["message"]
+    assert store.pvcs == {}
+
+
+def test_dual_mode_falls_back_to_the_shared_workspace_with_a_warning(client: Client) -> None:
+    http, _ = client
+    pod = job_pod("cto", "octocat")
+    answer = mutate(http, review(pod))
+    assert claim(applied(pod, answer)) == "workspace-cto"
+    assert any("'octocat'" in w and "workspace-cto" in w for w in answer["response"]["warnings"])
+
+
+def test_legacy_mode(make_client: MakeClient) -> None:
+    http, store = make_client(naming_mode="legacy")
+    pod = job_pod("cto", "5dlabs-cleobot")
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto"
+    assert list(store.pvcs) == [("agents", "workspace-cto")]
+
+
+def test_legacy_owner_keeps_an_existing_shared_workspace(make_client: MakeClient) -> None:
+    store = MemoryStore()
+    store.pvcs[("agents", "workspace-cto")] = {"metadata": {"name": "workspace-cto"}}
+    http, _ = make_client(store, legacy_owner="rex")
+    rex, cleo = job_pod("cto", "5dlabs-rex"), job_pod("cto", "5dlabs-cleobot")
+    assert claim(applied(rex, mutate(http, review(rex)))) == "workspace-cto"
+    assert claim(applied(cleo, mutate(http, review(cleo)))) == "workspace-cto-cleo"
+    other = job_pod("billing", "5dlabs-rex")  # no legacy workspace there: its own
+    assert claim(applied(other, mutate(http, review(other)))) == "workspace-billing-rex"
+
+
+def test_shared_groups_setting(make_client: MakeClient) -> None:
+    http, _ = make_client(shared_groups=[{"agents": ["rex", "blaze"]}])
+    for app, pvc in [
+        ("5dlabs-rex", "workspace-cto"),
+        ("5dlabs-blaze", "workspace-cto"),
+        ("5dlabs-tess", "workspace-cto-tess"),
+    ]:
+        pod = job_pod("cto", app)
+        assert claim(applied(pod, mutate(http, review(pod)))) == pvc
+
+
+def test_invalid_service_is_denied_naming_the_label(client: Client) -> None:
+    http, _ = client
+    answer = mutate(http, review(job_pod("My_Service", "5dlabs-rex")))
+    assert answer["response"]["allowed"] is False
+    assert "metadata.labels['service'] is 'My_Service'" in answer["response"]["status"]["message"]
+
+
+def test_long_service_gets_a_bounded_name(client: Client) -> None:
+    http, store = client
+    service = "s" * 60
+    pod = job_pod(service, "5dlabs-cleobot")
+    pvc = claim(applied(pod, mutate(http, review(pod))))
+    assert pvc is not None and len(pvc) <= 63 and pvc.endswith("-cleo")
+    assert ("agents", pvc) in store.pvcs
+
+
+# --- 4. ensure the PVC ----------------------------------------------------------------------
+
+
+def test_created_pvc_has_the_designed_spec_and_labels(make_client: MakeClient) -> None:
+    http, store = make_client(storage_size="20Gi", storage_class="fast-ssd")
+    mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]")))
+    pvc = store.pvcs[("agents", "workspace-cto-cleo")]
+    assert pvc["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+        "storageClassName": "fast-ssd",
+    }
+    assert pvc["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "agent-workspace-webhook",
+        "app.kubernetes.io/component": "agent-workspace",
+        "agents.platform/service": "cto",
+        "agents.platform/agent": "cleo",
+        "agents.platform/workspace": "workspace-cto-cleo",
+    }
+    assert "ownerReferences" not in pvc["metadata"]
+
+
+def test_pvc_uses_request_namespace_for_generate_name_pods(client: Client) -> None:
+    http, store = client
+    pod = job_pod("cto", "5dlabs-rex")
+    assert "namespace" not in pod["metadata"] and "name" not in pod["metadata"]
+    mutate(http, review(pod, namespace="team-a"))
+    assert ("team-a", "workspace-cto-rex") in store.pvcs
+
+
+def test_existing_pvc_is_used_as_it_is(client: Client) -> None:
+    http, store = client
+    existing = {
+        "metadata": {"name": "workspace-cto-rex", "labels": {"mine": "yes"}},
+        "spec": {"resources": {"requests": {"storage": "1Gi"}}},
+    }
+    store.pvcs[("agents", "workspace-cto-rex")] = existing
+    before = json.dumps(existing, sort_keys=True)
+    pod = job_pod("cto", "5dlabs-rex")
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-rex"
+    assert json.dumps(store.pvcs[("agents", "workspace-cto-rex")], sort_keys=True) == before
+    assert ("create", "workspace-cto-rex") not in store.calls
+
+
+def test_dry_run_creates_nothing_and_says_what_would_be_created(client: Client) -> None:
+    http, store = client
+    pod = job_pod("cto", "5dlabs-tess")
+    answer = mutate(http, review(pod, dry_run=True))
+    assert claim(applied(pod, answer)) == "workspace-cto-tess"
+    assert store.pvcs == {}
+    assert any("workspace-cto-tess" in w and "would be created" in w for w in answer["response"]["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (
+            ClusterError(
+                "cannot create PersistentVolumeClaim agents/workspace-cto-rex: forbidden (...); grant verb 'create'",
+                403,
+            ),
+            "grant verb 'create'",
+        ),
+        (
+            ClusterError(
+                "cannot get PersistentVolumeClaim agents/workspace-cto-rex: the Kubernetes API is unreachable (refused)"
+            ),
+            "unreachable",
+        ),
+    ],
+)
+def test_api_failures_are_clear_denials(make_client: MakeClient, failure: ClusterError, expected: str) -> None:
+    http, _ = make_client(MemoryStore(failure=failure))
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 500
+    assert "workspace-cto-rex" in response["status"]["message"] and expected in response["status"]["message"]
+
+
+def test_slow_api_is_cut_off_at_the_deadline_with_a_message(make_client: MakeClient) -> None:
+    http, _ = make_client(MemoryStore(delay=5), kube_deadline_seconds=0.2)
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 504
+    message = response["status"]["message"]
+    assert "did not answer within 0.2s" in message and "agents/workspace-cto-rex" in message
+
+
+# --- 5. the answer --------------------------------------------------------------------------
+
+
+def test_answer_shape(client: Client) -> None:
+    http, _ = client
+    answer = mutate(http, review(job_pod("cto", "5dlabs-rex"), uid="abc-123"))
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    response = answer["response"]
+    assert response["uid"] == "abc-123"
+    assert response["patchType"] == "JSONPatch"
+    assert isinstance(json.loads(base64.b64decode(response["patch"])), list)
+
+
+def test_already_correct_object_gets_no_patch(client: Client) -> None:
+    http, _ = client
+    pod = job_pod("cto", "5dlabs-rex")
+    once = applied(pod, mutate(http, review(pod)))
+    again = mutate(http, review(once))["response"]
+    assert again["allowed"] is True and "patch" not in again and "patchType" not in again
+
+
+def test_coderun_records_its_workspace_in_labels_and_annotation(client: Client) -> None:
+    http, store = client
+    run = coderun("cto", "5DLabs-Tess")
+    stored = applied(run, mutate(http, review(run)))
+    assert stored["metadata"]["labels"]["agents.platform/workspace"] == "workspace-cto-tess"
+    assert stored["metadata"]["annotations"]["agents.platform/workspace"] == "workspace-cto-tess"
+    assert stored["spec"] == run["spec"]
+    assert ("agents", "workspace-cto-tess") in store.pvcs
+
+
+def test_deprecated_github_user_works_with_a_warning(client: Client) -> None:
+    http, _ = client
+    answer = mutate(http, review(coderun("cto", None, githubUser="5DLabs-Rex")))
+    assert decode_patch(answer)
+    assert any("githubUser is deprecated" in w for w in answer["response"]["warnings"])
+
+
+# --- 6. bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (b'{"kind": "Pod"}', 400, "not an AdmissionReview"),
+        (
+            json.dumps({**review(job_pod()), "apiVersion": "admission.k8s.io/v1beta1"}).encode(),
+            400,
+            "apiVersion must be",
+        ),
+        (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), 400, "request"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
+    ],
+)
+def test_malformed_bodies_get_a_4xx_with_one_line(client: Client, body: bytes, status: int, reason: str) -> None:
+    http, _ = client
+    response = http.post("/mutate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert reason in error and "\n" not in error and "Traceback" not in response.text
+
+
+def test_missing_uid_is_a_400_naming_it(client: Client) -> None:
+    http, _ = client
+    body = review(job_pod())
+    del body["request"]["uid"]
+    response = http.post("/mutate", json=body)
+    assert response.status_code == 400 and "request.uid" in response.json()["error"]
+
+
+def test_oversized_body_is_413(make_client: MakeClient) -> None:
+    http, _ = make_client(max_body_bytes=4096)
+    body = review(job_pod("cto", "5dlabs-rex"))
+    body["request"]["object"]["metadata"]["annotations"] = {"big": "x" * 5000}
+    response = http.post("/mutate", json=body)
+    assert response.status_code == 413 and "WEBHOOK_MAX_BODY_BYTES" in response.json()["error"]
+
+
+def test_unknown_kind_is_denied_with_a_fix(client: Client) -> None:
+    http, _ = client
+    kind = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    response = mutate(http, review({"metadata": {"name": "d"}}, kind=kind))["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 400
+    assert (
+        "apps/v1 Deployment" in response["status"]["message"]
+        and "MutatingWebhookConfiguration" in response["status"]["message"]
+    )
+
+
+@pytest.mark.parametrize("obj", [None, "a pod", [1], 7])
+def test_object_that_is_not_a_mapping_is_denied(client: Client, obj: Any) -> None:
+    http, _ = client
+    response = mutate(http, review(obj))["response"]
+    assert response["allowed"] is False and "request.object must be a Pod object" in response["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda pod: pod["metadata"].update(labels=["service"]), "metadata.labels must be an object of strings"),
+        (lambda pod: pod["metadata"]["labels"].update(service=5), "metadata.labels must be an object of strings"),
+        (lambda pod: pod.update(metadata="x"), "metadata must be an object"),
+    ],
+)
+def test_wrongly_typed_fields_are_denied(client: Client, mangle: Any, reason: str) -> None:
+    http, _ = client
+    pod = job_pod("cto", "5dlabs-rex")
+    mangle(pod)
+    response = mutate(http, review(pod))["response"]
+    assert response["allowed"] is False and reason in response["status"]["message"]
+
+
+def test_coderun_field_of_the_wrong_type(client: Client) -> None:
+    http, _ = client
+    run = coderun("cto", None)
+    run["spec"]["githubApp"] = {"name": "rex"}
+    response = mutate(http, review(run, kind=CODERUN_KIND))["response"]
+    assert response["allowed"] is False and "spec.githubApp must be a string" in response["status"]["message"]
+
+
+def test_coderun_without_service(client: Client) -> None:
+    http, _ = client
+    response = mutate(http, review(coderun(None, "5DLabs-Rex")))["response"]
+    assert response["allowed"] is False and "spec.service is missing" in response["status"]["message"]
+
+
+def test_other_operations_are_left_alone(client: Client) -> None:
+    http, store = client
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex"), operation="UPDATE"))["response"]
+    assert response["allowed"] is True and "patch" not in response and store.pvcs == {}
+
+
+# --- 7. health ---------------------------------------------------------------------------------
+
+
+def test_healthz(client: Client) -> None:
+    http, _ = client
+    assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_follows_the_store(make_client: MakeClient) -> None:
+    http, store = make_client()
+    assert http.get("/readyz").status_code == 200
+    store.failure = ClusterError("cannot reach the Kubernetes API (connection refused)")
+    response = http.get("/readyz")
+    assert response.status_code == 503 and "connection refused" in response.json()["error"]

@@ -1,0 +1,106 @@
+"""Builders for the objects and AdmissionReviews the tests send (shaped like the real ones)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import jsonpatch
+
+from webhook.review import decode_patch
+
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+CODERUN_KIND = {"group": "agents.platform", "version": "v1", "kind": "CodeRun"}
+
+
+def job_pod(
+    service: str | None = "cto",
+    app: str | None = "5dlabs-rex",
+    *,
+    volume: dict[str, Any] | None = None,
+    owner_job: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Pod as the platform's controller creates it through a Job (generateName, no name)."""
+    labels = {"app": "controller", "component": "code-runner", **(extra_labels or {})}
+    if service is not None:
+        labels["service"] = service
+    if app is not None:
+        labels["github-user"] = app
+    metadata: dict[str, Any] = {"generateName": "code-run-", "labels": labels}
+    if owner_job:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": owner_job, "uid": str(uuid.uuid4()), "controller": True}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "busybox",
+                    "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+                }
+            ],
+            "volumes": [
+                volume or {"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{service}"}}
+            ],
+        },
+    }
+
+
+def coderun(
+    service: str | None = "cto", app: str | None = "5DLabs-Tess", name: str = "run-1", **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"repositoryUrl": "https://github.com/5dlabs/cto", **spec}
+    if service is not None:
+        body["service"] = service
+    if app is not None:
+        body["githubApp"] = app
+    return {"apiVersion": "agents.platform/v1", "kind": "CodeRun", "metadata": {"name": name}, "spec": body}
+
+
+def review(
+    obj: Any,
+    *,
+    kind: dict[str, str] | None = None,
+    namespace: str = "agents",
+    dry_run: bool = False,
+    operation: str = "CREATE",
+    uid: str | None = None,
+) -> dict[str, Any]:
+    if kind is None:
+        kind = CODERUN_KIND if isinstance(obj, dict) and obj.get("kind") == "CodeRun" else POD_KIND
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid or str(uuid.uuid4()),
+            "kind": kind,
+            "resource": {"group": kind["group"], "version": kind["version"], "resource": kind["kind"].lower() + "s"},
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "tester"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": dry_run,
+        },
+    }
+
+
+def applied(obj: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API server stores it after applying the answer's patch."""
+    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), decode_patch(answer))
+    return result
+
+
+def claim(pod: dict[str, Any], volume: str = "workspace") -> str | None:
+    for v in pod["spec"]["volumes"]:
+        if v["name"] == volume:
+            source = v.get("persistentVolumeClaim") or {}
+            return source.get("claimName")
+    return None

@@ -1,0 +1,93 @@
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from helpers import coderun, job_pod
+
+from webhook.agents import compile_rules
+from webhook.facts import FactsError, OwnerKind, RunFacts, coderun_facts, label_facts, pod_facts
+from webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
+
+RULES = compile_rules(DEFAULT_AGENT_TABLE, DEFAULT_AGENT_PATTERN)
+
+
+class Lookup:
+    """Owner lookup over a dict, recording what was asked."""
+
+    def __init__(self, objects: dict[tuple[str, str], Mapping[str, Any]]) -> None:
+        self.objects = objects
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def __call__(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
+        self.asked.append((kind, namespace, name))
+        return self.objects.get((kind, name))
+
+
+def facts_for(pod: dict[str, Any], lookup: Lookup) -> RunFacts | None:
+    return asyncio.run(pod_facts(pod, "agents", RULES, "service", "github-user", lookup))
+
+
+def owned_job(coderun_name: str) -> dict[str, Any]:
+    return {"metadata": {"name": "job-1", "ownerReferences": [{"kind": "CodeRun", "name": coderun_name}]}}
+
+
+def test_coderun_facts() -> None:
+    facts = coderun_facts(coderun("cto", "5DLabs-Tess"))
+    assert (facts.service, facts.app, facts.app_field) == ("cto", "5DLabs-Tess", "spec.githubApp")
+    assert not facts.warnings
+
+
+def test_coderun_github_user_is_a_deprecated_fallback() -> None:
+    facts = coderun_facts(coderun("cto", None, githubUser="5DLabs-Rex"))
+    assert (facts.app, facts.app_field) == ("5DLabs-Rex", "spec.githubUser")
+    assert "deprecated" in facts.warnings[0]
+
+
+def test_wrong_types_name_the_field() -> None:
+    with pytest.raises(FactsError, match=r"spec\.service must be a string, not int"):
+        coderun_facts(coderun(42))  # type: ignore[arg-type]
+    with pytest.raises(FactsError, match="spec must be an object"):
+        coderun_facts({"spec": ["x"]})
+
+
+def test_complete_labels_need_no_lookup() -> None:
+    lookup = Lookup({})
+    facts = facts_for(job_pod("cto", "5dlabs-cleobot", owner_job="job-1"), lookup)
+    assert facts is not None and (facts.service, facts.app, facts.app_is_label) == ("cto", "5dlabs-cleobot", True)
+    assert lookup.asked == []
+
+
+def test_missing_label_follows_pod_job_coderun() -> None:
+    lookup = Lookup({("Job", "job-1"): owned_job("run-7"), ("CodeRun", "run-7"): coderun("cto", "5DLabs-Cleo[bot]")})
+    facts = facts_for(job_pod("cto", None, owner_job="job-1"), lookup)
+    assert facts is not None
+    assert (facts.service, facts.app) == ("cto", "5DLabs-Cleo[bot]")
+    assert facts.app_field == "CodeRun agents/run-7 spec.githubApp"
+    assert lookup.asked == [("Job", "agents", "job-1"), ("CodeRun", "agents", "run-7")]
+
+
+def test_ambiguous_label_asks_the_coderun_which_is_authoritative() -> None:
+    lookup = Lookup({("Job", "job-1"): owned_job("run-7"), ("CodeRun", "run-7"): coderun("cto", "5DLabs-Ro[bot]")})
+    facts = facts_for(job_pod("cto", "5dlabs-robot", owner_job="job-1"), lookup)
+    assert facts is not None and facts.app == "5DLabs-Ro[bot]"
+
+
+def test_ambiguous_label_without_owner_is_taken_literally() -> None:
+    facts = facts_for(job_pod("cto", "5dlabs-robot"), Lookup({}))
+    assert facts is not None and facts.app == "5dlabs-robot"
+
+
+def test_no_facts_and_no_owner_is_not_an_agent_pod() -> None:
+    assert facts_for(job_pod(None, None, owner_job="job-1"), Lookup({})) is None
+
+
+def test_pod_owned_directly_by_a_coderun() -> None:
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [{"kind": "CodeRun", "name": "run-9"}]
+    facts = facts_for(pod, Lookup({("CodeRun", "run-9"): coderun("svc", "5DLabs-Rex")}))
+    assert facts is not None and (facts.service, facts.app) == ("svc", "5DLabs-Rex")
+
+
+def test_label_facts_of_a_plain_pod() -> None:
+    assert label_facts({"metadata": {"labels": {"app": "nginx"}}}, "service", "github-user") is None

@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from webhook.settings import SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.naming_mode == "dual"
+    assert s.storage_size == "10Gi"
+    assert s.agent_table["5DLabs-Rex"] == "rex"
+    assert s.shared_groups == []
+
+
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_NAMING_MODE", "agent")
+    monkeypatch.setenv("WEBHOOK_STORAGE_SIZE", "50Gi")
+    monkeypatch.setenv("WEBHOOK_SHARED_GROUPS", '[{"agents": ["rex", "blaze"]}]')
+    monkeypatch.setenv("WEBHOOK_AGENT_TABLE", '{"Acme-Rex": "rex"}')
+    s = load_settings()
+    assert (s.naming_mode, s.storage_size) == ("agent", "50Gi")
+    assert s.shared_groups[0].agents == ["rex", "blaze"] and s.shared_groups[0].suffix == ""
+    assert s.agent_table == {"Acme-Rex": "rex"}
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json", "toml"])
+def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    text = {
+        "yaml": "naming_mode: legacy\nstorage_class: fast\n",
+        "json": json.dumps({"naming_mode": "legacy", "storage_class": "fast"}),
+        "toml": 'naming_mode = "legacy"\nstorage_class = "fast"\n',
+    }[suffix]
+    path = tmp_path / f"config.{suffix}"
+    path.write_text(text)
+    monkeypatch.setenv("WEBHOOK_CONFIG_FILE", str(path))
+    s = load_settings()
+    assert (s.naming_mode, s.storage_class) == ("legacy", "fast")
+    monkeypatch.setenv("WEBHOOK_NAMING_MODE", "agent")  # the environment wins over the file
+    assert load_settings().naming_mode == "agent"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        ("WEBHOOK_NAMING_MODE", "strict", "naming_mode (WEBHOOK_NAMING_MODE)"),
+        ("WEBHOOK_STORAGE_SIZE", "ten gigs", "'ten gigs' is not a Kubernetes quantity"),
+        ("WEBHOOK_AGENT_PATTERN", "^5dlabs-(.*)$", "no named group (?P<agent>...)"),
+        ("WEBHOOK_AGENT_PATTERN", "^5dlabs-(?P<agent>", "not a valid regular expression"),
+        ("WEBHOOK_LEGACY_OWNER", "Rex", "legacy_owner (WEBHOOK_LEGACY_OWNER)"),
+        ("WEBHOOK_AGENT_TABLE", '{"5DLabs-Rex": "Rex!"}', "agent_table.5DLabs-Rex"),
+        ("WEBHOOK_KUBE_DEADLINE_SECONDS", "0", "kube_deadline_seconds"),
+        (
+            "WEBHOOK_SHARED_GROUPS",
+            '[{"agents": ["rex"]}, {"agents": ["rex"], "suffix": "x"}]',
+            "'rex' is in two groups",
+        ),
+        ("WEBHOOK_NO_SUCH_KNOB", "1", None),  # unknown environment variables are not settings
+    ],
+)
+def test_bad_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, expected: str | None
+) -> None:
+    monkeypatch.setenv(env, value)
+    if expected is None:
+        load_settings()
+        return
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert expected in str(err.value)
+
+
+def test_unknown_key_in_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("naming_mod: agent\n")
+    monkeypatch.setenv("WEBHOOK_CONFIG_FILE", str(path))
+    with pytest.raises(SettingsError, match="naming_mod"):
+        load_settings()
+
+
+def test_missing_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_CONFIG_FILE", "/nonexistent/c.yaml")
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings()

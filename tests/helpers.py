@@ -56,7 +56,15 @@ def job_pod(
 def coderun(
     service: str | None = "cto", app: str | None = "5DLabs-Tess", name: str = "run-1", **spec: Any
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"repositoryUrl": "https://github.com/5dlabs/cto", **spec}
+    body: dict[str, Any] = {
+        # the fields the platform's CRD requires
+        "taskId": 1,
+        "repositoryUrl": "https://github.com/5dlabs/cto",
+        "docsRepositoryUrl": "https://github.com/5dlabs/docs",
+        "workingDirectory": ".",
+        "model": "claude-sonnet",
+        **spec,
+    }
     if service is not None:
         body["service"] = service
     if app is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from webhook.cluster import ClusterError
 from webhook.settings import Settings, SettingsError, load_settings
 
 
@@ -54,20 +56,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise UsageError(f"{path}: no such file")
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     app = create_app(settings)
+    sock = _listen(args.host, args.port, args.reuse_port)
+    # Logged once the port is bound, so that "serving" means connections are being queued.
     log.info(
         "serving",
         extra={
             "fields": {
                 "host": args.host,
-                "port": args.port,
+                "port": sock.getsockname()[1],
                 "tls": bool(ssl),
                 "store": settings.store,
                 "naming_mode": settings.naming_mode,
             }
         },
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, **ssl)
+    config = uvicorn.Config(app, log_config=None, access_log=False, **ssl)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # several processes on one port, the kernel spreading connections between them
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -151,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-file", help="PEM private key of --cert-file")
     serve.add_argument("--insecure", action="store_true", help="plain HTTP, for local debugging only")
     serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
+    serve.add_argument("--reuse-port", action="store_true", help="share the port with other processes (SO_REUSEPORT)")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=cmd_serve)
 
@@ -172,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (UsageError, SettingsError) as exc:
+    except (UsageError, SettingsError, ClusterError) as exc:
         print(f"agent-workspace-webhook {args.command}: {exc}", file=sys.stderr)
         return 2
     return code

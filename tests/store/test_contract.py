@@ -1,0 +1,144 @@
+"""One contract, two stores: the in-memory twin must behave like the real KubeStore, which runs
+here against the real API server as the manifests' ServiceAccount."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import pytest
+from helpers import coderun
+from kube import pvcs
+from kubernetes import client
+
+from webhook.cluster import KubeStore, MemoryStore, WorkspaceStore, pvc_manifest
+from webhook.settings import load_settings
+
+SETTINGS = load_settings(storage_size="2Gi")
+
+
+class Backend(Protocol):
+    store: WorkspaceStore
+    namespace: str
+
+    def put_pvc(self, manifest: dict[str, Any]) -> None: ...
+    def get_pvc(self, name: str) -> dict[str, Any] | None: ...
+    def put_owner(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.namespace = "agents"
+
+    def put_pvc(self, manifest: dict[str, Any]) -> None:
+        self.store.pvcs[(self.namespace, manifest["metadata"]["name"])] = manifest
+
+    def get_pvc(self, name: str) -> dict[str, Any] | None:
+        return self.store.pvcs.get((self.namespace, name))
+
+    def put_owner(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.store.owners[(obj["kind"], self.namespace, obj["metadata"]["name"])] = obj
+        return obj
+
+
+class KubeBackend:
+    def __init__(self, cluster: Any) -> None:
+        self.admin = cluster.admin
+        self.namespace = f"store-{uuid.uuid4().hex[:8]}"
+        client.CoreV1Api(self.admin).create_namespace({"metadata": {"name": self.namespace}})
+        kubeconfig = cluster.token_kubeconfig("agent-workspace-webhook")
+        self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig)))
+
+    def put_pvc(self, manifest: dict[str, Any]) -> None:
+        client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
+
+    def get_pvc(self, name: str) -> dict[str, Any] | None:
+        return pvcs(self.admin, self.namespace).get(name)
+
+    def put_owner(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Job":
+            client.BatchV1Api(self.admin).create_namespaced_job(self.namespace, obj)
+        else:
+            client.CustomObjectsApi(self.admin).create_namespaced_custom_object(
+                "agents.platform", "v1", self.namespace, "coderuns", obj
+            )
+        return obj
+
+
+@pytest.fixture(params=["memory", pytest.param("kube", marks=pytest.mark.e2e)])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        yield MemoryBackend()
+        return
+    kube = KubeBackend(request.getfixturevalue("cluster"))
+    yield kube
+    kube.store.close()
+
+
+def manifest(backend: Backend, name: str) -> dict[str, Any]:
+    return pvc_manifest(name, backend.namespace, {"agents.platform/agent": "rex"}, SETTINGS)
+
+
+def test_creates_a_missing_pvc_once(backend: Backend) -> None:
+    wanted = manifest(backend, "workspace-cto-rex")
+    assert asyncio.run(backend.store.ensure_pvc(wanted, dry_run=False)) == "created"
+    stored = backend.get_pvc("workspace-cto-rex")
+    assert stored is not None
+    assert stored["metadata"]["labels"] == wanted["metadata"]["labels"]
+    assert stored["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert stored["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert asyncio.run(backend.store.ensure_pvc(wanted, dry_run=False)) == "exists"
+    assert asyncio.run(backend.store.pvc_exists(backend.namespace, "workspace-cto-rex")) is True
+    assert asyncio.run(backend.store.pvc_exists(backend.namespace, "workspace-cto-cleo")) is False
+
+
+def test_existing_pvc_is_left_exactly_as_it_was(backend: Backend) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "workspace-cto-rex", "labels": {"owner": "someone-else"}},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}},
+    }
+    backend.put_pvc(theirs)
+    before = backend.get_pvc("workspace-cto-rex")
+    assert asyncio.run(backend.store.ensure_pvc(manifest(backend, "workspace-cto-rex"), dry_run=False)) == "exists"
+    assert backend.get_pvc("workspace-cto-rex") == before
+
+
+def test_dry_run_creates_nothing(backend: Backend) -> None:
+    answer = asyncio.run(backend.store.ensure_pvc(manifest(backend, "workspace-cto-tess"), dry_run=True))
+    assert answer == "would-create"
+    assert backend.get_pvc("workspace-cto-tess") is None
+
+
+def test_concurrent_ensures_create_exactly_once(backend: Backend) -> None:
+    wanted = manifest(backend, "workspace-cto-blaze")
+
+    async def race() -> list[str]:
+        return list(await asyncio.gather(*(backend.store.ensure_pvc(wanted, dry_run=False) for _ in range(10))))
+
+    results = asyncio.run(race())
+    assert results.count("created") == 1 and results.count("exists") == 9
+
+
+def test_owner_lookup(backend: Backend) -> None:
+    run = backend.put_owner(coderun("cto", "5DLabs-Cleo", name="run-5"))
+    found = asyncio.run(backend.store.get_owner("CodeRun", backend.namespace, "run-5"))
+    assert found is not None and found["spec"]["githubApp"] == run["spec"]["githubApp"]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "job-5"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+    }
+    backend.put_owner(job)
+    found_job = asyncio.run(backend.store.get_owner("Job", backend.namespace, "job-5"))
+    assert found_job is not None and found_job["metadata"]["name"] == "job-5"
+    assert asyncio.run(backend.store.get_owner("CodeRun", backend.namespace, "nope")) is None
+
+
+def test_ready(backend: Backend) -> None:
+    assert asyncio.run(backend.store.check_ready()) is None

@@ -1,0 +1,38 @@
+"""README.md stays true: its set-up commands are the ones CI runs, its example output is real."""
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from webhook.app import create_app
+from webhook.cluster import MemoryStore
+from webhook.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def commands() -> list[str]:
+    """The indented command lines that open the README, before its first rule."""
+    top = README.split("\n---\n", 1)[0]
+    return [line.strip() for line in top.splitlines() if line.startswith("    ")]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    run, test = commands()
+    assert "agent-workspace-webhook serve" in run
+    assert "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert commands()[1] in ci_lines
+
+
+def test_curl_example_output_is_what_the_server_answers() -> None:
+    shown = re.search(r'"patch": "([A-Za-z0-9+/=]+)"', README)
+    assert shown is not None
+    with TestClient(create_app(load_settings(store="memory"), MemoryStore())) as http:
+        answer = http.post("/mutate", content=(ROOT / "examples/rex-pod.json").read_bytes()).json()
+    assert answer["response"]["patch"] == shown.group(1)

@@ -66,29 +66,29 @@ class Cluster:
         process.start()
         return process
 
-    def register(self, process: WebhookProcess) -> None:
-        """Apply manifests/webhook.yaml with clientConfig pointed at this local process, and wait
-        until the API server calls it."""
+    def register(self, process: WebhookProcess, *sharing_its_port: WebhookProcess) -> None:
+        """Apply manifests/webhook.yaml with clientConfig pointed at this local process (or the
+        processes sharing its port), and wait until the API server calls it (or one of them)."""
         ca_bundle = base64.b64encode(self.certs.ca.read_bytes()).decode()
         for doc in load_yaml(MANIFESTS / "webhook.yaml"):
             for hook in doc["webhooks"]:
                 hook["clientConfig"] = {"url": f"https://127.0.0.1:{process.port}/mutate", "caBundle": ca_bundle}
             apply(self.admin, doc)
         self.serving = process
-        self.wait_until_called(process)
+        self.wait_until_called(process, *sharing_its_port)
 
-    def wait_until_called(self, process: WebhookProcess, timeout: float = 30) -> None:
-        """Dry-run a probe Pod until this very process is the one that mutated it."""
+    def wait_until_called(self, *processes: WebhookProcess, timeout: float = 30) -> None:
+        """Dry-run a probe Pod until one of these very processes is the one that mutated it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             marker = f"probe-{uuid.uuid4().hex[:8]}-"
             pod = probe_pod(marker)
             stored, _ = create(self.admin, PROBE_NAMESPACE, pod, dry_run=True)
             mutated = claim_of(stored) in ("workspace-probe-rex", "workspace-probe")  # per naming mode
-            if mutated and marker in process.log():
+            if mutated and any(marker in process.log() for process in processes):
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"the API server did not call the webhook on port {process.port} within {timeout}s")
+        raise TimeoutError(f"the API server did not call the webhook on port {processes[0].port} within {timeout}s")
 
     @contextlib.contextmanager
     def webhook(self, **settings: str) -> Iterator[WebhookProcess]:

@@ -46,6 +46,7 @@ class Outcome:
 
     uid: str
     kind: str
+    operation: str
     namespace: str | None
     name: str | None
     dry_run: bool
@@ -62,6 +63,7 @@ class Outcome:
         fields = {
             "uid": self.uid,
             "kind": self.kind,
+            "operation": self.operation,
             "namespace": self.namespace,
             "name": self.name,
             "dry_run": self.dry_run,
@@ -108,6 +110,7 @@ async def admit(request: AdmissionRequest, ctx: Context) -> Outcome:
     out = Outcome(
         uid=request.uid,
         kind=request.kind.kind,
+        operation=request.operation,
         namespace=request.namespace,
         name=request.name or _object_name(obj),
         dry_run=request.dry_run,

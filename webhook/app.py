@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from webhook import logs
 from webhook.admit import Context, admit, make_context
 from webhook.cluster import WorkspaceStore, make_store
+from webhook.metrics import Metrics
 from webhook.review import ReviewError, answer, parse_review
 from webhook.settings import Settings
+from webhook.tls import ReloadingCertificate
 
 
 class BodyTooLarge(Exception):
@@ -39,44 +45,78 @@ def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(settings: Settings, store: WorkspaceStore | None = None) -> FastAPI:
-    """The webhook's ASGI app; `store` defaults to the one the settings name."""
-    ctx: Context = make_context(settings, store if store is not None else make_store(settings))
+def create_app(
+    settings: Settings,
+    store: WorkspaceStore | None = None,
+    certificate: ReloadingCertificate | None = None,
+) -> FastAPI:
+    """The webhook's ASGI app; `store` defaults to the one the settings name. A `certificate`
+    is watched for rotation while the app runs."""
+    metrics = Metrics()
+    ctx: Context = make_context(settings, store if store is not None else make_store(settings, metrics))
     log = logs.logger()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = None
+        if certificate is not None:
+            watcher = asyncio.create_task(certificate.watch(settings.tls_reload_seconds))
         yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         ctx.store.close()
 
     app = FastAPI(title="agent-workspace-webhook", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
+    app.state.metrics = metrics
 
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            return await _mutate(request)
+        finally:
+            metrics.in_flight.dec()
+            metrics.latency.labels(request.state.kind).observe(time.perf_counter() - started)
+
+    async def _mutate(request: Request) -> Response:
+        request.state.kind = "unknown"
         try:
             body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return _problem(
+            return _invalid(
                 413, f"request body is larger than {settings.max_body_bytes} bytes (WEBHOOK_MAX_BODY_BYTES)"
             )
         try:
             review = parse_review(body)
         except ReviewError as exc:
-            log.info("rejected", extra={"fields": {"status": 400, "message": str(exc)}})
-            return _problem(400, str(exc))
+            return _invalid(400, str(exc))
+        uid, request.state.kind = review.request.uid, review.request.kind.kind
         try:
             outcome = await admit(review.request, ctx)
         except Exception:  # a bug must still answer, with a denial the user can report
-            log.exception("admission failed", extra={"fields": {"uid": review.request.uid}})
-            message = f"internal error in agent-workspace-webhook (uid {review.request.uid}); see its logs"
-            return JSONResponse(answer(review.request.uid, allowed=False, code=500, message=message))
-        log.log(
-            logging.WARNING if outcome.decision == "error" else logging.INFO,
-            "admission",
-            extra={"fields": outcome.log_fields()},
-        )
+            log.exception("admission failed", extra={"fields": {"uid": uid}})
+            metrics.requests.labels(request.state.kind, review.request.operation, "error").inc()
+            message = f"internal error in agent-workspace-webhook (uid {uid}); see its logs"
+            return JSONResponse(answer(uid, allowed=False, code=500, message=message))
+        metrics.requests.labels(outcome.kind, outcome.operation, outcome.decision).inc()
+        if outcome.ensured == "created":
+            metrics.pvcs_created.inc()
+        level = logging.WARNING if outcome.decision == "error" else logging.INFO
+        log.log(level, "admission", extra={"fields": outcome.log_fields()})
         return JSONResponse(outcome.answer)
+
+    def _invalid(status: int, message: str) -> JSONResponse:
+        metrics.requests.labels("unknown", "unknown", "invalid").inc()
+        log.info("rejected", extra={"fields": {"status": status, "message": message}})
+        return _problem(status, message)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -31,11 +31,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook import logs
     from webhook.app import create_app
     from webhook.certs import write_certificates
+    from webhook.tls import ReloadingCertificate
 
     settings = _settings(args)
     logs.configure(args.log_level)
     log = logs.logger()
-    ssl: dict[str, Any] = {}
+    certificate: ReloadingCertificate | None = None
     if args.insecure:
         if args.cert_file or args.key_file:
             raise UsageError("--insecure serves plain HTTP: drop --cert-file/--key-file, or drop --insecure")
@@ -54,8 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for path in (cert, key):
             if not path.is_file():
                 raise UsageError(f"{path}: no such file")
-        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    app = create_app(settings)
+        certificate = ReloadingCertificate(cert, key)
+    app = create_app(settings, certificate=certificate)
     sock = _listen(args.host, args.port, args.reuse_port)
     # Logged once the port is bound, so that "serving" means connections are being queued.
     log.info(
@@ -64,13 +65,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "fields": {
                 "host": args.host,
                 "port": sock.getsockname()[1],
-                "tls": bool(ssl),
+                "tls": certificate is not None,
                 "store": settings.store,
                 "naming_mode": settings.naming_mode,
             }
         },
     )
-    config = uvicorn.Config(app, log_config=None, access_log=False, **ssl)
+    config = uvicorn.Config(app, log_config=None, access_log=False)
+    if certificate is not None:
+        # uvicorn builds a fresh SSLContext from file names; ours is reloaded on rotation instead.
+        config.load()
+        config.ssl = certificate.context
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from webhook.facts import OwnerKind
+from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "agent-workspace-webhook"}
@@ -134,10 +135,11 @@ class MemoryStore:
 class KubeStore:
     """The real thing: the official client, each call in a worker thread with a timeout."""
 
-    def __init__(self, settings: Settings, api_client: Any | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, api_client: Any | None = None) -> None:
         from kubernetes import client
 
         self._settings = settings
+        self._metrics = metrics
         self._api = api_client if api_client is not None else _api_client(settings)
         self._core = client.CoreV1Api(self._api)
         self._batch = client.BatchV1Api(self._api)
@@ -147,22 +149,41 @@ class KubeStore:
         self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
         self._timeout = settings.kube_deadline_seconds
 
-    async def _run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+    async def _call(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], T]) -> T:
+        """One API call in the pool, counted by its result code. An HTTP error is raised as
+        ApiException for the caller to interpret; no answer at all becomes a ClusterError."""
+        from kubernetes.client.exceptions import ApiException
+
+        resource = _resource(what)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except ApiException as exc:
+            self._count(verb, resource, str(exc.status))
+            raise
+        except asyncio.CancelledError:  # the admission's deadline passed
+            self._count(verb, resource, "timeout")
+            raise
+        except Exception as exc:  # urllib3: refused, reset, read timeout
+            self._count(verb, resource, "unreachable")
+            raise ClusterError(describe_failure(verb, what, namespace, name, None, _short(exc))) from None
+        self._count(verb, resource, "201" if verb == "create" else "200")
+        return result
+
+    def _count(self, verb: str, resource: str, code: str) -> None:
+        if self._metrics is not None:
+            self._metrics.kube_call(verb, resource, code)
 
     async def _get(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            response = await self._run(call)
+            response = await self._call("get", what, namespace, name, call)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise ClusterError(
                 describe_failure("get", what, namespace, name, exc.status, _api_message(exc)), exc.status
             ) from None
-        except Exception as exc:  # urllib3 connection errors, timeouts
-            raise ClusterError(describe_failure("get", what, namespace, name, None, _short(exc))) from None
         if isinstance(response, dict):
             return response
         loaded: dict[str, Any] = json.loads(response.data)
@@ -188,13 +209,17 @@ class KubeStore:
         if dry_run:
             return "would-create"
         try:
-            await self._run(
+            await self._call(
+                "create",
+                "PersistentVolumeClaim",
+                namespace,
+                name,
                 lambda: self._core.create_namespaced_persistent_volume_claim(
                     namespace,
                     manifest,  # type: ignore[arg-type]  # a plain dict is serialised as it is
                     _preload_content=False,
                     _request_timeout=self._timeout,
-                )
+                ),
             )
         except ApiException as exc:
             if exc.status == 409:  # another replica or a concurrent pod created it first
@@ -203,10 +228,6 @@ class KubeStore:
                 "create", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
             )
             raise ClusterError(message, exc.status) from None
-        except Exception as exc:
-            raise ClusterError(
-                describe_failure("create", "PersistentVolumeClaim", namespace, name, None, _short(exc))
-            ) from None
         return "created"
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -232,9 +253,14 @@ class KubeStore:
     async def check_ready(self) -> str | None:
         timeout = self._settings.ready_timeout_seconds
         try:
-            await asyncio.wait_for(self._run(lambda: self._version.get_code(_request_timeout=timeout)), timeout)
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(
+                    self._pool, lambda: self._version.get_code(_request_timeout=timeout)
+                ),
+                timeout,
+            )
         except Exception as exc:
-            return f"the Kubernetes API is unreachable: {_short(exc)}"
+            return f"the Kubernetes API is unreachable: {_short(exc) or type(exc).__name__}"
         return None
 
     def close(self) -> None:
@@ -278,7 +304,7 @@ def _short(value: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def make_store(settings: Settings) -> WorkspaceStore:
+def make_store(settings: Settings, metrics: Metrics | None = None) -> WorkspaceStore:
     if settings.store == "memory":
         return MemoryStore()
-    return KubeStore(settings)
+    return KubeStore(settings, metrics)

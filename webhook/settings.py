@@ -116,6 +116,8 @@ class Settings(BaseSettings):
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    # How often the serving certificate files are checked for rotation.
+    tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

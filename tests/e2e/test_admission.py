@@ -189,7 +189,7 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Cluster, namespa
     port = free_port()  # two processes on one port (SO_REUSEPORT), like two replicas behind a Service
     first = cluster.start_webhook(port=port, reuse_port=True)
     second = cluster.start_webhook(port=port, reuse_port=True)
-    cluster.register(first)
+    cluster.register(first, second)
     pairs = [
         (service, agent)
         for service, agent in [

@@ -1,51 +1,17 @@
 """Small helpers over the official client for tests against the real API server: plain dicts in
-and out, warnings kept, manifests applied from YAML files."""
+and out, warnings kept."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import yaml
-from kubernetes import client, dynamic
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = ROOT / "manifests"
+from webhook.devcluster import MANIFESTS, apply, load_yaml
 
-
-def load_yaml(path: Path) -> Iterator[dict[str, Any]]:
-    for doc in yaml.safe_load_all(path.read_text()):
-        if doc:
-            yield doc
-
-
-def apply(api: client.ApiClient, doc: dict[str, Any]) -> None:
-    """Create the object, or replace it if it exists (as `kubectl apply` would end up)."""
-    resource = dynamic.DynamicClient(api).resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-    namespace = doc["metadata"].get("namespace")
-    try:
-        resource.create(body=doc, namespace=namespace)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = resource.get(name=doc["metadata"]["name"], namespace=namespace)
-        doc = {**doc, "metadata": {**doc["metadata"], "resourceVersion": current.metadata.resourceVersion}}
-        resource.replace(body=doc, namespace=namespace)
-
-
-def wait_for_crd(api: client.ApiClient, name: str, timeout: float = 30) -> None:
-    ext = client.ApiextensionsV1Api(api)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"CRD {name} not established after {timeout}s")
+__all__ = ["MANIFESTS", "apply", "claim_of", "create", "denial", "load_yaml", "pvcs"]
 
 
 def create(

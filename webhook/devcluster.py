@@ -7,7 +7,9 @@ stops exactly the processes it started. Nothing schedules pods: admission is wha
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -15,14 +17,19 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from webhook.certs import CertFiles
 
 REPO = Path(__file__).resolve().parents[1]
 BIN_ENV = "CONTROLPLANE_BIN"
@@ -213,3 +220,136 @@ class ControlPlane:
     def __exit__(self, *_: object) -> None:
         with contextlib.suppress(Exception):
             self.remove()
+
+
+# --- installing the webhook into it, from manifests/ ----------------------------------------
+
+MANIFESTS = REPO / "manifests"
+WEBHOOK_NAMESPACE = "agent-workspace-webhook"
+WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"
+
+
+def _body(response: object) -> Any:
+    """The JSON of a call made with _preload_content=False (the client's types do not say so)."""
+    return json.loads(cast(Any, response).data)
+
+
+def load_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def apply(api: Any, doc: dict[str, Any]) -> None:
+    """Create the object, or replace it if it exists (where `kubectl apply` would end up)."""
+    from kubernetes import dynamic
+    from kubernetes.client.exceptions import ApiException
+
+    dynamic_client = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+    resource = dynamic_client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    namespace = doc["metadata"].get("namespace")
+    try:
+        resource.create(body=doc, namespace=namespace)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = resource.get(name=doc["metadata"]["name"], namespace=namespace)
+        doc = {**doc, "metadata": {**doc["metadata"], "resourceVersion": current.metadata.resourceVersion}}
+        resource.replace(body=doc, namespace=namespace)
+
+
+def install(api: Any, files: tuple[str, ...] = ("namespace.yaml", "crd-coderun.yaml", "rbac.yaml")) -> None:
+    """Apply manifests/ files and wait for the CodeRun CRD to be served."""
+    from kubernetes import client
+
+    for name in files:
+        for doc in load_yaml(MANIFESTS / name):
+            apply(api, doc)
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = extensions.read_custom_resource_definition("coderuns.agents.platform", _preload_content=False)
+        conditions = _body(crd).get("status", {}).get("conditions", [])
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        time.sleep(0.1)
+    raise ControlPlaneError("CRD coderuns.agents.platform not established after 30s")
+
+
+def register(api: Any, url: str, ca_pem: bytes) -> None:
+    """Apply manifests/webhook.yaml with clientConfig pointed at `url` instead of the Service."""
+    ca_bundle = base64.b64encode(ca_pem).decode()
+    for doc in load_yaml(MANIFESTS / "webhook.yaml"):
+        for hook in doc["webhooks"]:
+            hook["clientConfig"] = {"url": url, "caBundle": ca_bundle}
+        apply(api, doc)
+
+
+def service_account_kubeconfig(plane: ControlPlane, api: Any, path: Path, name: str, namespace: str) -> Path:
+    """A kubeconfig that authenticates as that ServiceAccount, with a bound token."""
+    from kubernetes import client
+
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}}
+    response = client.CoreV1Api(api).create_namespaced_service_account_token(
+        name,
+        namespace,
+        request,  # type: ignore[arg-type]  # a plain dict is serialised as it is
+        _preload_content=False,
+    )
+    token = _body(response)["status"]["token"]
+    path.write_text(kubeconfig_text(plane.server, plane.ca_file, token, name))
+    path.chmod(0o600)
+    return path
+
+
+def admin_client(plane: ControlPlane, pool: int = 64) -> Any:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(str(plane.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
+
+
+@dataclass
+class LocalWebhook:
+    """`agent-workspace-webhook serve` as a process of its own, with TLS on 127.0.0.1."""
+
+    port: int
+    env: dict[str, str]
+    certs: CertFiles
+    log_path: Path
+    reuse_port: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/mutate"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def admissions(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log().splitlines() if '"event": "admission"' in line]
+
+    def start(self, timeout: float = 30) -> LocalWebhook:
+        args = [sys.executable, "-m", "webhook", "serve", "--port", str(self.port)]
+        args += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
+        if self.reuse_port:
+            args.append("--reuse-port")
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        context = ssl.create_default_context(cafile=str(self.certs.ca))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ControlPlaneError(f"webhook exited with {self.proc.returncode}:\n{self.log()}")
+            if '"event": "serving"' in self.log():  # this very process listens (the port may be shared)
+                try:
+                    with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/healthz", context=context, timeout=2):
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise ControlPlaneError(f"webhook on port {self.port} not healthy after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        _stop(self.proc, grace=10)

@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from cluster_fixtures import WEBHOOK_NAMESPACE, Cluster
+from cluster_fixtures import Cluster
 from helpers import coderun, job_pod
 from kube import MANIFESTS, apply, claim_of, create, denial, load_yaml, pvcs
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.devcluster import free_port
+from webhook.devcluster import WEBHOOK_NAMESPACE, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -210,8 +210,7 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Cluster, namespa
         with ThreadPoolExecutor(max_workers=50) as pool:
             results = list(pool.map(make, jobs))
     finally:
-        assert cluster.default is not None
-        cluster.register(cluster.default)
+        cluster.restore()
         first.stop()
         second.stop()
     assert all(claim == f"workspace-{service}-{agent}" for (service, agent), claim in results)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from Go modules (the only source reachable here) into
+# Builds kube-apiserver, kubectl (same version, for `apply -k` and the demo) and etcd from Go modules (the only source reachable here) into
 # .cache/controlplane/bin/, once per machine: a stamp keyed on the pinned versions and the Go
 # version makes a second run a no-op. A cold build takes several minutes on 2 cores.
 set -euo pipefail
@@ -15,8 +15,8 @@ work=$cache/work
 mkdir -p "$bin" "$work"
 
 go_version=$(go env GOVERSION)
-stamp="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION go=$go_version"
-if [[ -x $bin/kube-apiserver && -x $bin/etcd && -f $bin/STAMP && $(cat "$bin/STAMP") == "$stamp" ]]; then
+stamp="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION go=$go_version tools=kube-apiserver,kubectl,etcd"
+if [[ -x $bin/kube-apiserver && -x $bin/kubectl && -x $bin/etcd && -f $bin/STAMP && $(cat "$bin/STAMP") == "$stamp" ]]; then
   echo "controlplane: cached binaries match ($stamp), nothing to build"
   exit 0
 fi
@@ -51,7 +51,10 @@ cat >"$kdir/tools.go" <<'GO'
 
 package tools
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
 GO
 say "go mod tidy (kube-apiserver)"
 (cd "$kdir" && go mod tidy)
@@ -61,6 +64,9 @@ ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/
 say "go build kube-apiserver (the slow part: about 6 minutes on 2 cores when cold)"
 (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
 mv "$bin/kube-apiserver.new" "$bin/kube-apiserver"
+say "go build kubectl"
+(cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl.new" k8s.io/kubernetes/cmd/kubectl)
+mv "$bin/kubectl.new" "$bin/kubectl"
 
 # --- etcd ----------------------------------------------------------------------------------
 # etcd's server module has its own replace lines, so it is built from a wrapper module too;
@@ -88,4 +94,4 @@ say "go build etcd"
 mv "$bin/etcd.new" "$bin/etcd"
 
 echo "$stamp" >"$bin/STAMP"
-say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) / $("$bin/etcd" --version | head -1)"
+say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1)"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
+import json
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,10 +44,13 @@ def write_certificates(directory: Path, hosts: list[str], days: int = 365) -> Ce
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    # A name of its own per CA: during a CA rotation clients trust two CAs at once, and OpenSSL
+    # finds an issuer by name (then by key identifier).
+    ca_name = _name(f"agent-workspace-webhook-ca-{now:%Y%m%d%H%M%S}-{secrets.token_hex(4)}")
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("agent-workspace-webhook-ca"))
-        .issuer_name(_name("agent-workspace-webhook-ca"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -62,6 +70,7 @@ def write_certificates(directory: Path, hosts: list[str], days: int = 365) -> Ce
             ),
             critical=True,
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -76,6 +85,7 @@ def write_certificates(directory: Path, hosts: list[str], days: int = 365) -> Ce
         .add_extension(_san(hosts), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     files = CertFiles(ca=directory / "ca.crt", cert=directory / "tls.crt", key=directory / "tls.key")
@@ -86,3 +96,57 @@ def write_certificates(directory: Path, hosts: list[str], days: int = 365) -> Ce
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return files
+
+
+def service_hosts(service: str, namespace: str, extra: list[str]) -> list[str]:
+    """The names the API server may use for the webhook's Service, then any extra hosts."""
+    return [
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+        f"{service}.{namespace}",
+        service,
+        *extra,
+    ]
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def secret_manifest(name: str, namespace: str, files: CertFiles) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "agent-workspace-webhook"},
+        },
+        "data": {"tls.crt": _b64(files.cert), "tls.key": _b64(files.key), "ca.crt": _b64(files.ca)},
+    }
+
+
+def overlay(manifests: Path, out: Path, files: CertFiles, webhook_config: str, webhook_count: int) -> dict[str, Any]:
+    """A kustomization over manifests/ that adds the Secret and the caBundle of every webhook."""
+    ca_bundle = _b64(files.ca)
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(manifests, out), "secret.yaml"],
+        "patches": [
+            {
+                "target": {
+                    "group": "admissionregistration.k8s.io",
+                    "kind": "MutatingWebhookConfiguration",
+                    "name": webhook_config,
+                },
+                "patch": json.dumps(
+                    [
+                        {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_bundle}
+                        for i in range(webhook_count)
+                    ]
+                ),
+            }
+        ],
+    }

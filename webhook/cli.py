@@ -9,7 +9,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from webhook.cluster import ClusterError
 from webhook.settings import Settings, SettingsError, load_settings
@@ -71,7 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             }
         },
     )
-    config = uvicorn.Config(app, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds
+    )
     if certificate is not None:
         # uvicorn builds a fresh SSLContext from file names; ours is reloaded on rotation instead.
         config.load()
@@ -161,6 +163,54 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    import yaml
+
+    from webhook.certs import overlay, secret_manifest, service_hosts, write_certificates
+    from webhook.devcluster import MANIFESTS, load_yaml
+
+    out = Path(args.out)
+    hosts = service_hosts(args.service, args.namespace, args.host)
+    files = write_certificates(out, hosts, days=args.days)
+    (out / "secret.yaml").write_text(
+        yaml.safe_dump(secret_manifest(args.secret, args.namespace, files), sort_keys=False)
+    )
+    config = next(doc for doc in load_yaml(MANIFESTS / "webhook.yaml") if doc["kind"] == "MutatingWebhookConfiguration")
+    kustomization = overlay(MANIFESTS.parent, out, files, config["metadata"]["name"], len(config["webhooks"]))
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    print(f"wrote {files.ca}, {files.cert}, {files.key} (valid {args.days} days for {', '.join(hosts)})")
+    print(f"wrote {out / 'secret.yaml'} (Secret {args.namespace}/{args.secret}) and {out / 'kustomization.yaml'}")
+    print(f"install with: kubectl apply -k {out}")
+    return 0
+
+
+def cmd_workspaces(args: argparse.Namespace) -> int:
+    from kubernetes import client
+
+    from webhook.cluster import ClusterError, _api_client
+    from webhook.workspaces import report, rows
+
+    api = _api_client(_settings(args))
+    core = client.CoreV1Api(api)
+    try:
+        if args.namespace:
+            response = core.list_namespaced_persistent_volume_claim(args.namespace, _preload_content=False)
+        else:
+            response = core.list_persistent_volume_claim_for_all_namespaces(_preload_content=False)
+    except Exception as exc:
+        raise ClusterError(f"cannot list PersistentVolumeClaims: {' '.join(str(exc).split())[:300]}") from None
+    finally:
+        api.close()
+    print(report(rows(json.loads(cast(Any, response).data)["items"])))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from webhook import demo
+
+    return demo.run(wait=not args.exit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-workspace-webhook",
@@ -190,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--service", help="the service, to print the PVC name")
     agent.add_argument("-o", "--output", choices=["text", "json"], default="text")
     agent.set_defaults(func=cmd_agent)
+
+    certs = sub.add_parser("certs", help="make a CA, a serving certificate, its Secret and a kustomize overlay")
+    certs.add_argument("--out", default="certs/generated", help="directory to write (default certs/generated)")
+    certs.add_argument("--namespace", default="agent-workspace-webhook")
+    certs.add_argument("--service", default="agent-workspace-webhook")
+    certs.add_argument("--secret", default="agent-workspace-webhook-tls")
+    certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
+    certs.add_argument("--days", type=int, default=365)
+    certs.set_defaults(func=cmd_certs)
+
+    workspaces = sub.add_parser("workspaces", help="list agent workspaces and the legacy shared ones left")
+    workspaces.add_argument("--namespace", "-n", help="one namespace (default: all)")
+    workspaces.set_defaults(func=cmd_workspaces)
+
+    demo = sub.add_parser("demo", help="local control plane + webhook + three agents' runs, then wait for Ctrl-C")
+    demo.add_argument("--exit", action="store_true", help="tear everything down after the table instead of waiting")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

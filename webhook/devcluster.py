@@ -224,7 +224,7 @@ class ControlPlane:
 
 # --- installing the webhook into it, from manifests/ ----------------------------------------
 
-MANIFESTS = REPO / "manifests"
+MANIFESTS = REPO / "manifests" / "base"
 WEBHOOK_NAMESPACE = "agent-workspace-webhook"
 WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"
 

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
     # How often the serving certificate files are checked for rotation.
     tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # On SIGTERM, requests in flight get this long to finish. It also bounds the wait for idle
+    # keep-alive TLS connections (the API server keeps them), which would otherwise hold the
+    # process for the event loop's 30 s TLS shutdown timeout. Keep it below the pod's
+    # terminationGracePeriodSeconds.
+    shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

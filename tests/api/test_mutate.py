@@ -383,3 +383,32 @@ def test_readyz_follows_the_store(make_client: MakeClient) -> None:
     store.failure = ClusterError("cannot reach the Kubernetes API (connection refused)")
     response = http.get("/readyz")
     assert response.status_code == 503 and "connection refused" in response.json()["error"]
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _metric(http: TestClient, name: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_by_outcome(client: Client) -> None:
+    http, _ = client
+    patched = 'agent_workspace_webhook_requests_total{kind="Pod",operation="CREATE",outcome="patched"}'
+    denied = 'agent_workspace_webhook_requests_total{kind="CodeRun",operation="CREATE",outcome="denied"}'
+    invalid = 'agent_workspace_webhook_requests_total{kind="unknown",operation="unknown",outcome="invalid"}'
+    assert _metric(http, patched) == 0
+    mutate(http, review(job_pod("cto", "5dlabs-rex")))
+    mutate(http, review(job_pod("cto", "5dlabs-cleobot")))
+    mutate(http, review(coderun(None, "5DLabs-Rex")))
+    http.post("/mutate", content=b"nope")
+    assert _metric(http, patched) == 2
+    assert _metric(http, denied) == 1
+    assert _metric(http, invalid) == 1
+    assert _metric(http, "agent_workspace_webhook_pvcs_created_total") == 2
+    assert _metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
+    assert _metric(http, "agent_workspace_webhook_requests_in_flight") == 0
+    assert http.get("/metrics").headers["content-type"].startswith("text/plain")

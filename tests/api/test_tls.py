@@ -1,0 +1,180 @@
+"""The serving certificate rotates under load with zero failed requests (a real `serve`)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from webhook.certs import write_certificates
+from webhook.devcluster import free_port
+from webhook.tls import ReloadingCertificate
+
+ROOT = Path(__file__).resolve().parents[2]
+BODY = (ROOT / "examples" / "rex-pod.json").read_bytes()
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Swap a file in atomically, as kubelet's symlink swap does for a Secret volume."""
+    tmp = dst.with_suffix(".tmp")
+    shutil.copy(src, tmp)
+    tmp.replace(dst)
+
+
+def _der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def test_minimum_tls_version_is_1_2(tmp_path: Path) -> None:
+    files = write_certificates(tmp_path, ["127.0.0.1"])
+    assert ReloadingCertificate(files.cert, files.key).context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_mismatched_pair_is_not_loaded(tmp_path: Path) -> None:
+    a = write_certificates(tmp_path / "a", ["127.0.0.1"])
+    b = write_certificates(tmp_path / "b", ["127.0.0.1"])
+    cert = ReloadingCertificate(a.cert, a.key)
+    _replace(b.cert, a.cert)  # new certificate, old key: mid-rotation
+    assert cert.reload_if_changed() is False
+    _replace(b.key, a.key)
+    assert cert.reload_if_changed() is True and cert.reloads == 1
+
+
+def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
+    old = write_certificates(tmp_path / "old", ["127.0.0.1"])
+    new = write_certificates(tmp_path / "new", ["127.0.0.1"])
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(old.cert.parent / name, live / name)
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(old.ca.read_bytes() + new.ca.read_bytes())
+    context = ssl.create_default_context(cafile=str(trust))
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "webhook",
+                "serve",
+                "--store",
+                "memory",
+                "--port",
+                str(port),
+                "--cert-file",
+                str(live / "tls.crt"),
+                "--key-file",
+                str(live / "tls.key"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "WEBHOOK_TLS_RELOAD_SECONDS": "0.1"},
+        )
+    try:
+
+        def call(conn: http.client.HTTPSConnection) -> bytes:
+            conn.request("POST", "/mutate", BODY, {"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+            assert conn.sock is not None
+            cert: bytes = conn.sock.getpeercert(binary_form=True)
+            return cert
+
+        deadline = time.monotonic() + 30
+        while b'"event": "serving"' not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        kept = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+        assert call(kept) == _der(old.cert)
+
+        seen: list[bytes] = []
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def load() -> None:  # a client that keeps calling on new connections throughout
+            for _ in range(2000):
+                if stop.is_set():
+                    return
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+                try:
+                    seen.append(call(conn))
+                except Exception as exc:
+                    failures.append(repr(exc))
+                finally:
+                    conn.close()
+
+        client = threading.Thread(target=load)
+        client.start()
+        while len(seen) < 20 and client.is_alive():
+            time.sleep(0.05)
+        _replace(new.cert, live / "tls.crt")  # the certificate first: a mismatched pair for a moment
+        time.sleep(0.3)
+        _replace(new.key, live / "tls.key")
+        deadline = time.monotonic() + 15
+        while _der(new.cert) not in seen[-5:] and time.monotonic() < deadline and client.is_alive():
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        client.join(timeout=30)
+
+        assert failures == []
+        assert seen[0] == _der(old.cert) and seen[-1] == _der(new.cert)
+        assert call(kept) == _der(old.cert)  # the connection open before the rotation still works
+        kept.close()
+        assert b"certificate reloaded" in log.read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_sigterm_with_an_idle_keep_alive_connection_exits_within_the_grace(tmp_path: Path) -> None:
+    files = write_certificates(tmp_path, ["127.0.0.1"])
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "webhook",
+                "serve",
+                "--store",
+                "memory",
+                "--port",
+                str(port),
+                "--cert-file",
+                str(files.cert),
+                "--key-file",
+                str(files.key),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "WEBHOOK_SHUTDOWN_GRACE_SECONDS": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while b'"event": "serving"' not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        idle = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(files.ca)))
+        idle.request("GET", "/healthz")
+        assert idle.getresponse().read() == b'{"status":"ok"}'
+        started = time.monotonic()
+        proc.terminate()
+        proc.wait(timeout=15)
+        assert time.monotonic() - started < 5  # not the event loop's 30 s TLS shutdown wait
+        idle.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

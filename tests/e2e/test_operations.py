@@ -1,0 +1,239 @@
+"""What an operator does and checks, through the real API server: install from manifests/ and
+the overlays, the RBAC the webhook really runs with, metrics, logs, the demo, `workspaces`."""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cluster_fixtures import Cluster
+from helpers import job_pod
+from kube import MANIFESTS, create, load_yaml
+from kubernetes import client
+
+from webhook.devcluster import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT, binaries_dir
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binaries_dir() / "kubectl"), "--kubeconfig", str(cluster.plane.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_whole_kustomize_output_applies_server_side(cluster: Cluster) -> None:
+    # The tests' own registration points clientConfig at a URL; an apply over it would merge in
+    # `service` beside `url`. Take it away for the dry run, as on a cluster without the webhook.
+    admission = client.AdmissionregistrationV1Api(cluster.admin)
+    admission.delete_mutating_webhook_configuration("agent-workspace-webhook")
+    try:
+        result = kubectl(cluster, "apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
+    finally:
+        cluster.restore()
+    assert result.returncode == 0, result.stderr
+    for kind in ("namespace", "customresourcedefinition", "serviceaccount", "clusterrole", "clusterrolebinding",
+                 "service", "deployment", "poddisruptionbudget", "mutatingwebhookconfiguration"):  # fmt: skip
+        lines = [line for line in result.stdout.splitlines() if line.startswith((f"{kind}/", f"{kind}."))]
+        assert lines and lines[0].endswith("(server dry run)"), result.stdout
+
+
+def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    made = cli("certs", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    built = kubectl(cluster, "kustomize", str(out))
+    assert built.returncode == 0, built.stderr
+    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert secret["type"] == "kubernetes.io/tls" and secret["metadata"]["name"] == "agent-workspace-webhook-tls"
+    config = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
+    ca = (out / "ca.crt").read_bytes()
+    assert all(base64.b64decode(h["clientConfig"]["caBundle"]) == ca for h in config["webhooks"])
+    client.AdmissionregistrationV1Api(cluster.admin).delete_mutating_webhook_configuration("agent-workspace-webhook")
+    try:
+        applied = kubectl(cluster, "apply", "-k", str(out), "--dry-run=server")
+    finally:
+        cluster.restore()
+    assert applied.returncode == 0, applied.stderr
+    assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied.stdout
+
+
+def test_cert_manager_overlay_builds() -> None:
+    kubectl_bin = str(binaries_dir() / "kubectl")
+    result = subprocess.run(
+        [kubectl_bin, "kustomize", str(ROOT / "manifests/cert-manager")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    serving = next(
+        d for d in docs if d["kind"] == "Certificate" and d["metadata"]["name"] == "agent-workspace-webhook-serving"
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    mounted = {v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert serving["spec"]["secretName"] in mounted
+    assert "agent-workspace-webhook.agent-workspace-webhook.svc" in serving["spec"]["dnsNames"]
+    config = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
+    assert (
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == "agent-workspace-webhook/agent-workspace-webhook-serving"
+    )
+
+
+def can(cluster: Cluster, verb: str, resource: str, group: str = "") -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{WEBHOOK_NAMESPACE}:{WEBHOOK_SERVICE_ACCOUNT}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{WEBHOOK_NAMESPACE}", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": "any"},
+        },
+    }
+    answer = client.AuthorizationV1Api(cluster.admin).create_subject_access_review(review)
+    return bool(answer.status.allowed)
+
+
+def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Cluster) -> None:
+    # the tests' webhook authenticates as this ServiceAccount, bound by manifests/base/rbac.yaml
+    kubeconfig = yaml.safe_load(Path(cluster.default.env["WEBHOOK_KUBECONFIG"]).read_text())  # type: ignore[union-attr]
+    assert kubeconfig["users"][0]["name"] == WEBHOOK_SERVICE_ACCOUNT
+    role = client.RbacAuthorizationV1Api(cluster.admin).read_cluster_role("agent-workspace-webhook")
+    manifest = next(d for d in load_yaml(MANIFESTS / "rbac.yaml") if d["kind"] == "ClusterRole")
+    assert [(r.api_groups, r.resources, r.verbs) for r in role.rules] == [
+        (r["apiGroups"], r["resources"], r["verbs"]) for r in manifest["rules"]
+    ]
+    for verb in ("get", "list", "watch", "create"):
+        assert can(cluster, verb, "persistentvolumeclaims")
+    for verb in ("update", "patch", "delete", "deletecollection"):
+        assert not can(cluster, verb, "persistentvolumeclaims")
+    assert can(cluster, "get", "jobs", "batch") and can(cluster, "get", "coderuns", "agents.platform")
+    assert not can(cluster, "list", "secrets") and not can(cluster, "create", "pods")
+
+
+def _scrape(cluster: Cluster) -> dict[str, float]:
+    assert cluster.default is not None
+    context = ssl.create_default_context(cafile=str(cluster.certs.ca))
+    with urllib.request.urlopen(f"https://127.0.0.1:{cluster.default.port}/metrics", context=context, timeout=5) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_follow_admissions_and_api_calls(cluster: Cluster, namespace: str) -> None:
+    before = _scrape(cluster)
+    create(cluster.admin, namespace, job_pod("metrics", "5dlabs-rex"))
+    after = _scrape(cluster)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    assert delta('agent_workspace_webhook_requests_total{kind="Pod",operation="CREATE",outcome="patched"}') >= 1
+    assert delta("agent_workspace_webhook_pvcs_created_total") == 1
+    assert (
+        delta('agent_workspace_webhook_kube_requests_total{code="201",resource="persistentvolumeclaims",verb="create"}')
+        == 1
+    )
+    assert delta('agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') >= 1
+    assert after["agent_workspace_webhook_requests_in_flight"] == 0
+
+
+def test_one_json_log_line_per_admission_and_no_secrets(cluster: Cluster, namespace: str) -> None:
+    assert cluster.default is not None
+    create(cluster.admin, namespace, job_pod("logs", "5dlabs-tess"))
+    lines = [a for a in cluster.default.admissions() if a.get("namespace") == namespace]
+    assert len(lines) == 1
+    line = lines[0]
+    for key in (
+        "ts",
+        "uid",
+        "kind",
+        "operation",
+        "name",
+        "dry_run",
+        "service",
+        "agent",
+        "pvc",
+        "decision",
+        "duration_ms",
+    ):
+        assert key in line, key
+    assert (line["service"], line["agent"], line["pvc"], line["decision"]) == (
+        "logs",
+        "tess",
+        "workspace-logs-tess",
+        "patched",
+    )
+    token = yaml.safe_load(Path(cluster.default.env["WEBHOOK_KUBECONFIG"]).read_text())["users"][0]["user"]["token"]
+    assert token not in cluster.default.log() and cluster.plane.token not in cluster.default.log()
+
+
+def test_workspaces_command_lists_agent_and_legacy_workspaces(cluster: Cluster, namespace: str) -> None:
+    for app in ("5dlabs-rex", "5dlabs-cleobot"):
+        create(cluster.admin, namespace, job_pod("ledger", app))
+    legacy: dict[str, Any] = {
+        "metadata": {"name": "workspace-ledger"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+    }
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)
+    result = cli("workspaces", "--namespace", namespace, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:4]]
+    assert rows == [
+        [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Pending", "10Gi", rows[0][6], "no"],
+        [namespace, "ledger", "rex", "workspace-ledger-rex", "Pending", "10Gi", rows[1][6], "no"],
+        [namespace, "ledger", "-", "workspace-ledger", "Pending", "5Gi", rows[2][6], "yes"],
+    ]
+    assert f"1 legacy shared workspace(s) still exist: {namespace}/workspace-ledger" in result.stdout
+
+
+def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> None:
+    result = cli("workspaces", WEBHOOK_KUBECONFIG=str(tmp_path / "missing"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = cli("demo", "--exit")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = {
+        line.split("  ")[0].strip(): line.split() for line in result.stdout.splitlines() if "workspace-cto-" in line
+    }
+    assert [table[k][-3:] for k in ("Rex pod", "Cleo pod", "Tess CodeRun", "Rex pod, again")] == [
+        ["workspace-cto-rex", "10Gi", "created"],
+        ["workspace-cto-cleo", "10Gi", "created"],
+        ["workspace-cto-tess", "10Gi", "created"],
+        ["workspace-cto-rex", "10Gi", "reused"],
+    ]
+    assert "export KUBECONFIG=" in result.stdout and "stopped." in result.stdout

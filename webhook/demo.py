@@ -1,0 +1,161 @@
+"""`agent-workspace-webhook demo`: a real control plane, the webhook registered from manifests/,
+three agents' runs created, and a table of the workspaces they got."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from webhook.certs import write_certificates
+from webhook.devcluster import (
+    WEBHOOK_NAMESPACE,
+    WEBHOOK_SERVICE_ACCOUNT,
+    ControlPlane,
+    ControlPlaneError,
+    LocalWebhook,
+    admin_client,
+    free_port,
+    install,
+    register,
+    service_account_kubeconfig,
+)
+from webhook.workspaces import table
+
+NAMESPACE = "demo"
+SERVICE = "cto"
+
+
+def agent_pod(app_label: str) -> dict[str, Any]:
+    """A Pod shaped like the platform controller's job pods (labels, generateName, workspace)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": f"coderun-{app_label.removeprefix('5dlabs-')}-",
+            "labels": {"app": "controller", "component": "code-runner", "service": SERVICE, "github-user": app_label},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "busybox",
+                    "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+                }
+            ],
+            "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{SERVICE}"}}],
+        },
+    }
+
+
+def code_run(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.platform/v1",
+        "kind": "CodeRun",
+        "metadata": {"name": name},
+        "spec": {
+            "taskId": 1,
+            "service": SERVICE,
+            "githubApp": app,
+            "repositoryUrl": "https://github.com/5dlabs/cto",
+            "docsRepositoryUrl": "https://github.com/5dlabs/docs",
+            "workingDirectory": ".",
+            "model": "claude-sonnet",
+        },
+    }
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
+    from kubernetes import client
+
+    plane = ControlPlane(workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")))
+    hook: LocalWebhook | None = None
+    say(f"starting etcd and kube-apiserver on 127.0.0.1 (in {plane.workdir}) ...")
+    try:
+        plane.start()
+        admin = admin_client(plane)
+        core, custom = client.CoreV1Api(admin), client.CustomObjectsApi(admin)
+        say("applying manifests/: namespace, CodeRun CRD, ServiceAccount and RBAC ...")
+        install(admin)
+        certs = write_certificates(plane.workdir / "webhook-certs", ["127.0.0.1"])
+        kubeconfig = service_account_kubeconfig(
+            plane, admin, plane.workdir / "kubeconfig-webhook", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
+        )
+        hook = LocalWebhook(free_port(), {"WEBHOOK_KUBECONFIG": str(kubeconfig)}, certs, plane.workdir / "webhook.log")
+        hook.start()
+        say(f"webhook serving {hook.url} with fresh certificates, as ServiceAccount {WEBHOOK_SERVICE_ACCOUNT}")
+        register(admin, hook.url, certs.ca.read_bytes())
+        core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
+        _wait_until_mutating(core)
+        say("registered from manifests/webhook.yaml; creating runs in namespace 'demo' ...\n")
+
+        lines = []
+        runs: list[tuple[str, dict[str, Any]]] = [
+            ("Rex pod", agent_pod("5dlabs-rex")),
+            ("Cleo pod", agent_pod("5dlabs-cleobot")),
+            ("Tess CodeRun", code_run("cto-task-1-tess", "5DLabs-Tess")),
+            ("Rex pod, again", agent_pod("5dlabs-rex")),
+        ]
+        for what, body in runs:
+            before = {
+                p["metadata"]["name"]
+                for p in _json(core.list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False))["items"]
+            }
+            if body["kind"] == "Pod":
+                stored = _json(core.create_namespaced_pod(NAMESPACE, body, _preload_content=False))  # type: ignore[arg-type]
+            else:
+                stored = custom.create_namespaced_custom_object("agents.platform", "v1", NAMESPACE, "coderuns", body)
+            labels = stored["metadata"].get("labels", {})
+            pvc_name = stored["metadata"].get("annotations", {}).get("agents.platform/workspace", "-")
+            pvc = _json(core.read_namespaced_persistent_volume_claim(pvc_name, NAMESPACE, _preload_content=False))
+            lines.append(
+                (
+                    what,
+                    labels.get("agents.platform/service", "-"),
+                    labels.get("agents.platform/agent", "-"),
+                    pvc_name,
+                    pvc["spec"]["resources"]["requests"]["storage"],
+                    "reused" if pvc_name in before else "created",
+                )
+            )
+        say(table(("RUN", "SERVICE", "AGENT", "PVC", "SIZE", "WORKSPACE"), lines))
+        say(
+            f"\nThe cluster keeps running. In another terminal:\n\n    export KUBECONFIG={plane.kubeconfig}\n"
+            f"    {plane.bin_dir / 'kubectl'} get pods,pvc,coderuns -n {NAMESPACE} -L agents.platform/agent\n"
+        )
+        if wait:
+            say("Ctrl-C stops the webhook, kube-apiserver and etcd.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while hook.proc is not None and hook.proc.poll() is None:
+                    time.sleep(1)
+        return 0
+    except ControlPlaneError as exc:
+        say(f"demo failed: {exc}")
+        return 1
+    finally:
+        if hook is not None:
+            hook.stop()
+        plane.remove()
+        say("stopped.")
+
+
+def _wait_until_mutating(core: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = agent_pod("5dlabs-rex")
+        probe["metadata"]["generateName"] = f"probe-{uuid.uuid4().hex[:6]}-"
+        stored = _json(core.create_namespaced_pod(NAMESPACE, probe, dry_run="All", _preload_content=False))
+        if "agents.platform/workspace" in stored["metadata"].get("annotations", {}):
+            return
+        time.sleep(0.2)
+    raise ControlPlaneError(f"the API server did not call the webhook within {timeout}s")

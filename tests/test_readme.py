@@ -21,8 +21,8 @@ def commands() -> list[str]:
 
 def test_readme_opens_with_exactly_two_commands() -> None:
     run, test = commands()
-    assert "agent-workspace-webhook serve" in run
-    assert "pytest" in test
+    assert run.startswith("python3 -m venv .venv") and run.endswith("agent-workspace-webhook demo")
+    assert test.startswith("python3 -m venv .venv") and test.endswith(".venv/bin/pytest")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

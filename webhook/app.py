@@ -58,6 +58,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.store.start()
         watcher = None
         if certificate is not None:
             watcher = asyncio.create_task(certificate.watch(settings.tls_reload_seconds))
@@ -72,17 +73,22 @@ def create_app(
     app.state.ctx = ctx
     app.state.metrics = metrics
 
+    in_flight = 0  # one event loop: a plain counter is exact
+
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
+        nonlocal in_flight
         started = time.perf_counter()
+        in_flight += 1
         metrics.in_flight.inc()
         try:
-            return await _mutate(request)
+            return await _mutate(request, overloaded=in_flight > settings.max_in_flight)
         finally:
+            in_flight -= 1
             metrics.in_flight.dec()
             metrics.latency.labels(request.state.kind).observe(time.perf_counter() - started)
 
-    async def _mutate(request: Request) -> Response:
+    async def _mutate(request: Request, overloaded: bool) -> Response:
         request.state.kind = "unknown"
         try:
             body = await read_body(request, settings.max_body_bytes)
@@ -95,6 +101,15 @@ def create_app(
         except ReviewError as exc:
             return _invalid(400, str(exc))
         uid, request.state.kind = review.request.uid, review.request.kind.kind
+        if overloaded:
+            metrics.requests.labels(request.state.kind, review.request.operation, "error").inc()
+            message = (
+                f"agent-workspace-webhook is already answering {settings.max_in_flight} requests "
+                "(WEBHOOK_MAX_IN_FLIGHT); refused at once rather than queued past the API server's "
+                "timeout: retry the create, or add replicas"
+            )
+            log.warning("overloaded", extra={"fields": {"uid": uid, "max_in_flight": settings.max_in_flight}})
+            return JSONResponse(answer(uid, allowed=False, code=429, message=message))
         try:
             outcome = await admit(review.request, ctx)
         except Exception:  # a bug must still answer, with a denial the user can report

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from webhook.facts import OwnerKind
 from webhook.metrics import Metrics
+from webhook.pvc_cache import PvcCache
 from webhook.settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "agent-workspace-webhook"}
@@ -85,6 +86,10 @@ class WorkspaceStore(Protocol):
         """None when the API answers, else the reason it does not."""
         ...
 
+    def start(self) -> None:
+        """Begin background work (the KubeStore's PVC watch); called once the app runs."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -128,6 +133,9 @@ class MemoryStore:
     async def check_ready(self) -> str | None:
         return None if self.failure is None else str(self.failure)
 
+    def start(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -148,6 +156,12 @@ class KubeStore:
         # As many threads as pooled connections: more would only queue inside urllib3.
         self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
         self._timeout = settings.kube_deadline_seconds
+        # Answers "does it exist?" without a call once start() has run and the first list is in.
+        self.cache = PvcCache(self._core, self._count) if settings.pvc_cache else None
+
+    def start(self) -> None:
+        if self.cache is not None:
+            self.cache.start()
 
     async def _call(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], T]) -> T:
         """One API call in the pool, counted by its result code. An HTTP error is raised as
@@ -189,7 +203,13 @@ class KubeStore:
         loaded: dict[str, Any] = json.loads(response.data)
         return loaded
 
+    def _cached(self, namespace: str, name: str) -> bool | None:
+        return self.cache.contains(namespace, name) if self.cache is not None else None
+
     async def pvc_exists(self, namespace: str, name: str) -> bool:
+        cached = self._cached(namespace, name)
+        if cached is not None:
+            return cached
         found = await self._get(
             "PersistentVolumeClaim",
             namespace,
@@ -204,6 +224,7 @@ class KubeStore:
         from kubernetes.client.exceptions import ApiException
 
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        # A cache miss goes straight to create: one call, and a 409 if the watch lags behind.
         if await self.pvc_exists(namespace, name):
             return "exists"
         if dry_run:
@@ -223,12 +244,18 @@ class KubeStore:
             )
         except ApiException as exc:
             if exc.status == 409:  # another replica or a concurrent pod created it first
+                self._remember(namespace, name)
                 return "exists"
             message = describe_failure(
                 "create", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
             )
             raise ClusterError(message, exc.status) from None
+        self._remember(namespace, name)
         return "created"
+
+    def _remember(self, namespace: str, name: str) -> None:
+        if self.cache is not None:
+            self.cache.add(namespace, name)
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         if kind == "Job":
@@ -251,6 +278,8 @@ class KubeStore:
         )
 
     async def check_ready(self) -> str | None:
+        if self.cache is not None and not self.cache.synced:
+            return f"PVC cache not synced yet ({self.cache.last_error or 'first list in progress'})"
         timeout = self._settings.ready_timeout_seconds
         try:
             await asyncio.wait_for(
@@ -264,6 +293,8 @@ class KubeStore:
         return None
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 

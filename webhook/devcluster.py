@@ -89,6 +89,7 @@ class ControlPlane:
     apiserver: subprocess.Popen[bytes] | None = None
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    _apiserver_args: list[str] = field(default_factory=list)
 
     @property
     def server(self) -> str:
@@ -107,8 +108,10 @@ class ControlPlane:
         binary = self.bin_dir / name
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing: build it with `bash controlplane/build.sh`")
-        log = (self.workdir / f"{name}.log").open("wb")
-        return subprocess.Popen([str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                [str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
 
     def _wait(
         self,
@@ -181,29 +184,34 @@ class ControlPlane:
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
         self.port = free_port()
-        self.apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={etcd_url}",
-                f"--cert-dir={self.workdir / 'certs'}",
-                f"--secure-port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=RBAC",
-                f"--token-auth-file={tokens}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={sa_pub}",
-                f"--service-account-signing-key-file={sa_key}",
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-            ],
-        )
+        self._apiserver_args = [
+            f"--etcd-servers={etcd_url}",
+            f"--cert-dir={self.workdir / 'certs'}",
+            f"--secure-port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={tokens}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ]
+        self.start_apiserver(timeout)
+        self.kubeconfig.write_text(kubeconfig_text(self.server, self.ca_file, self.token))
+
+    def start_apiserver(self, timeout: float = 60) -> None:
+        """(Re)start kube-apiserver on the same port, certificates and etcd."""
+        self.apiserver = self._spawn("kube-apiserver", self._apiserver_args)
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # the CA file does not exist until the server has started
         self._wait("kube-apiserver", self.apiserver, f"{self.server}/readyz", timeout, insecure, self.token)
-        self.kubeconfig.write_text(kubeconfig_text(self.server, self.ca_file, self.token))
+
+    def stop_apiserver(self) -> None:
+        _stop(self.apiserver, grace=10)
 
     def stop(self) -> None:
         """API server first (it hangs without etcd), then etcd; each by its own pid."""

@@ -113,9 +113,14 @@ class Settings(BaseSettings):
     kube_deadline_seconds: float = Field(default=2.0, gt=0, le=25)
     ready_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     kube_pool_size: int = Field(default=8, ge=1, le=256)
+    # Keep the names of workspace PVCs by list + watch, so that existing ones cost no API call.
+    pvc_cache: bool = True
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    # Past this many admissions at once, answer at once with a denial rather than queue
+    # beyond the API server's timeout.
+    max_in_flight: int = Field(default=256, ge=1, le=100_000)
     # How often the serving certificate files are checked for rotation.
     tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)
     # On SIGTERM, requests in flight get this long to finish. It also bounds the wait for idle

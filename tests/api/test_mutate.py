@@ -412,3 +412,52 @@ def test_metrics_count_requests_by_outcome(client: Client) -> None:
     assert _metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
     assert _metric(http, "agent_workspace_webhook_requests_in_flight") == 0
     assert http.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def test_past_the_in_flight_limit_requests_are_refused_at_once() -> None:
+    import asyncio
+    import time
+
+    import httpx
+
+    from webhook.app import create_app
+    from webhook.settings import load_settings
+
+    app = create_app(load_settings(store="memory", max_in_flight=2), MemoryStore(delay=0.4))
+
+    async def burst() -> list[tuple[dict[str, Any], float]]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+
+            async def one(i: int) -> tuple[dict[str, Any], float]:
+                started = time.monotonic()
+                response = await http.post("/mutate", json=review(job_pod(f"svc{i}", "5dlabs-rex")))
+                return response.json()["response"], time.monotonic() - started
+
+            return list(await asyncio.gather(*(one(i) for i in range(5))))
+
+    results = asyncio.run(burst())
+    served = [r for r, _ in results if r["allowed"]]
+    refused = [(r, t) for r, t in results if not r["allowed"]]
+    assert len(served) == 2 and len(refused) == 3
+    for response, elapsed in refused:
+        assert response["status"]["code"] == 429 and "WEBHOOK_MAX_IN_FLIGHT" in response["status"]["message"]
+        assert elapsed < 0.3  # not queued behind the slow ones (0.8 s)
+
+
+def test_readyz_waits_for_the_pvc_cache(tmp_path: Any) -> None:
+    """A KubeStore whose API server is not there: not ready, and says why."""
+    from webhook.app import create_app
+    from webhook.devcluster import free_port, kubeconfig_text
+    from webhook.settings import load_settings
+
+    kubeconfig = tmp_path / "kubeconfig"
+    ca = tmp_path / "ca.crt"
+    ca.write_text("")
+    kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{free_port()}", ca, "token"))
+    settings = load_settings(store="kube", kubeconfig=str(kubeconfig))
+    with TestClient(create_app(settings)) as http:
+        response = http.get("/readyz")
+    assert response.status_code == 503 and "PVC cache not synced yet" in response.json()["error"]

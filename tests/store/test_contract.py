@@ -4,6 +4,7 @@ here against the real API server as the manifests' ServiceAccount."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -45,15 +46,26 @@ class MemoryBackend:
 
 
 class KubeBackend:
-    def __init__(self, cluster: Any) -> None:
+    """The real store as the manifests' ServiceAccount; `cached` starts its PVC watch."""
+
+    def __init__(self, cluster: Any, cached: bool) -> None:
         self.admin = cluster.admin
         self.namespace = f"store-{uuid.uuid4().hex[:8]}"
         client.CoreV1Api(self.admin).create_namespace({"metadata": {"name": self.namespace}})
         kubeconfig = cluster.token_kubeconfig("agent-workspace-webhook")
-        self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig)))
+        self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), pvc_cache=cached))
+        self.cache = self.store.cache
+        if self.cache is not None:
+            self.store.start()
+            assert self.cache.wait_synced(10)
 
     def put_pvc(self, manifest: dict[str, Any]) -> None:
         client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
+        if self.cache is not None:  # made behind the store's back: wait for its watch to see it
+            deadline = time.monotonic() + 10
+            while not self.cache.contains(self.namespace, manifest["metadata"]["name"]):
+                assert time.monotonic() < deadline, "the watch did not deliver the PVC"
+                time.sleep(0.05)
 
     def get_pvc(self, name: str) -> dict[str, Any] | None:
         return pvcs(self.admin, self.namespace).get(name)
@@ -68,12 +80,14 @@ class KubeBackend:
         return obj
 
 
-@pytest.fixture(params=["memory", pytest.param("kube", marks=pytest.mark.e2e)])
+@pytest.fixture(
+    params=["memory", pytest.param("kube", marks=pytest.mark.e2e), pytest.param("kube-cached", marks=pytest.mark.e2e)]
+)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         yield MemoryBackend()
         return
-    kube = KubeBackend(request.getfixturevalue("cluster"))
+    kube = KubeBackend(request.getfixturevalue("cluster"), cached=request.param == "kube-cached")
     yield kube
     kube.store.close()
 

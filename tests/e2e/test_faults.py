@@ -1,0 +1,183 @@
+"""Faults, each against a real API server: stopped mid-run, slow, invalid PVC spec, PVCs deleted
+behind the cache; and the cache's promise (an existing workspace costs no API call)."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cluster_fixtures import Cluster
+from helpers import job_pod, review
+from kube import create, denial, pvcs
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from slowproxy import SlowProxy
+
+from webhook.certs import CertFiles, write_certificates
+from webhook.devcluster import (
+    WEBHOOK_NAMESPACE,
+    WEBHOOK_SERVICE_ACCOUNT,
+    ControlPlane,
+    LocalWebhook,
+    admin_client,
+    free_port,
+    install,
+    kubeconfig_text,
+    service_account_kubeconfig,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def trust(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def metrics(hook: LocalWebhook, ca: Path) -> dict[str, float]:
+    text = httpx.get(f"https://127.0.0.1:{hook.port}/metrics", verify=trust(ca), timeout=5).text
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")}
+
+
+def api_calls(values: dict[str, float], verb: str) -> float:
+    return sum(
+        v
+        for k, v in values.items()
+        if k.startswith("agent_workspace_webhook_kube_requests_total{") and f'verb="{verb}"' in k
+    )
+
+
+def post(hook: LocalWebhook, ca: Path, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    response = httpx.post(hook.url, json=body, verify=trust(ca), timeout=30)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()["response"]
+    return answer, time.monotonic() - started
+
+
+def wait_ready(hook: LocalWebhook, ca: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"https://127.0.0.1:{hook.port}/readyz", verify=trust(ca), timeout=5).status_code == 200:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"webhook not ready after {timeout}s:\n{hook.log()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def own_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any, CertFiles, Path]]:
+    """A control plane of this module's own, since these tests stop its API server."""
+    workdir = tmp_path_factory.mktemp("faults")
+    plane = ControlPlane(workdir=workdir / "plane")
+    plane.workdir.mkdir()
+    plane.start()
+    admin = admin_client(plane)
+    try:
+        install(admin)
+        yield plane, admin, write_certificates(workdir / "certs", ["127.0.0.1"]), workdir
+    finally:
+        admin.close()
+        plane.stop()
+
+
+def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any, CertFiles, Path]) -> None:
+    plane, admin, certs, workdir = own_plane
+    kubeconfig = service_account_kubeconfig(plane, admin, workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE)
+    env = {"WEBHOOK_KUBECONFIG": str(kubeconfig), "WEBHOOK_KUBE_DEADLINE_SECONDS": "1.5"}
+    hook = LocalWebhook(free_port(), env, certs, workdir / "webhook.log").start()
+    try:
+        wait_ready(hook, certs.ca)
+        client.CoreV1Api(admin).create_namespace({"metadata": {"name": "outage"}})
+        first, _ = post(hook, certs.ca, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
+        assert first["allowed"] and "workspace-outage-rex" in pvcs(admin, "outage")
+
+        plane.stop_apiserver()
+        hit, _ = post(hook, certs.ca, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
+        assert hit["allowed"] is True  # known to exist: answered from the cache, no API needed
+        miss, elapsed = post(hook, certs.ca, review(job_pod("outage", "5dlabs-cleobot"), namespace="outage"))
+        assert miss["allowed"] is False and elapsed < 1.5 + 1.0
+        assert "PersistentVolumeClaim outage/workspace-outage-cleo" in miss["status"]["message"]
+        assert "unreachable" in miss["status"]["message"] or "did not answer" in miss["status"]["message"]
+        assert httpx.get(f"https://127.0.0.1:{hook.port}/readyz", verify=trust(certs.ca)).status_code == 503
+
+        plane.start_apiserver()
+        wait_ready(hook, certs.ca)
+        lists_before = metrics(hook, certs.ca).get(
+            'agent_workspace_webhook_kube_requests_total{code="200",resource="persistentvolumeclaims",verb="list"}', 0
+        )
+        assert lists_before >= 2  # the cache listed again after the outage
+        back, _ = post(hook, certs.ca, review(job_pod("outage", "5dlabs-cleobot"), namespace="outage"))
+        assert back["allowed"] is True
+        assert {"workspace-outage-rex", "workspace-outage-cleo"} <= set(pvcs(admin, "outage"))
+    finally:
+        hook.stop()
+        if plane.apiserver is None or plane.apiserver.poll() is not None:
+            plane.start_apiserver()
+
+
+def test_slow_api_server_cannot_stretch_the_deadline(own_plane: tuple[ControlPlane, Any, CertFiles, Path]) -> None:
+    plane, admin, certs, workdir = own_plane
+    token_file = service_account_kubeconfig(
+        plane, admin, workdir / "sa-slow", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
+    )
+    token = next(line.split(": ", 1)[1] for line in token_file.read_text().splitlines() if "token:" in line)
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": "slow"}})
+    with SlowProxy(plane.port, delay=3.0) as proxy:
+        kubeconfig = workdir / "kubeconfig-slow"
+        kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{proxy.port}", plane.ca_file, token, "slow"))
+        env = {
+            "WEBHOOK_KUBECONFIG": str(kubeconfig),
+            "WEBHOOK_KUBE_DEADLINE_SECONDS": "1.0",
+            "WEBHOOK_PVC_CACHE": "false",
+        }
+        hook = LocalWebhook(free_port(), env, certs, workdir / "webhook-slow.log").start()
+        try:
+            answer, elapsed = post(hook, certs.ca, review(job_pod("slow", "5dlabs-tess"), namespace="slow"))
+        finally:
+            hook.stop()
+    assert answer["allowed"] is False and answer["status"]["code"] == 504
+    assert "did not answer within 1.0s" in answer["status"]["message"]
+    assert "slow/workspace-slow-tess" in answer["status"]["message"]
+    assert elapsed < 1.0 + 1.0
+
+
+def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Cluster, namespace: str) -> None:
+    with cluster.webhook(storage_class="Not_A_Valid_Name!"), pytest.raises(ApiException) as err:
+        create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+    message = denial(err.value)
+    assert "rejected it as invalid" in message and "spec.storageClassName" in message
+    assert "WEBHOOK_STORAGE_CLASS" in message
+    assert pvcs(cluster.admin, namespace) == {}
+
+
+def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster: Cluster, namespace: str) -> None:
+    hook = cluster.default
+    assert hook is not None
+    start = metrics(hook, cluster.certs.ca)
+    create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+    after_miss = metrics(hook, cluster.certs.ca)
+    assert api_calls(after_miss, "create") - api_calls(start, "create") == 1  # a miss: one create
+    assert api_calls(after_miss, "get") == api_calls(start, "get")  # and no read before it
+    for _ in range(3):
+        create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+    after_hits = metrics(hook, cluster.certs.ca)
+    for verb in ("get", "create"):
+        assert api_calls(after_hits, verb) == api_calls(after_miss, verb)  # hits: no calls at all
+
+    core = client.CoreV1Api(cluster.admin)
+    core.delete_namespaced_persistent_volume_claim("workspace-cache-rex", namespace)
+    # No controller-manager runs here to drop the pvc-protection finalizer once unused: do its part.
+    core.patch_namespaced_persistent_volume_claim("workspace-cache-rex", namespace, {"metadata": {"finalizers": None}})
+    deadline = time.monotonic() + 15
+    while True:  # until the watch has told the cache, a dry run says the PVC would be created
+        _, warnings = create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"), dry_run=True)
+        if any("would be created" in w for w in warnings):
+            break
+        assert time.monotonic() < deadline, "the deleted PVC stayed in the cache"
+        time.sleep(0.1)
+    create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+    assert "workspace-cache-rex" in pvcs(cluster.admin, namespace)

@@ -147,3 +147,15 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
 def test_serve_refuses_half_a_certificate() -> None:
     result = run("serve", "--cert-file", "x.crt")
     assert result.returncode == 2 and "--key-file" in result.stderr
+
+
+def test_listening_socket_declares_tcp_so_answers_are_not_delayed_by_nagle() -> None:
+    # asyncio turns on TCP_NODELAY for accepted connections only when the socket's proto is TCP;
+    # without it every answer waited ~40 ms for a delayed ACK.
+    from webhook.cli import _listen
+
+    sock = _listen("127.0.0.1", 0, reuse_port=False)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

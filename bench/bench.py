@@ -1,0 +1,382 @@
+"""Load benchmark of /mutate against a real control plane, and its baseline, side by side.
+
+Scenarios, each driven by wrk from a second process over TLS, one server process each (the
+count the README recommends: one per pod, scale with replicas):
+  (a) baseline: the same server stack answering a fixed AdmissionReview, no parsing or logic
+  (b) /mutate, an agent Pod whose PVC exists (the watch-backed cache answers)
+  (c) /mutate, a Pod with no workspace volume (not an agent's)
+  (d) /mutate, every request a new service, so every admission creates a PVC
+and, through kube-apiserver, the time to create a Pod with the webhook registered and without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from webhook.certs import write_certificates  # noqa: E402
+from webhook.devcluster import (  # noqa: E402
+    WEBHOOK_NAMESPACE,
+    WEBHOOK_SERVICE_ACCOUNT,
+    ControlPlane,
+    LocalWebhook,
+    admin_client,
+    free_port,
+    install,
+    register,
+    service_account_kubeconfig,
+)
+from webhook.workspaces import table  # noqa: E402
+
+NAMESPACE = "bench"
+
+
+def pod(service: str, app: str = "5dlabs-rex", workspace: bool = True) -> dict[str, Any]:
+    volumes = [{"name": "workspace" if workspace else "scratch", "emptyDir": {}}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "bench-",
+            "labels": {"app": "controller", "component": "code-runner", "service": service, "github-user": app},
+        },
+        "spec": {"containers": [{"name": "agent", "image": "busybox"}], "volumes": volumes},
+    }
+
+
+def review_body(obj: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": NAMESPACE,
+                "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:kube-system:job-controller"},
+                "object": obj,
+                "oldObject": None,
+                "dryRun": False,
+            },
+        }
+    )
+
+
+@dataclass
+class Result:
+    scenario: str
+    connections: int
+    rps: float
+    p50: float
+    p99: float
+    max: float
+    errors: int
+    calls_per_admission: float | None
+    rss_mb: float
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {value!r}")
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[match.group(2)]
+
+
+def wrk(port: int, body: Path, connections: int, seconds: int, unique: bool = False) -> dict[str, float]:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    args += ["-s", str(Path(__file__).with_name("post.lua")), f"https://127.0.0.1:{port}/mutate", "--", str(body)]
+    if unique:
+        args.append("unique")
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stdout}{done.stderr}")
+    out = done.stdout
+    latency = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)$", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.MULTILINE)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    answers = re.search(r"ANSWER_ERRORS (\d+)", out)
+    assert latency and p50 and p99 and rps and answers, out
+    errors = int(answers.group(1)) + (sum(int(g) for g in socket.groups()) if socket else 0)
+    requests = re.search(r"(\d+) requests in", out)
+    return {
+        "rps": float(rps.group(1)),
+        "p50": _ms(p50.group(1)),
+        "p99": _ms(p99.group(1)),
+        "max": _ms(latency.group(3)),
+        "errors": errors,
+        "requests": float(requests.group(1)) if requests else 0.0,
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_and_fds(pid: int) -> tuple[float, int]:
+    rss = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    return rss / 1024, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def api_calls(hook: LocalWebhook, ca: Path) -> float:
+    import ssl
+
+    text = httpx.get(f"https://127.0.0.1:{hook.port}/metrics", verify=ssl.create_default_context(cafile=str(ca))).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("agent_workspace_webhook_kube_requests_total{") and re.search(r'verb="(get|create)"', line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.workdir = Path(tempfile.mkdtemp(prefix="agent-workspace-bench-"))
+        self.plane = ControlPlane(workdir=self.workdir / "plane")
+        self.plane.workdir.mkdir()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.hook: LocalWebhook | None = None
+
+    def start(self) -> None:
+        from kubernetes import client
+
+        self.plane.start()
+        self.admin = admin_client(self.plane)
+        install(self.admin)
+        self.core = client.CoreV1Api(self.admin)
+        self.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        self.certs = write_certificates(self.workdir / "certs", ["127.0.0.1"])
+        kubeconfig = service_account_kubeconfig(
+            self.plane, self.admin, self.workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
+        )
+        env = {"WEBHOOK_KUBECONFIG": str(kubeconfig), "WEBHOOK_LOG_LEVEL": "WARNING"}
+        self.hook = LocalWebhook(free_port(), env, self.certs, self.workdir / "webhook.log").start()
+        self._wait_ready()
+        # (b)'s workspace exists before the run
+        self.core.create_namespaced_persistent_volume_claim(
+            NAMESPACE,
+            {
+                "metadata": {"name": "workspace-hot-rex"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
+        time.sleep(0.5)  # let the watch deliver it
+        bodies = self.workdir / "bodies"
+        bodies.mkdir()
+        self.body_b = bodies / "b.json"
+        self.body_b.write_text(review_body(pod("hot")))
+        self.body_c = bodies / "c.json"
+        self.body_c.write_text(review_body(pod("hot", workspace=False)))
+        self.body_d = bodies / "d.json"
+        self.body_d.write_text(review_body(pod("SERVICE_PLACEHOLDER")))
+        answer = httpx.post(self.hook.url, content=self.body_b.read_bytes(), verify=str(self.certs.ca)).json()
+        self.body_a_answer = bodies / "a-answer.json"
+        self.body_a_answer.write_text(json.dumps(answer))
+        self.baseline_port = free_port()
+        log = (self.workdir / "baseline.log").open("wb")
+        command = [sys.executable, str(Path(__file__).with_name("baseline.py")), "--port", str(self.baseline_port)]
+        command += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
+        command += ["--answer", str(self.body_a_answer)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.baseline = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.procs.append(self.baseline)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(f"https://127.0.0.1:{self.baseline_port}/mutate", content=b"{}", verify=str(self.certs.ca))
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "baseline server did not start"
+                time.sleep(0.1)
+
+    def _wait_ready(self) -> None:
+        assert self.hook is not None
+        deadline = time.monotonic() + 30
+        while httpx.get(f"https://127.0.0.1:{self.hook.port}/readyz", verify=str(self.certs.ca)).status_code != 200:
+            assert time.monotonic() < deadline, "webhook not ready"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        if self.hook is not None:
+            self.hook.stop()
+        self.plane.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def scenario(self, name: str, connections: int, seconds: int) -> Result:
+        assert self.hook is not None and self.hook.proc is not None
+        port, pid = self.hook.port, self.hook.proc.pid
+        body, unique = {"b": (self.body_b, False), "c": (self.body_c, False), "d": (self.body_d, True)}.get(
+            name, (self.body_b, False)
+        )
+        if name == "a":
+            port, pid = self.baseline_port, self.baseline.pid
+        before = api_calls(self.hook, self.certs.ca)
+        run = wrk(port, body, connections, seconds, unique)
+        calls = None
+        if name != "a":
+            calls = (api_calls(self.hook, self.certs.ca) - before) / max(run["requests"], 1)
+        return Result(
+            name,
+            connections,
+            run["rps"],
+            run["p50"],
+            run["p99"],
+            run["max"],
+            int(run["errors"]),
+            calls,
+            peak_rss_mb(pid),
+        )
+
+    def pod_creation(self, per_arm: int) -> dict[str, list[float]]:
+        """Create Pods through kube-apiserver with and without the webhook registered, in
+        alternating rounds; milliseconds per create."""
+        assert self.hook is not None
+        from kubernetes import client
+
+        admission = client.AdmissionregistrationV1Api(self.admin)
+        times: dict[str, list[float]] = {"without": [], "with": []}
+        for arm in ["without", "with", "without", "with"]:
+            if arm == "with":
+                register(self.admin, self.hook.url, self.certs.ca.read_bytes())
+            else:
+                with contextlib.suppress(client.ApiException):
+                    admission.delete_mutating_webhook_configuration("agent-workspace-webhook")
+            self._wait_mutating(arm == "with")
+            for _ in range(per_arm // 2):
+                started = time.perf_counter()
+                self.core.create_namespaced_pod(NAMESPACE, pod("hot"), _preload_content=False)
+                times[arm].append((time.perf_counter() - started) * 1000)
+        return times
+
+    def _wait_mutating(self, expected: bool) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            stored = json.loads(
+                self.core.create_namespaced_pod(NAMESPACE, pod("hot"), dry_run="All", _preload_content=False).data
+            )
+            mutated = "agents.platform/workspace" in stored["metadata"].get("annotations", {})
+            if mutated == expected:
+                return
+            assert time.monotonic() < deadline, "webhook registration did not take effect"
+            time.sleep(0.2)
+
+    def soak(self, seconds: int, connections: int) -> None:
+        assert self.hook is not None and self.hook.proc is not None
+        pid = self.hook.proc.pid
+        wrk(self.hook.port, self.body_b, connections, 5)  # warm up
+        rss0, fds0 = rss_and_fds(pid)
+        print(
+            f"soak: {seconds}s of (b) at {connections} connections; start RSS {rss0:.1f} MB, {fds0} open fds",
+            flush=True,
+        )
+        samples = []
+        left = seconds
+        while left > 0:
+            chunk = min(30, left)
+            run = wrk(self.hook.port, self.body_b, connections, chunk)
+            rss, fds = rss_and_fds(pid)
+            samples.append((rss, fds, run["rps"], run["errors"]))
+            elapsed = seconds - left + chunk
+            print(f"  +{elapsed:>4}s {run['rps']:8.0f} req/s, errors {int(run['errors'])}, RSS {rss:.1f} MB, fds {fds}")
+            left -= chunk
+        rss1, fds1 = rss_and_fds(pid)
+        errors = sum(sample[3] for sample in samples)
+        growth = f"{rss1 - rss0:+.1f} MB, {fds1 - fds0:+d} fds"
+        print(f"soak: end RSS {rss1:.1f} MB, {fds1} open fds ({growth}); errors {errors:.0f}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one concurrency, short runs")
+    parser.add_argument("--soak", type=int, metavar="SECONDS", help="steady load on (b) instead, reporting RSS and fds")
+    args = parser.parse_args()
+    bench = Bench(args.quick)
+    try:
+        bench.start()
+        if args.soak:
+            bench.soak(args.soak, connections=16)
+            return 0
+        concurrencies, seconds, per_arm = ([16], 4, 40) if args.quick else ([4, 16, 64], 10, 200)
+        results: list[Result] = []
+        for connections in concurrencies:
+            for name in ("a", "b", "c", "d"):  # a and b back to back, so their ratio is side by side
+                results.append(bench.scenario(name, connections, seconds))
+                print(f"  done ({name}) at {connections} connections", file=sys.stderr, flush=True)
+        pods = bench.pod_creation(per_arm)
+    finally:
+        bench.stop()
+
+    labels = {"a": "(a) baseline", "b": "(b) PVC exists", "c": "(c) not an agent", "d": "(d) new PVC each"}
+    header = ("scenario", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "API calls/adm", "peak RSS MB")
+    rows = [
+        (
+            labels[r.scenario],
+            str(r.connections),
+            f"{r.rps:.0f}",
+            f"{r.p50:.2f}",
+            f"{r.p99:.2f}",
+            f"{r.max:.1f}",
+            str(r.errors),
+            "-" if r.calls_per_admission is None else f"{r.calls_per_admission:.2f}",
+            f"{r.rss_mb:.1f}",
+        )
+        for r in results
+    ]
+    print(table(header, rows))
+    by = {(r.scenario, r.connections): r for r in results}
+    print()
+    for connections in concurrencies:
+        a, b = by[("a", connections)], by[("b", connections)]
+        print(f"at {connections:>3} connections: (b)/(a) throughput {b.rps / a.rps:.2f}, p99 {b.p99 / a.p99:.2f}x")
+    with_, without = statistics.median(pods["with"]), statistics.median(pods["without"])
+    print(
+        f"\nPod create through kube-apiserver ({len(pods['with'])} each): median {without:.2f} ms without the "
+        f"webhook, {with_:.2f} ms with (+{with_ - without:.2f} ms); p99 {percentile(pods['without'], 0.99):.2f} / "
+        f"{percentile(pods['with'], 0.99):.2f} ms"
+    )
+    mid = concurrencies[len(concurrencies) // 2]
+    a, b = by[("a", mid)], by[("b", mid)]
+    calls = b.calls_per_admission or 0.0
+    print(f"ratio_b_over_a={b.rps / a.rps:.2f} p99_ratio={b.p99 / a.p99:.2f} api_calls_per_hit={calls:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+-- wrk script: POST an AdmissionReview body read from a file; answers that are not HTTP 200 with
+-- "allowed":true count as errors. Arguments: <body file> [unique]
+-- "unique" puts a fresh service name in place of SERVICE_PLACEHOLDER for every request, so that
+-- each admission needs a PVC of its own.
+local body, unique, static
+local counter = 0
+local threads = {}
+errors = 0 -- a global, so that done() can read each thread's count
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_id", #threads)
+end
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  body = f:read("*a")
+  f:close()
+  unique = args[2] == "unique"
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.body = body
+  static = wrk.format()
+end
+
+function request()
+  if unique then
+    counter = counter + 1
+    local service = "b" .. thread_id .. "x" .. counter .. "x" .. math.random(1, 1000000)
+    return wrk.format(nil, nil, nil, (body:gsub("SERVICE_PLACEHOLDER", service)))
+  end
+  return static
+end
+
+function response(status, headers, resp)
+  if status ~= 200 or not resp:find('"allowed":true', 1, true) then
+    errors = errors + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do
+    total = total + (t:get("errors") or 0)
+  end
+  io.write(string.format("ANSWER_ERRORS %d\n", total))
+end

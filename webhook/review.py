@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 API_VERSION = "admission.k8s.io/v1"
@@ -47,7 +48,7 @@ class AdmissionReview(BaseModel):
 def parse_review(body: bytes) -> AdmissionReview:
     """Parse a request body; ReviewError with one line saying what is wrong and where."""
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ReviewError(f"request body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
     if not isinstance(data, dict):
@@ -78,7 +79,7 @@ def answer(
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
     if code is not None or message is not None:
         response["status"] = {"code": code or (200 if allowed else 400), "message": message or ""}
     if warnings:

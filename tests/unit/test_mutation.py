@@ -2,6 +2,7 @@ import copy
 from typing import Any
 
 import jsonpatch
+import pytest
 from helpers import claim, coderun, job_pod
 
 from webhook.mutation import ANNOTATION_WORKSPACE, find_volume, shape_problem, workspace_labels, workspace_patch
@@ -80,3 +81,36 @@ def test_find_volume_and_shape_problems() -> None:
     assert shape_problem({"metadata": {"labels": {"a": 1}}}) == "metadata.labels must be an object of strings"
     assert shape_problem({"metadata": []}) == "metadata must be an object"
     assert shape_problem({"metadata": {}}) is None
+
+
+PODS = [
+    job_pod("cto", "5dlabs-rex"),
+    job_pod(volume={"name": "workspace", "emptyDir": {"medium": "Memory"}}),
+    {"kind": "CodeRun", "spec": {}},
+    {"metadata": {"annotations": {"a/b~c": "1"}}, "spec": {"volumes": [{"name": "workspace"}]}},
+    {
+        "metadata": {"labels": {**LABELS, "agents.platform/agent": "cleo"}},
+        "spec": {
+            "volumes": [
+                {"name": "x"},
+                {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-cto-rex"}},
+            ]
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("obj", PODS)
+def test_patch_matches_what_jsonpatch_computes_from_before_and_after(obj: dict[str, Any]) -> None:
+    """The hand-written metadata ops reach exactly the object jsonpatch.make_patch would, and are
+    no longer than its patch."""
+    index = find_volume(obj, "workspace")
+    ours = workspace_patch(obj, LABELS, "workspace-cto-rex", index)
+    desired = jsonpatch.apply_patch(copy.deepcopy(obj), ours)
+    reference = jsonpatch.make_patch(obj, desired).patch
+    assert jsonpatch.apply_patch(copy.deepcopy(obj), reference) == desired
+    assert len(ours) <= len(reference)
+    assert desired["metadata"]["labels"].items() >= LABELS.items()
+    assert desired["metadata"]["annotations"][ANNOTATION_WORKSPACE] == "workspace-cto-rex"
+    if index is not None:
+        assert claim(desired) == "workspace-cto-rex"

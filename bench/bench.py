@@ -106,7 +106,7 @@ def wrk(port: int, body: Path, connections: int, seconds: int, unique: bool = Fa
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     args += ["-s", str(Path(__file__).with_name("post.lua")), f"https://127.0.0.1:{port}/mutate", "--", str(body)]
     if unique:
-        args.append("unique")
+        args += ["unique", f"r{uuid.uuid4().hex[:6]}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stdout}{done.stderr}")

@@ -1,8 +1,8 @@
 -- wrk script: POST an AdmissionReview body read from a file; answers that are not HTTP 200 with
--- "allowed":true count as errors. Arguments: <body file> [unique]
--- "unique" puts a fresh service name in place of SERVICE_PLACEHOLDER for every request, so that
--- each admission needs a PVC of its own.
-local body, unique, static
+-- "allowed":true count as errors. Arguments: <body file> [unique <prefix>]
+-- "unique" puts a fresh service name (<prefix>t<thread>x<n>) in place of SERVICE_PLACEHOLDER for
+-- every request, so that each admission needs a PVC of its own; the prefix differs per run.
+local body, unique, prefix, static
 local counter = 0
 local threads = {}
 errors = 0 -- a global, so that done() can read each thread's count
@@ -17,6 +17,7 @@ function init(args)
   body = f:read("*a")
   f:close()
   unique = args[2] == "unique"
+  prefix = args[3] or "b"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = body
@@ -26,7 +27,7 @@ end
 function request()
   if unique then
     counter = counter + 1
-    local service = "b" .. thread_id .. "x" .. counter .. "x" .. math.random(1, 1000000)
+    local service = prefix .. "t" .. thread_id .. "x" .. counter
     return wrk.format(nil, nil, nil, (body:gsub("SERVICE_PLACEHOLDER", service)))
   end
   return static

@@ -31,6 +31,21 @@ def _der(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
 
+def serve(tmp_path: Path, cert: Path, key: Path, **settings: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """`serve` with the in-memory store on a free port, waited for until it listens."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, **{f"WEBHOOK_{k.upper()}": v for k, v in settings.items()}}
+    args = ["serve", "--store", "memory", "--port", str(port), "--cert-file", str(cert), "--key-file", str(key)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webhook", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 30
+    while b'"event": "serving"' not in log.read_bytes():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    return proc, log, port
+
+
 def test_minimum_tls_version_is_1_2(tmp_path: Path) -> None:
     files = write_certificates(tmp_path, ["127.0.0.1"])
     assert ReloadingCertificate(files.cert, files.key).context.minimum_version == ssl.TLSVersion.TLSv1_2
@@ -57,28 +72,7 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
     trust.write_bytes(old.ca.read_bytes() + new.ca.read_bytes())
     context = ssl.create_default_context(cafile=str(trust))
 
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "webhook",
-                "serve",
-                "--store",
-                "memory",
-                "--port",
-                str(port),
-                "--cert-file",
-                str(live / "tls.crt"),
-                "--key-file",
-                str(live / "tls.key"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "WEBHOOK_TLS_RELOAD_SECONDS": "0.1"},
-        )
+    proc, log, port = serve(tmp_path, live / "tls.crt", live / "tls.key", tls_reload_seconds="0.1")
     try:
 
         def call(conn: http.client.HTTPSConnection) -> bytes:
@@ -90,10 +84,6 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
             cert: bytes = conn.sock.getpeercert(binary_form=True)
             return cert
 
-        deadline = time.monotonic() + 30
-        while b'"event": "serving"' not in log.read_bytes():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         kept = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
         assert call(kept) == _der(old.cert)
 
@@ -139,33 +129,8 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
 
 def test_sigterm_with_an_idle_keep_alive_connection_exits_within_the_grace(tmp_path: Path) -> None:
     files = write_certificates(tmp_path, ["127.0.0.1"])
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "webhook",
-                "serve",
-                "--store",
-                "memory",
-                "--port",
-                str(port),
-                "--cert-file",
-                str(files.cert),
-                "--key-file",
-                str(files.key),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "WEBHOOK_SHUTDOWN_GRACE_SECONDS": "1"},
-        )
+    proc, _, port = serve(tmp_path, files.cert, files.key, shutdown_grace_seconds="1")
     try:
-        deadline = time.monotonic() + 30
-        while b'"event": "serving"' not in log.read_bytes():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         idle = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(files.ca)))
         idle.request("GET", "/healthz")
         assert idle.getresponse().read() == b'{"status":"ok"}'

@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def test_dependencies_come_from_the_lock() -> None:
     pins = [line for line in lock if line and not line.startswith("#")]
     assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.\-+]+", p) for p in pins)
     names = {p.split("==")[0].lower().replace("_", "-") for p in pins}
-    assert {"fastapi", "uvicorn", "kubernetes", "pydantic", "jsonpatch", "prometheus-client"} <= names
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {re.split(r"[<>=!~\[ ]", dep)[0].lower().replace("_", "-") for dep in project["dependencies"]}
+    assert wanted <= names, f"pinned in requirements.lock: {sorted(wanted - names)} missing"
 
 
 def test_deployment_runs_what_the_image_serves() -> None:

@@ -195,10 +195,10 @@ def cmd_certs(args: argparse.Namespace) -> int:
 def cmd_workspaces(args: argparse.Namespace) -> int:
     from kubernetes import client
 
-    from webhook.cluster import ClusterError, _api_client
+    from webhook.cluster import ClusterError, api_client
     from webhook.workspaces import report, rows
 
-    api = _api_client(_settings(args))
+    api = api_client(_settings(args))
     core = client.CoreV1Api(api)
     try:
         if args.namespace:

@@ -143,12 +143,12 @@ class MemoryStore:
 class KubeStore:
     """The real thing: the official client, each call in a worker thread with a timeout."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, api_client: Any | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         from kubernetes import client
 
         self._settings = settings
         self._metrics = metrics
-        self._api = api_client if api_client is not None else _api_client(settings)
+        self._api = api_client(settings)
         self._core = client.CoreV1Api(self._api)
         self._batch = client.BatchV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)
@@ -299,7 +299,7 @@ class KubeStore:
         self._api.close()
 
 
-def _api_client(settings: Settings) -> Any:
+def api_client(settings: Settings) -> Any:
     from kubernetes import client, config
 
     configuration = client.Configuration()

@@ -77,7 +77,6 @@ def create_app(
 
     app = FastAPI(title="agent-workspace-webhook", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
-    app.state.metrics = metrics
 
     in_flight = 0  # one event loop: a plain counter is exact
 

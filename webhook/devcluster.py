@@ -215,7 +215,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """API server first (it hangs without etcd), then etcd; each by its own pid."""
-        _stop(self.apiserver, grace=10)
+        self.stop_apiserver()
         _stop(self.etcd, grace=10)
 
     def remove(self) -> None:

@@ -8,10 +8,11 @@ followed by a fresh list, with a bounded backoff while the API server is away.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from webhook import logs
@@ -35,7 +36,6 @@ class PvcCache:
         self._thread: threading.Thread | None = None
         self._watch: Any = None
         self.last_error: str | None = None
-        self.lists = 0
 
     # --- what admissions ask ----------------------------------------------------------------
 
@@ -55,9 +55,6 @@ class PvcCache:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
     # --- keeping it current ---------------------------------------------------------------------
 
@@ -82,13 +79,11 @@ class PvcCache:
                 version = self._list()
                 backoff = 0.2
                 self._follow(version)
-            except ApiException as exc:
-                self._count("watch", "persistentvolumeclaims", str(exc.status))
+            except ApiException as exc:  # already counted by the list or watch that failed
                 if exc.status == 410:  # our resourceVersion is too old: list again at once
                     continue
                 self._failed(f"HTTP {exc.status} {exc.reason}")
             except Exception as exc:  # connection refused or reset: the API server is away
-                self._count("watch", "persistentvolumeclaims", "unreachable")
                 self._failed(" ".join(str(exc).split())[:300])
             else:
                 continue  # the watch ended normally (timeout_seconds): list again
@@ -108,12 +103,8 @@ class PvcCache:
             kwargs: dict[str, Any] = {"limit": self._page_size, "_preload_content": False, "_request_timeout": 30}
             if token:
                 kwargs["_continue"] = token
-            try:
+            with self._counted("list"):
                 response = self._core.list_persistent_volume_claim_for_all_namespaces(**kwargs)
-            except Exception:
-                self._count("list", "persistentvolumeclaims", "error")
-                raise
-            self._count("list", "persistentvolumeclaims", "200")
             page = json.loads(response.data)
             for item in page.get("items", []):
                 metadata = item["metadata"]
@@ -124,7 +115,6 @@ class PvcCache:
                 break
         with self._lock:
             self._keys = keys
-        self.lists += 1
         self.last_error = None
         self._synced.set()
         version: str = page["metadata"]["resourceVersion"]
@@ -141,7 +131,25 @@ class PvcCache:
             timeout_seconds=self._watch_seconds,
             _request_timeout=(10, self._watch_seconds + 30),
         )
-        self._count("watch", "persistentvolumeclaims", "200")
+        with self._counted("watch"):
+            self._apply(stream)
+
+    @contextlib.contextmanager
+    def _counted(self, verb: str) -> Iterator[None]:
+        """Count one list or watch by how it ended: 200, the HTTP status, or unreachable."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            yield
+        except ApiException as exc:
+            self._count(verb, "persistentvolumeclaims", str(exc.status))
+            raise
+        except Exception:
+            self._count(verb, "persistentvolumeclaims", "unreachable")
+            raise
+        self._count(verb, "persistentvolumeclaims", "200")
+
+    def _apply(self, stream: Iterable[dict[str, Any]]) -> None:
         for event in stream:
             if self._stop.is_set():
                 return

@@ -39,10 +39,12 @@ from webhook.devcluster import (  # noqa: E402
     ControlPlane,
     LocalWebhook,
     admin_client,
+    controller_pod,
     free_port,
     install,
     register,
     service_account_kubeconfig,
+    wait_until_mutating,
 )
 from webhook.workspaces import table  # noqa: E402
 
@@ -50,16 +52,8 @@ NAMESPACE = "bench"
 
 
 def pod(service: str, app: str = "5dlabs-rex", workspace: bool = True) -> dict[str, Any]:
-    volumes = [{"name": "workspace" if workspace else "scratch", "emptyDir": {}}]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": "bench-",
-            "labels": {"app": "controller", "component": "code-runner", "service": service, "github-user": app},
-        },
-        "spec": {"containers": [{"name": "agent", "image": "busybox"}], "volumes": volumes},
-    }
+    volume = {"name": "workspace" if workspace else "scratch", "emptyDir": {}}
+    return controller_pod(service, app, volume=volume, generate_name="bench-")
 
 
 def review_body(obj: dict[str, Any]) -> str:
@@ -273,24 +267,12 @@ class Bench:
             else:
                 with contextlib.suppress(client.ApiException):
                     admission.delete_mutating_webhook_configuration("agent-workspace-webhook")
-            self._wait_mutating(arm == "with")
+            wait_until_mutating(self.admin, NAMESPACE, mutated=arm == "with")
             for _ in range(per_arm // 2):
                 started = time.perf_counter()
                 self.core.create_namespaced_pod(NAMESPACE, pod("hot"), _preload_content=False)
                 times[arm].append((time.perf_counter() - started) * 1000)
         return times
-
-    def _wait_mutating(self, expected: bool) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            stored = json.loads(
-                self.core.create_namespaced_pod(NAMESPACE, pod("hot"), dry_run="All", _preload_content=False).data
-            )
-            mutated = "agents.platform/workspace" in stored["metadata"].get("annotations", {})
-            if mutated == expected:
-                return
-            assert time.monotonic() < deadline, "webhook registration did not take effect"
-            time.sleep(0.2)
 
     def soak(self, seconds: int, connections: int) -> None:
         assert self.hook is not None and self.hook.proc is not None

@@ -23,6 +23,7 @@ from webhook.devcluster import (
     ControlPlane,
     LocalWebhook,
     admin_client,
+    controller_pod,
     free_port,
     install,
     register,
@@ -95,18 +96,9 @@ class Cluster:
 
 
 def probe_pod(generate_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": generate_name,
-            "labels": {"component": "code-runner", "service": "probe", "github-user": "5dlabs-rex"},
-        },
-        "spec": {
-            "containers": [{"name": "c", "image": "busybox"}],
-            "volumes": [{"name": "workspace", "emptyDir": {}}],
-        },
-    }
+    return controller_pod(
+        "probe", "5dlabs-rex", volume={"name": "workspace", "emptyDir": {}}, generate_name=generate_name
+    )
 
 
 @pytest.fixture(scope="session")

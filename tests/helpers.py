@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonpatch
 
+from webhook.devcluster import controller_pod
 from webhook.review import decode_patch
 
 POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
@@ -23,34 +24,13 @@ def job_pod(
     extra_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Pod as the platform's controller creates it through a Job (generateName, no name)."""
-    labels = {"app": "controller", "component": "code-runner", **(extra_labels or {})}
-    if service is not None:
-        labels["service"] = service
-    if app is not None:
-        labels["github-user"] = app
-    metadata: dict[str, Any] = {"generateName": "code-run-", "labels": labels}
+    pod = controller_pod(service, app, volume=volume)
+    pod["metadata"]["labels"].update(extra_labels or {})
     if owner_job:
-        metadata["ownerReferences"] = [
+        pod["metadata"]["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": owner_job, "uid": str(uuid.uuid4()), "controller": True}
         ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "agent",
-                    "image": "busybox",
-                    "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
-                }
-            ],
-            "volumes": [
-                volume or {"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{service}"}}
-            ],
-        },
-    }
+    return pod
 
 
 def coderun(

@@ -4,10 +4,8 @@ three agents' runs created, and a table of the workspaces they got."""
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,13 @@ from webhook.devcluster import (
     ControlPlaneError,
     LocalWebhook,
     admin_client,
+    controller_pod,
     free_port,
     install,
+    json_body,
     register,
     service_account_kubeconfig,
+    wait_until_mutating,
 )
 from webhook.workspaces import table
 
@@ -32,26 +33,7 @@ SERVICE = "cto"
 
 
 def agent_pod(app_label: str) -> dict[str, Any]:
-    """A Pod shaped like the platform controller's job pods (labels, generateName, workspace)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": f"coderun-{app_label.removeprefix('5dlabs-')}-",
-            "labels": {"app": "controller", "component": "code-runner", "service": SERVICE, "github-user": app_label},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "agent",
-                    "image": "busybox",
-                    "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
-                }
-            ],
-            "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{SERVICE}"}}],
-        },
-    }
+    return controller_pod(SERVICE, app_label, generate_name=f"coderun-{app_label.removeprefix('5dlabs-')}-")
 
 
 def code_run(name: str, app: str) -> dict[str, Any]:
@@ -69,10 +51,6 @@ def code_run(name: str, app: str) -> dict[str, Any]:
             "model": "claude-sonnet",
         },
     }
-
-
-def _json(response: Any) -> Any:
-    return json.loads(response.data)
 
 
 def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
@@ -96,7 +74,7 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         say(f"webhook serving {hook.url} with fresh certificates, as ServiceAccount {WEBHOOK_SERVICE_ACCOUNT}")
         register(admin, hook.url, certs.ca.read_bytes())
         core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
-        _wait_until_mutating(core)
+        wait_until_mutating(admin, NAMESPACE)
         say("registered from manifests/webhook.yaml; creating runs in namespace 'demo' ...\n")
 
         lines = []
@@ -109,15 +87,17 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         for what, body in runs:
             before = {
                 p["metadata"]["name"]
-                for p in _json(core.list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False))["items"]
+                for p in json_body(core.list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False))[
+                    "items"
+                ]
             }
             if body["kind"] == "Pod":
-                stored = _json(core.create_namespaced_pod(NAMESPACE, body, _preload_content=False))  # type: ignore[arg-type]
+                stored = json_body(core.create_namespaced_pod(NAMESPACE, body, _preload_content=False))  # type: ignore[arg-type]
             else:
                 stored = custom.create_namespaced_custom_object("agents.platform", "v1", NAMESPACE, "coderuns", body)
             labels = stored["metadata"].get("labels", {})
             pvc_name = stored["metadata"].get("annotations", {}).get("agents.platform/workspace", "-")
-            pvc = _json(core.read_namespaced_persistent_volume_claim(pvc_name, NAMESPACE, _preload_content=False))
+            pvc = json_body(core.read_namespaced_persistent_volume_claim(pvc_name, NAMESPACE, _preload_content=False))
             lines.append(
                 (
                     what,
@@ -147,15 +127,3 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
             hook.stop()
         plane.remove()
         say("stopped.")
-
-
-def _wait_until_mutating(core: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = agent_pod("5dlabs-rex")
-        probe["metadata"]["generateName"] = f"probe-{uuid.uuid4().hex[:6]}-"
-        stored = _json(core.create_namespaced_pod(NAMESPACE, probe, dry_run="All", _preload_content=False))
-        if "agents.platform/workspace" in stored["metadata"].get("annotations", {}):
-            return
-        time.sleep(0.2)
-    raise ControlPlaneError(f"the API server did not call the webhook within {timeout}s")

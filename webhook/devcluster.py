@@ -237,7 +237,7 @@ WEBHOOK_NAMESPACE = "agent-workspace-webhook"
 WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"
 
 
-def _body(response: object) -> Any:
+def json_body(response: object) -> Any:
     """The JSON of a call made with _preload_content=False (the client's types do not say so)."""
     return json.loads(cast(Any, response).data)
 
@@ -275,7 +275,7 @@ def install(api: Any, files: tuple[str, ...] = ("namespace.yaml", "crd-coderun.y
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         crd = extensions.read_custom_resource_definition("coderuns.agents.platform", _preload_content=False)
-        conditions = _body(crd).get("status", {}).get("conditions", [])
+        conditions = json_body(crd).get("status", {}).get("conditions", [])
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.1)
@@ -302,10 +302,61 @@ def service_account_kubeconfig(plane: ControlPlane, api: Any, path: Path, name: 
         request,  # type: ignore[arg-type]  # a plain dict is serialised as it is
         _preload_content=False,
     )
-    token = _body(response)["status"]["token"]
+    token = json_body(response)["status"]["token"]
     path.write_text(kubeconfig_text(plane.server, plane.ca_file, token, name))
     path.chmod(0o600)
     return path
+
+
+def controller_pod(
+    service: str | None,
+    app: str | None,
+    *,
+    volume: dict[str, Any] | None = None,
+    generate_name: str = "code-run-",
+) -> dict[str, Any]:
+    """A Pod shaped like the platform controller's job pods: generateName, its labels (a fact
+    left out where None), and the shared `workspace-{service}` mounted, unless `volume` is given."""
+    labels = {"app": "controller", "component": "code-runner"}
+    if service is not None:
+        labels["service"] = service
+    if app is not None:
+        labels["github-user"] = app
+    volume = volume or {"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{service}"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": generate_name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "busybox",
+                    "volumeMounts": [{"name": volume["name"], "mountPath": "/workspace"}],
+                }
+            ],
+            "volumes": [volume],
+        },
+    }
+
+
+def wait_until_mutating(api: Any, namespace: str, mutated: bool = True, timeout: float = 30) -> None:
+    """Dry-run an agent Pod until the API server does (or no longer does) call the webhook:
+    registering or removing a webhook configuration takes a moment to reach admission."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = controller_pod("probe", "5dlabs-rex", generate_name="probe-")
+        stored = json_body(core.create_namespaced_pod(namespace, probe, dry_run="All", _preload_content=False))  # type: ignore[arg-type]
+        if ("agents.platform/workspace" in stored["metadata"].get("annotations", {})) == mutated:
+            return
+        if time.monotonic() > deadline:
+            state = "call" if mutated else "stop calling"
+            raise ControlPlaneError(f"the API server did not {state} the webhook within {timeout}s")
+        time.sleep(0.2)
 
 
 def admin_client(plane: ControlPlane, pool: int = 64) -> Any:

@@ -1,15 +1,20 @@
 # syntax=docker/dockerfile:1
-# Build stage: a virtual environment with the pinned dependencies and the package.
+# Build stage: the package built as a wheel and installed, with the pinned dependencies, into a
+# virtual environment that has no pip, no setuptools and no developer tooling.
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+RUN python -m venv --without-pip /opt/venv
 COPY requirements.lock /src/requirements.lock
-RUN /opt/venv/bin/pip install --no-deps -r /src/requirements.lock
+RUN python -m pip --python /opt/venv/bin/python install --no-deps -r /src/requirements.lock
 COPY pyproject.toml README.md /src/
-COPY webhook /src/webhook
-RUN /opt/venv/bin/pip install --no-deps /src
+COPY agent_workspace_webhook /src/agent_workspace_webhook
+COPY manifests /src/manifests
+RUN python -m pip wheel --no-deps --wheel-dir /wheels /src
+RUN python -m pip --python /opt/venv/bin/python install --no-deps --no-index --find-links /wheels agent-workspace-webhook
+# The dev cluster and the demo (agent_workspace_webhook.testing) have no use in a cluster.
+RUN rm -r /opt/venv/lib/python3.11/site-packages/agent_workspace_webhook/testing
 
-# Final stage: the same slim Python, the virtual environment, nothing else (no compilers, no pip cache).
+# Final stage: the same slim Python and the virtual environment, nothing else.
 FROM python:3.11-slim-bookworm
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

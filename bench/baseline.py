@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from webhook.tls import ReloadingCertificate
+from agent_workspace_webhook.server.tls import ReloadingCertificate
 
 
 def main() -> None:

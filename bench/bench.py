@@ -29,24 +29,20 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from webhook.certs import write_certificates  # noqa: E402
-from webhook.devcluster import (  # noqa: E402
+from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.ops.workspaces import table
+from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
+from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,
     WEBHOOK_SERVICE_ACCOUNT,
-    ControlPlane,
-    LocalWebhook,
     admin_client,
-    controller_pod,
-    free_port,
     install,
     register,
     service_account_kubeconfig,
     wait_until_mutating,
 )
-from webhook.workspaces import table  # noqa: E402
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.objects import controller_pod, review
 
 NAMESPACE = "bench"
 
@@ -57,23 +53,7 @@ def pod(service: str, app: str = "5dlabs-rex", workspace: bool = True) -> dict[s
 
 
 def review_body(obj: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": NAMESPACE,
-                "operation": "CREATE",
-                "userInfo": {"username": "system:serviceaccount:kube-system:job-controller"},
-                "object": obj,
-                "oldObject": None,
-                "dryRun": False,
-            },
-        }
-    )
+    return json.dumps(review(obj, namespace=NAMESPACE, user="system:serviceaccount:kube-system:job-controller"))
 
 
 @dataclass
@@ -200,7 +180,7 @@ class Bench:
         command = [sys.executable, str(Path(__file__).with_name("baseline.py")), "--port", str(self.baseline_port)]
         command += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
         command += ["--answer", str(self.body_a_answer)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = dict(os.environ)
         self.baseline = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append(self.baseline)
         deadline = time.monotonic() + 30

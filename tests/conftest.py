@@ -1,7 +1,1 @@
-import sys
-from pathlib import Path
-
-# The tests import their shared builders as `helpers` and `kube`.
-sys.path.insert(0, str(Path(__file__).parent))
-
-pytest_plugins = ["cluster_fixtures"]
+"""Nothing shared by every test: fixtures live beside the tests that use them (api/, e2e/, store/)."""

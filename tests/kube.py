@@ -9,9 +9,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.devcluster import MANIFESTS, apply, load_yaml
+from agent_workspace_webhook.ops.manifests import load_yaml
+from agent_workspace_webhook.testing.install import MANIFESTS, apply
 
-__all__ = ["MANIFESTS", "apply", "claim_of", "create", "denial", "load_yaml", "pvcs"]
+__all__ = ["MANIFESTS", "apply", "create", "denial", "load_yaml", "pvcs"]
 
 
 def create(
@@ -42,10 +43,3 @@ def denial(exc: ApiException) -> str:
 def pvcs(api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
     response = client.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace, _preload_content=False)
     return {item["metadata"]["name"]: item for item in json.loads(response.data)["items"]}
-
-
-def claim_of(pod: dict[str, Any]) -> str | None:
-    for volume in pod["spec"]["volumes"]:
-        if volume["name"] == "workspace":
-            return (volume.get("persistentVolumeClaim") or {}).get("claimName")
-    return None

@@ -1,14 +1,26 @@
 """No container engine runs here: the Dockerfile is checked by its rules, and its install steps
-are run as written in a clean virtual environment."""
+are run as written (build the wheel, install it) into a clean virtual environment, whose commands
+are then run from outside the checkout, as a user of the image or of the wheel would."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
+
+import pytest
+import yaml
+
+from agent_workspace_webhook.testing.controlplane import binaries_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +55,9 @@ def test_multi_stage_slim_non_root() -> None:
 
 def test_dependencies_come_from_the_lock() -> None:
     build, _ = stages()
-    installs = [a for i, a in build if i == "RUN" and "pip install" in a]
+    installs = [a for i, a in build if i == "RUN" and " install " in a and "pip" in a]
     assert installs[0].endswith("--no-deps -r /src/requirements.lock")
+    assert "--no-index" in installs[-1], "the package itself comes from the wheel just built"
     assert all("--no-deps" in a for a in installs), "nothing unpinned is resolved at build time"
     lock = (ROOT / "requirements.lock").read_text().splitlines()
     pins = [line for line in lock if line and not line.startswith("#")]
@@ -73,25 +86,94 @@ def test_deployment_runs_what_the_image_serves() -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
-def test_install_steps_work_in_a_clean_virtual_environment(tmp_path: Path) -> None:
-    """The build stage's RUN lines, as written, with /opt/venv and /src pointed here."""
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build stage's RUN lines, as written, with /opt/venv, /wheels and /src pointed here: the
+    wheel is built and installed (not editable) into a fresh virtual environment."""
+    tmp = tmp_path_factory.mktemp("image")
+    venv, wheels = tmp / "venv", tmp / "wheels"
     build, _ = stages()
     for instruction, args in build:
         if instruction != "RUN":
             continue
-        command = args.replace("/opt/venv", str(venv)).replace(
-            "/src/requirements.lock", str(ROOT / "requirements.lock")
-        )
-        command = command.replace("/src", str(ROOT)).replace("python -m venv", f"{sys.executable} -m venv")
+        command = args.replace("/opt/venv", str(venv)).replace("/wheels", str(wheels)).replace("/src", str(ROOT))
+        command = command.replace("/lib/python3.11/", f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/")
+        command = command.replace("python -m", f"{sys.executable} -m")
         result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=900, check=False)
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
-    check = subprocess.run(
-        [str(venv / "bin" / "agent-workspace-webhook"), "agent", "5DLabs-Rex", "--service", "cto", "-o", "json"],
+    assert not (venv / "bin" / "pip").exists(), "the runtime has no pip"
+    return venv
+
+
+def run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, from a directory outside the checkout."""
+    return subprocess.run(
+        [str(venv / "bin" / "agent-workspace-webhook"), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
     )
-    assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == '{"agent": "rex", "pvc": "workspace-cto-rex"}'
+
+
+def test_installed_agent_and_review_work_outside_the_checkout(image_venv: Path, tmp_path: Path) -> None:
+    agent = run(image_venv, tmp_path, "agent", "5DLabs-Rex", "--service", "cto", "-o", "json")
+    assert agent.returncode == 0, agent.stderr
+    assert agent.stdout.strip() == '{"agent": "rex", "pvc": "workspace-cto-rex"}'
+    shutil.copy(ROOT / "examples" / "rex-pod.json", tmp_path / "rex-pod.json")
+    review = run(image_venv, tmp_path, "review", "rex-pod.json")
+    assert review.returncode == 0, review.stderr
+    assert "pvc:      agents/workspace-cto-rex (created)" in review.stdout
+
+
+def test_installed_certs_writes_an_overlay_that_builds(image_venv: Path, tmp_path: Path) -> None:
+    made = run(image_venv, tmp_path, "certs", "--out", "generated")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "generated"
+    assert {"ca.crt", "tls.crt", "tls.key", "secret.yaml", "kustomization.yaml"} <= {p.name for p in out.iterdir()}
+    kubectl = binaries_dir() / "kubectl"
+    assert kubectl.exists(), f"{kubectl} is missing: run bash controlplane/build.sh"
+    built = subprocess.run(
+        [str(kubectl), "kustomize", str(out)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc]
+    assert "Secret" in kinds and "MutatingWebhookConfiguration" in kinds and "Deployment" in kinds
+
+
+def test_installed_serve_answers_its_probe(image_venv: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(image_venv / "bin" / "agent-workspace-webhook"), "serve", "--store", "memory", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+            ca = next((line["ca_file"] for line in lines if "ca_file" in line), None)
+            if ca is not None and any(line["event"] == "serving" for line in lines):
+                context = ssl.create_default_context(cafile=ca)
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=5) as r:
+                    answer = json.loads(r.read())
+            time.sleep(0.1)
+        assert answer == {"status": "ok"}, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_installed_workspaces_help_and_demo_say_what_they_need(image_venv: Path, tmp_path: Path) -> None:
+    assert run(image_venv, tmp_path, "workspaces", "--help").returncode == 0
+    demo = run(image_venv, tmp_path, "demo", "--exit")
+    assert demo.returncode == 2
+    assert demo.stderr.count("\n") == 1 and "pip install agent-workspace-webhook" in demo.stderr, demo.stderr

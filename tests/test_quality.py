@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "--strict", "webhook"],
+        ["mypy", "--strict", "agent_workspace_webhook"],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )

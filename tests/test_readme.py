@@ -5,9 +5,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from webhook.app import create_app
-from webhook.cluster import MemoryStore
-from webhook.settings import load_settings
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.server.app import create_app
+from agent_workspace_webhook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -4,9 +4,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from webhook.app import create_app
-from webhook.cluster import MemoryStore
-from webhook.settings import load_settings
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.server.app import create_app
+from agent_workspace_webhook.settings import load_settings
 
 MakeClient = Callable[..., tuple[TestClient, MemoryStore]]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import applied, claim, job_pod, review
 
-from webhook.review import decode_patch
+from agent_workspace_webhook.admission.review import decode_patch
+from agent_workspace_webhook.testing.objects import applied, claim, job_pod, review
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -22,7 +22,7 @@ EXAMPLES = ROOT / "examples"
 
 def run(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhook", *args],
+        [sys.executable, "-m", "agent_workspace_webhook", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -102,7 +102,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--port", str(port), "--store", "memory"],
+            [sys.executable, "-m", "agent_workspace_webhook", "serve", "--port", str(port), "--store", "memory"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -152,9 +152,9 @@ def test_serve_refuses_half_a_certificate() -> None:
 def test_listening_socket_declares_tcp_so_answers_are_not_delayed_by_nagle() -> None:
     # asyncio turns on TCP_NODELAY for accepted connections only when the socket's proto is TCP;
     # without it every answer waited ~40 ms for a delayed ACK.
-    from webhook.cli import _listen
+    from agent_workspace_webhook.server.serve import listen
 
-    sock = _listen("127.0.0.1", 0, reuse_port=False)
+    sock = listen("127.0.0.1", 0, reuse_port=False)
     try:
         assert sock.proto == socket.IPPROTO_TCP
     finally:

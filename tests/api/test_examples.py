@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from conftest import MakeClient
-from helpers import applied, claim
+from agent_workspace_webhook.testing.objects import applied, claim
+from tests.api.conftest import MakeClient
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,12 +5,13 @@ import json
 from typing import Any
 
 import pytest
-from conftest import MakeClient
 from fastapi.testclient import TestClient
-from helpers import CODERUN_KIND, applied, claim, coderun, job_pod, review
 
-from webhook.cluster import ClusterError, MemoryStore
-from webhook.review import decode_patch
+from agent_workspace_webhook.admission.review import decode_patch
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.kube.store import ClusterError
+from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, job_pod, review
+from tests.api.conftest import MakeClient
 
 Client = tuple[TestClient, MemoryStore]
 
@@ -72,7 +73,7 @@ def test_pod_without_workspace_volume_is_left_alone_with_no_api_call(client: Cli
     pod = job_pod("cto", "5dlabs-rex", volume={"name": "scratch", "emptyDir": {}})
     answer = mutate(http, review(pod))
     assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
-    assert store.calls == []
+    assert not store.calls
 
 
 def test_label_keys_are_settings(make_client: MakeClient) -> None:
@@ -222,7 +223,7 @@ def test_api_failures_are_clear_denials(make_client: MakeClient, failure: Cluste
     http, _ = make_client(MemoryStore(failure=failure))
     response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert response["allowed"] is False
-    assert response["status"]["code"] == 500
+    assert response["status"]["code"] == failure.code
     assert "workspace-cto-rex" in response["status"]["message"] and expected in response["status"]["message"]
 
 
@@ -423,8 +424,8 @@ def test_past_the_in_flight_limit_requests_are_refused_at_once() -> None:
 
     import httpx
 
-    from webhook.app import create_app
-    from webhook.settings import load_settings
+    from agent_workspace_webhook.server.app import create_app
+    from agent_workspace_webhook.settings import load_settings
 
     app = create_app(load_settings(store="memory", max_in_flight=2), MemoryStore(delay=0.4))
 
@@ -449,9 +450,9 @@ def test_past_the_in_flight_limit_requests_are_refused_at_once() -> None:
 
 def test_readyz_waits_for_the_pvc_cache(tmp_path: Any) -> None:
     """A KubeStore whose API server is not there: not ready, and says why."""
-    from webhook.app import create_app
-    from webhook.devcluster import free_port, kubeconfig_text
-    from webhook.settings import load_settings
+    from agent_workspace_webhook.server.app import create_app
+    from agent_workspace_webhook.settings import load_settings
+    from agent_workspace_webhook.testing.controlplane import free_port, kubeconfig_text
 
     kubeconfig = tmp_path / "kubeconfig"
     ca = tmp_path / "ca.crt"

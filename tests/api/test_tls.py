@@ -12,9 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from webhook.certs import write_certificates
-from webhook.devcluster import free_port
-from webhook.tls import ReloadingCertificate
+from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.server.tls import ReloadingCertificate
+from agent_workspace_webhook.testing.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = (ROOT / "examples" / "rex-pod.json").read_bytes()
@@ -38,7 +38,9 @@ def serve(tmp_path: Path, cert: Path, key: Path, **settings: str) -> tuple[subpr
     env = {**os.environ, **{f"WEBHOOK_{k.upper()}": v for k, v in settings.items()}}
     args = ["serve", "--store", "memory", "--port", str(port), "--cert-file", str(cert), "--key-file", str(key)]
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webhook", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent_workspace_webhook", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     deadline = time.monotonic() + 30
     while b'"event": "serving"' not in log.read_bytes():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()

@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from cluster_fixtures import Cluster
-from helpers import coderun, job_pod
-from kube import MANIFESTS, apply, claim_of, create, denial, load_yaml, pvcs
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.devcluster import WEBHOOK_NAMESPACE, free_port
+from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE
+from agent_workspace_webhook.testing.objects import claim, coderun, job_pod
+from tests.cluster import Cluster
+from tests.kube import MANIFESTS, apply, create, denial, load_yaml, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +38,8 @@ def create_pvc(
 def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Cluster, namespace: str) -> None:
     rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
-    assert claim_of(rex) == "workspace-billing-rex"
-    assert claim_of(cleo) == "workspace-billing-cleo"
+    assert claim(rex) == "workspace-billing-rex"
+    assert claim(cleo) == "workspace-billing-cleo"
     assert rex["metadata"]["labels"]["agents.platform/agent"] == "rex"
     assert cleo["metadata"]["annotations"]["agents.platform/workspace"] == "workspace-billing-cleo"
     stored = pvcs(cluster.admin, namespace)
@@ -88,12 +89,12 @@ def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Clu
         {"apiVersion": "batch/v1", "kind": "Job", "name": "task-4-job", "uid": stored_job.metadata.uid}
     ]
     stored, _ = create(cluster.admin, namespace, pod)
-    assert claim_of(stored) == "workspace-billing-cleo"
+    assert claim(stored) == "workspace-billing-cleo"
 
 
 def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Cluster, namespace: str) -> None:
     pod, warnings = create(cluster.admin, namespace, job_pod("billing", "5dlabs-tess"), dry_run=True)
-    assert claim_of(pod) == "workspace-billing-tess"
+    assert claim(pod) == "workspace-billing-tess"
     assert any("would be created" in w for w in warnings), warnings
     assert pvcs(cluster.admin, namespace) == {}
 
@@ -102,7 +103,7 @@ def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Cluster,
     create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     first = pvcs(cluster.admin, namespace)["workspace-billing-rex"]
     again, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
-    assert claim_of(again) == "workspace-billing-rex"
+    assert claim(again) == "workspace-billing-rex"
     assert (
         pvcs(cluster.admin, namespace)["workspace-billing-rex"]["metadata"]["resourceVersion"]
         == first["metadata"]["resourceVersion"]
@@ -110,7 +111,7 @@ def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Cluster,
 
     theirs = create_pvc(cluster, namespace, "workspace-billing-cleo", size="3Gi")
     pod, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
-    assert claim_of(pod) == "workspace-billing-cleo"
+    assert claim(pod) == "workspace-billing-cleo"
     after = pvcs(cluster.admin, namespace)["workspace-billing-cleo"]
     assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
     assert after["metadata"]["labels"] == {"owner": "someone-else"}
@@ -122,7 +123,7 @@ def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Cluster, na
     with cluster.webhook(naming_mode="legacy"):
         rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
         cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
-    assert claim_of(rex) == claim_of(cleo) == "workspace-billing"
+    assert claim(rex) == claim(cleo) == "workspace-billing"
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing"}
     assert (
         pvcs(cluster.admin, namespace)["workspace-billing"]["metadata"]["resourceVersion"]
@@ -136,9 +137,9 @@ def test_dual_mode_with_a_legacy_owner(cluster: Cluster, namespace: str) -> None
         rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
         cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
         odd, warnings = create(cluster.admin, namespace, job_pod("billing", "octocat"))
-    assert claim_of(rex) == "workspace-billing"  # Rex keeps its accumulated context
-    assert claim_of(cleo) == "workspace-billing-cleo"
-    assert claim_of(odd) == "workspace-billing"  # no agent: the shared one, with a warning
+    assert claim(rex) == "workspace-billing"  # Rex keeps its accumulated context
+    assert claim(cleo) == "workspace-billing-cleo"
+    assert claim(odd) == "workspace-billing"  # no agent: the shared one, with a warning
     assert any("'octocat'" in w for w in warnings), warnings
     stored = pvcs(cluster.admin, namespace)
     assert set(stored) == {"workspace-billing", "workspace-billing-cleo"}
@@ -205,7 +206,7 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Cluster, namespa
 
         def make(pair: tuple[str, str]) -> tuple[tuple[str, str], str | None]:
             pod, _ = create(cluster.admin, namespace, job_pod(pair[0], f"5dlabs-{pair[1]}"))
-            return pair, claim_of(pod)
+            return pair, claim(pod)
 
         with ThreadPoolExecutor(max_workers=50) as pool:
             results = list(pool.map(make, jobs))

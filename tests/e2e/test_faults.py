@@ -11,25 +11,23 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_fixtures import Cluster
-from helpers import job_pod, review
-from kube import create, denial, pvcs
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from slowproxy import SlowProxy
 
-from webhook.certs import CertFiles, write_certificates
-from webhook.devcluster import (
+from agent_workspace_webhook.ops.certs import CertFiles, write_certificates
+from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port, kubeconfig_text
+from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,
     WEBHOOK_SERVICE_ACCOUNT,
-    ControlPlane,
-    LocalWebhook,
     admin_client,
-    free_port,
     install,
-    kubeconfig_text,
     service_account_kubeconfig,
 )
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.objects import job_pod, review
+from tests.cluster import Cluster
+from tests.e2e.slowproxy import SlowProxy
+from tests.kube import create, denial, pvcs
 
 pytestmark = pytest.mark.e2e
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_fixtures import Cluster
-from helpers import job_pod
-from kube import MANIFESTS, create, load_yaml
 from kubernetes import client
 
-from webhook.devcluster import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT, binaries_dir
+from agent_workspace_webhook.testing.controlplane import binaries_dir
+from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
+from agent_workspace_webhook.testing.objects import job_pod
+from tests.cluster import Cluster
+from tests.kube import MANIFESTS, create, load_yaml
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhook", *args],
+        [sys.executable, "-m", "agent_workspace_webhook", *args],
         capture_output=True,
         text=True,
         timeout=180,

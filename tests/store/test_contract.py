@@ -10,14 +10,17 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import pytest
-from helpers import coderun
-from kube import pvcs
 from kubernetes import client
 
-from webhook.cluster import KubeStore, MemoryStore, WorkspaceStore, pvc_manifest
-from webhook.settings import load_settings
+from agent_workspace_webhook.kube.client import KubeStore
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.kube.store import WorkspaceStore
+from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
+from agent_workspace_webhook.settings import load_settings
+from agent_workspace_webhook.testing.objects import coderun
+from tests.kube import pvcs
 
-SETTINGS = load_settings(storage_size="2Gi")
+SPEC = PvcSpec(storage_size="2Gi", access_modes=["ReadWriteOnce"])
 
 
 class Backend(Protocol):
@@ -93,7 +96,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 def manifest(backend: Backend, name: str) -> dict[str, Any]:
-    return pvc_manifest(name, backend.namespace, {"agents.platform/agent": "rex"}, SETTINGS)
+    return pvc_manifest(name, backend.namespace, {"agents.platform/agent": "rex"}, SPEC)
 
 
 def test_creates_a_missing_pvc_once(backend: Backend) -> None:

@@ -4,9 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.agents import AgentError, compile_rules, extract_agent, is_ambiguous_label, label_form
-from webhook.names import is_dns1123_label
-from webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
+from agent_workspace_webhook.rules.agents import (
+    AgentError,
+    compile_rules,
+    extract_agent,
+    is_ambiguous_label,
+    label_form,
+)
+from agent_workspace_webhook.rules.names import is_dns1123_label
+from agent_workspace_webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
 
 RULES = compile_rules(DEFAULT_AGENT_TABLE, DEFAULT_AGENT_PATTERN)
 

@@ -3,11 +3,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from helpers import coderun, job_pod
 
-from webhook.agents import compile_rules
-from webhook.facts import FactsError, OwnerKind, RunFacts, coderun_facts, label_facts, pod_facts
-from webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
+from agent_workspace_webhook.rules.agents import compile_rules
+from agent_workspace_webhook.rules.facts import FactsError, OwnerKind, RunFacts, coderun_facts, label_facts, pod_facts
+from agent_workspace_webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
+from agent_workspace_webhook.testing.objects import coderun, job_pod
 
 RULES = compile_rules(DEFAULT_AGENT_TABLE, DEFAULT_AGENT_PATTERN)
 

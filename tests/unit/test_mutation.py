@@ -3,9 +3,10 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from helpers import claim, coderun, job_pod
 
-from webhook.mutation import ANNOTATION_WORKSPACE, find_volume, shape_problem, workspace_labels, workspace_patch
+from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE, workspace_labels
+from agent_workspace_webhook.rules.patch import find_volume, shape_problem, workspace_patch
+from agent_workspace_webhook.testing.objects import claim, coderun, job_pod
 
 LABELS = workspace_labels("cto", "rex", "workspace-cto-rex")
 

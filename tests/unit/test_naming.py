@@ -2,8 +2,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.names import is_dns1123_label
-from webhook.naming import NamingError, NamingPolicy, choose_workspace, legacy_pvc_name, pvc_name, validate_service
+from agent_workspace_webhook.rules.names import is_dns1123_label
+from agent_workspace_webhook.rules.workspace import (
+    NamingError,
+    NamingPolicy,
+    choose_workspace,
+    legacy_pvc_name,
+    pvc_name,
+    validate_service,
+)
 
 LABEL = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 

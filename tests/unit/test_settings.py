@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.settings import SettingsError, load_settings
+from agent_workspace_webhook.settings import SettingsError, load_settings
 
 
 def test_defaults() -> None:

@@ -1,0 +1,133 @@
+"""AdmissionReview v1 on the wire: the request parsed into a typed model, and the typed answers
+(allowed, patched, denied, errored) that become the response. No I/O."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class ReviewError(ValueError):
+    """The body is not a usable AdmissionReview; answered with HTTP 400 and this one line."""
+
+
+class GroupVersionKind(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    group: str = ""
+    version: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.version} {self.kind}" if self.group else f"{self.version} {self.kind}"
+
+
+class AdmissionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    uid: str = Field(min_length=1)
+    kind: GroupVersionKind
+    namespace: str | None = None
+    name: str | None = None
+    operation: str = "CREATE"
+    dry_run: bool = Field(default=False, alias="dryRun")
+    # Any JSON: a non-mapping is denied by admit with a message, not rejected here.
+    object: Any = None
+
+
+class AdmissionReview(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    request: AdmissionRequest
+
+
+def parse_review(body: bytes) -> AdmissionReview:
+    """Parse a request body; ReviewError with one line saying what is wrong and where."""
+    try:
+        data = orjson.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ReviewError(f"request body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(data, dict):
+        raise ReviewError(f"request body must be a JSON object (an AdmissionReview), not {type(data).__name__}")
+    if data.get("kind") != "AdmissionReview":
+        raise ReviewError(f"body is not an AdmissionReview: kind is {data.get('kind')!r}")
+    if data.get("apiVersion") != API_VERSION:
+        raise ReviewError(f"AdmissionReview apiVersion must be {API_VERSION!r}, got {data.get('apiVersion')!r}")
+    try:
+        return AdmissionReview.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ReviewError(f"AdmissionReview field {where}: {first['msg']}{more}") from None
+
+
+Decision = Literal["allowed", "patched", "denied", "error"]
+
+
+@dataclass(frozen=True)
+class Response:
+    """The webhook's answer to one AdmissionReview; made only by the four functions below. A
+    denial's code and message reach the user; an admission's message only the logs."""
+
+    uid: str
+    decision: Decision
+    code: int | None = None
+    message: str | None = None
+    patch: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision in ("allowed", "patched")
+
+    def to_review(self) -> dict[str, Any]:
+        """The AdmissionReview the API server expects back."""
+        response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
+        if self.patch:
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(orjson.dumps(self.patch)).decode()
+        if not self.allowed:
+            response["status"] = {"code": self.code, "message": self.message or ""}
+        if self.warnings:
+            response["warnings"] = list(self.warnings)
+        return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_review())
+
+
+def allowed(uid: str, message: str | None = None, warnings: Sequence[str] = ()) -> Response:
+    """Admitted unchanged; the message (for the logs, not the answer) says why nothing was done."""
+    return Response(uid, "allowed", message=message, warnings=tuple(warnings))
+
+
+def patched(uid: str, patch: Sequence[dict[str, Any]], warnings: Sequence[str] = ()) -> Response:
+    """Admitted with this JSON patch (admitted unchanged when it is empty)."""
+    return Response(uid, "patched" if patch else "allowed", patch=tuple(patch), warnings=tuple(warnings))
+
+
+def denied(uid: str, code: int, message: str) -> Response:
+    """Refused because of the request: the message says what to fix in it."""
+    return Response(uid, "denied", code, message)
+
+
+def errored(uid: str, code: int, message: str) -> Response:
+    """Refused because the webhook could not do its part (the Kubernetes API failed, a bug)."""
+    return Response(uid, "error", code, message)
+
+
+def decode_patch(review_answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch inside an answer (empty when there is none): for tests and `review`."""
+    encoded = review_answer.get("response", {}).get("patch")
+    if not encoded:
+        return []
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(encoded))
+    return patch

@@ -1,0 +1,205 @@
+"""`agent-workspace-webhook serve | review | agent | certs | workspaces | demo`: the terminal
+adaptor. Each command imports only what it runs, so `serve` never loads the developer tooling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent_workspace_webhook.kube.store import ClusterError
+from agent_workspace_webhook.server.serve import ServeError
+from agent_workspace_webhook.settings import Settings, SettingsError, load_settings
+
+
+class UsageError(Exception):
+    """Bad input on the command line; printed as one line, exit status 2."""
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "store", None):
+        overrides["store"] = args.store
+    return load_settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook import logs
+    from agent_workspace_webhook.server.serve import serve
+
+    settings = _settings(args)
+    logs.configure(args.log_level)
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        insecure=args.insecure,
+        reuse_port=args.reuse_port,
+    )
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook.admission.admit import admit, make_context
+    from agent_workspace_webhook.admission.review import ReviewError, parse_review
+    from agent_workspace_webhook.kube.client import make_store
+
+    settings = _settings(args, store="kube" if args.cluster else "memory")
+    try:
+        body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{args.file}: {exc.strerror}") from None
+    try:
+        review = parse_review(body)
+    except ReviewError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    store = make_store(settings)
+    try:
+        response, record = asyncio.run(admit(review.request, make_context(settings, store)))
+    finally:
+        store.close()
+    if args.output == "json":
+        print(json.dumps(response.to_review(), indent=2))
+    else:
+        print(f"uid:      {response.uid}")
+        print(f"allowed:  {str(response.allowed).lower()}")
+        if record.pvc:
+            print(f"pvc:      {record.namespace}/{record.pvc} ({record.pvc_action})")
+        if not response.allowed:
+            print(f"message:  {response.message}")
+        for warning in response.warnings:
+            print(f"warning:  {warning}")
+        print("patch:" + ("    (none)" if not response.patch else ""))
+        for op in response.patch:
+            print("  " + json.dumps(op))
+    return 0 if response.allowed else 1
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook.admission.admit import make_context
+    from agent_workspace_webhook.kube.memory import MemoryStore
+    from agent_workspace_webhook.rules.agents import AgentError, extract_agent
+    from agent_workspace_webhook.rules.workspace import NamingError, choose_workspace, validate_service
+
+    ctx = make_context(_settings(args), MemoryStore())
+    try:
+        agent = extract_agent(args.github_app, ctx.rules)
+        workspace = None
+        if args.service is not None:
+            service = validate_service(args.service, "--service")
+            workspace = choose_workspace(service, agent, None, ctx.policy)
+    except (AgentError, NamingError) as exc:
+        raise UsageError(str(exc)) from None
+    result: dict[str, Any] = {"agent": agent, "pvc": workspace.pvc if workspace else None}
+    if workspace and workspace.prefer_existing:
+        result["legacy_pvc_if_present"] = workspace.prefer_existing
+    if args.output == "json":
+        print(json.dumps(result))
+    else:
+        print(f"agent: {agent}")
+        if workspace:
+            print(f"pvc:   {workspace.pvc}")
+            if workspace.prefer_existing:
+                print(f"       ({workspace.prefer_existing} instead, if it exists: {agent} is the legacy_owner)")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook.ops.certs import write_install_bundle
+
+    _, lines = write_install_bundle(
+        Path(args.out),
+        namespace=args.namespace,
+        service=args.service,
+        secret=args.secret,
+        extra_hosts=args.host,
+        days=args.days,
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_workspaces(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook.kube.client import list_pvcs
+    from agent_workspace_webhook.ops.workspaces import report, rows
+
+    print(report(rows(list_pvcs(_settings(args), args.namespace))))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from agent_workspace_webhook.testing.demo import run
+    except ImportError:  # the container image leaves the developer tooling out
+        raise UsageError(
+            "the demo is not in this installation (the container image leaves it out): "
+            "pip install agent-workspace-webhook, or run it from a checkout"
+        ) from None
+    return run(wait=not args.exit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-workspace-webhook",
+        description="Mutating admission webhook that gives every agent its own workspace PVC.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the webhook (HTTPS; throw-away certificates unless given)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--cert-file", help="PEM serving certificate")
+    serve.add_argument("--key-file", help="PEM private key of --cert-file")
+    serve.add_argument("--insecure", action="store_true", help="plain HTTP, for local debugging only")
+    serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
+    serve.add_argument("--reuse-port", action="store_true", help="share the port with other processes (SO_REUSEPORT)")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=cmd_serve)
+
+    review = sub.add_parser("review", help="answer an AdmissionReview exactly as /mutate would")
+    review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
+    review.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    review.add_argument("--cluster", action="store_true", help="use the Kubernetes API instead of an in-memory store")
+    review.set_defaults(func=cmd_review)
+
+    agent = sub.add_parser("agent", help="print the agent name and workspace PVC for a GitHub App")
+    agent.add_argument("github_app", metavar="GITHUB_APP")
+    agent.add_argument("--service", help="the service, to print the PVC name")
+    agent.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    agent.set_defaults(func=cmd_agent)
+
+    certs = sub.add_parser("certs", help="make a CA, a serving certificate, its Secret and a kustomize overlay")
+    certs.add_argument("--out", default="certs/generated", help="directory to write (default certs/generated)")
+    certs.add_argument("--namespace", default="agent-workspace-webhook")
+    certs.add_argument("--service", default="agent-workspace-webhook")
+    certs.add_argument("--secret", default="agent-workspace-webhook-tls")
+    certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
+    certs.add_argument("--days", type=int, default=365)
+    certs.set_defaults(func=cmd_certs)
+
+    workspaces = sub.add_parser("workspaces", help="list agent workspaces and the legacy shared ones left")
+    workspaces.add_argument("--namespace", "-n", help="one namespace (default: all)")
+    workspaces.set_defaults(func=cmd_workspaces)
+
+    demo = sub.add_parser("demo", help="local control plane + webhook + three agents' runs, then wait for Ctrl-C")
+    demo.add_argument("--exit", action="store_true", help="tear everything down after the table instead of waiting")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (UsageError, ServeError, SettingsError, ClusterError) as exc:
+        print(f"agent-workspace-webhook {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

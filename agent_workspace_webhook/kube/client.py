@@ -1,0 +1,232 @@
+"""The real store: the official Kubernetes client, each blocking call in a bounded thread pool
+with the admission's deadline, so that the event loop never waits on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.kube.pvc_cache import CallCounter, PvcCache
+from agent_workspace_webhook.kube.store import RESOURCES, ClusterError, PvcAction, WorkspaceStore, describe_failure
+from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.names import one_line
+from agent_workspace_webhook.settings import Settings
+
+T = TypeVar("T")
+
+
+def make_store(settings: Settings, count: CallCounter | None = None) -> WorkspaceStore:
+    """The store the settings name; `count` is told of every Kubernetes call (the metrics)."""
+    if settings.store == "memory":
+        return MemoryStore()
+    return KubeStore(settings, count)
+
+
+class KubeStore:
+    """The real thing: the official client, each call in a worker thread with a timeout."""
+
+    def __init__(self, settings: Settings, count: CallCounter | None = None) -> None:
+        from kubernetes import client
+
+        self._settings = settings
+        self._count = count or _uncounted
+        self._api = api_client(settings)
+        self._core = client.CoreV1Api(self._api)
+        self._batch = client.BatchV1Api(self._api)
+        self._custom = client.CustomObjectsApi(self._api)
+        self._version = client.VersionApi(self._api)
+        # As many threads as pooled connections: more would only queue inside urllib3.
+        self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
+        self._timeout = settings.kube_deadline_seconds
+        # Answers "does it exist?" without a call once start() has run and the first list is in.
+        self.cache = PvcCache(self._core, self._count) if settings.pvc_cache else None
+
+    def start(self) -> None:
+        if self.cache is not None:
+            self.cache.start()
+
+    async def _call(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], T]) -> T:
+        """One API call in the pool, counted by its result code. An HTTP error is raised as
+        ApiException for the caller to interpret; no answer at all becomes a ClusterError."""
+        from kubernetes.client.exceptions import ApiException
+
+        resource = RESOURCES[what]
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except ApiException as exc:
+            self._count(verb, resource, str(exc.status))
+            raise
+        except asyncio.CancelledError:  # the admission's deadline passed
+            self._count(verb, resource, "timeout")
+            raise
+        except Exception as exc:  # urllib3: refused, reset, read timeout
+            self._count(verb, resource, "unreachable")
+            raise describe_failure(verb, what, namespace, name, None, one_line(exc)) from None
+        self._count(verb, resource, "201" if verb == "create" else "200")
+        return result
+
+    async def _get(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = await self._call("get", what, namespace, name, call)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise describe_failure("get", what, namespace, name, exc.status, _api_message(exc)) from None
+        if isinstance(response, dict):
+            return response
+        loaded: dict[str, Any] = json.loads(response.data)
+        return loaded
+
+    def _cached(self, namespace: str, name: str) -> bool | None:
+        return self.cache.contains(namespace, name) if self.cache is not None else None
+
+    async def pvc_exists(self, namespace: str, name: str) -> bool:
+        cached = self._cached(namespace, name)
+        if cached is not None:
+            return cached
+        found = await self._get(
+            "PersistentVolumeClaim",
+            namespace,
+            name,
+            lambda: self._core.read_namespaced_persistent_volume_claim(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        return found is not None
+
+    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        # A cache miss goes straight to create: one call, and a 409 if the watch lags behind.
+        if await self.pvc_exists(namespace, name):
+            return "exists"
+        if dry_run:
+            return "would-create"
+        try:
+            await self._call(
+                "create",
+                "PersistentVolumeClaim",
+                namespace,
+                name,
+                lambda: self._core.create_namespaced_persistent_volume_claim(
+                    namespace,
+                    manifest,  # type: ignore[arg-type]  # a plain dict is serialised as it is
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # another replica or a concurrent pod created it first
+                self._remember(namespace, name)
+                return "exists"
+            raise describe_failure(
+                "create", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
+            ) from None
+        self._remember(namespace, name)
+        return "created"
+
+    def _remember(self, namespace: str, name: str) -> None:
+        if self.cache is not None:
+            self.cache.add(namespace, name)
+
+    async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
+        if kind == "Job":
+            return await self._get(
+                "Job",
+                namespace,
+                name,
+                lambda: self._batch.read_namespaced_job(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                ),
+            )
+        s = self._settings
+        return await self._get(
+            "CodeRun",
+            namespace,
+            name,
+            lambda: self._custom.get_namespaced_custom_object(
+                s.coderun_group, s.coderun_version, namespace, s.coderun_plural, name, _request_timeout=self._timeout
+            ),
+        )
+
+    async def check_ready(self) -> str | None:
+        if self.cache is not None and not self.cache.synced:
+            return f"PVC cache not synced yet ({self.cache.last_error or 'first list in progress'})"
+        timeout = self._settings.ready_timeout_seconds
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(
+                    self._pool, lambda: self._version.get_code(_request_timeout=timeout)
+                ),
+                timeout,
+            )
+        except Exception as exc:
+            return f"the Kubernetes API is unreachable: {one_line(exc) or type(exc).__name__}"
+        return None
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()
+
+
+def api_client(settings: Settings) -> Any:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if settings.kubeconfig is not None:
+            config.load_kube_config(config_file=str(settings.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError) as exc:
+        raise ClusterError(
+            f"no Kubernetes API to talk to ({one_line(exc)}): run in a cluster, set WEBHOOK_KUBECONFIG, "
+            "or use the in-memory store (--store memory) for local debugging"
+        ) from None
+    configuration.connection_pool_maxsize = settings.kube_pool_size
+    configuration.retries = False  # the deadline is ours to spend, not urllib3's
+    return client.ApiClient(configuration)
+
+
+def _api_message(exc: Any) -> str:
+    """The API server's own message from a Status body, else the HTTP reason."""
+    try:
+        message = json.loads(exc.body).get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return one_line(message or f"{exc.status} {exc.reason}")
+
+
+def _uncounted(verb: str, resource: str, code: str) -> None:
+    pass
+
+
+def list_pvcs(settings: Settings, namespace: str | None) -> list[dict[str, Any]]:
+    """Every PVC, or those of one namespace, as the API returns them (for `workspaces`)."""
+    from kubernetes import client
+
+    api = api_client(settings)
+    core = client.CoreV1Api(api)
+    try:
+        if namespace:
+            response = core.list_namespaced_persistent_volume_claim(namespace, _preload_content=False)
+        else:
+            response = core.list_persistent_volume_claim_for_all_namespaces(_preload_content=False)
+    except Exception as exc:
+        raise ClusterError(f"cannot list PersistentVolumeClaims: {one_line(exc)}") from None
+    finally:
+        api.close()
+    items: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
+    return items

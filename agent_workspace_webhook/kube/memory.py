@@ -1,0 +1,71 @@
+"""The in-memory twin of KubeStore, for unit tests and offline `review` / `serve --store memory`.
+
+Bounded, since `serve --store memory` may still face hostile callers: it keeps at most
+MAX_PVCS PVCs and the last MAX_CALLS calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_workspace_webhook.kube.store import ClusterError, PvcAction
+from agent_workspace_webhook.rules.facts import OwnerKind
+
+MAX_PVCS = 10_000
+MAX_CALLS = 1_000
+
+
+@dataclass
+class MemoryStore:
+    pvcs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    owners: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
+    # Set to make every call fail as the API server would (403, 422, unreachable, ...),
+    # or answer slowly.
+    failure: ClusterError | None = None
+    delay: float = 0.0
+    calls: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=MAX_CALLS))
+
+    async def _call(self, verb: str, name: str) -> None:
+        self.calls.append((verb, name))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.failure is not None:
+            raise self.failure
+
+    async def pvc_exists(self, namespace: str, name: str) -> bool:
+        await self._call("get", name)
+        return (namespace, name) in self.pvcs
+
+    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        if await self.pvc_exists(namespace, name):
+            return "exists"
+        if dry_run:
+            return "would-create"
+        await self._call("create", name)
+        if len(self.pvcs) >= MAX_PVCS:
+            raise ClusterError(
+                f"cannot create PersistentVolumeClaim {namespace}/{name}: the in-memory store is full "
+                f"({MAX_PVCS} PVCs); it is for debugging: restart it, or use the Kubernetes store",
+                507,
+            )
+        self.pvcs[(namespace, name)] = copy.deepcopy(dict(manifest))
+        return "created"
+
+    async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
+        await self._call("get", name)
+        return self.owners.get((kind, namespace, name))
+
+    async def check_ready(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,87 @@
+"""The interface every store implements, and what a failed Kubernetes call is reported as.
+
+Stores only ever get, list or create: an existing PVC is never changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from agent_workspace_webhook.rules.facts import OwnerKind
+
+# What happened to the workspace PVC in one admission.
+PvcAction = Literal["created", "exists", "would-create"]
+
+RESOURCES = {"PersistentVolumeClaim": "persistentvolumeclaims", "Job": "jobs", "CodeRun": "coderuns"}
+_QUOTA = re.compile(r"exceeded quota: ([^,]+)")
+
+
+class ClusterError(Exception):
+    """A Kubernetes call failed. The message names the object, the cause and the fix; `code` is
+    the HTTP code the admission is denied with (the API server shows it to whoever created the run)."""
+
+    def __init__(self, message: str, code: int = 500) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def describe_failure(verb: str, what: str, namespace: str, name: str, status: int | None, detail: str) -> ClusterError:
+    """One line for a failed call: what was tried, the real cause (the API server's own text is
+    quoted) and the fix for that cause; with the code to deny the admission with."""
+    target = f"{what} {namespace}/{name}"
+    said = f"the API server said: {detail}"
+    if status is None:
+        return ClusterError(f"cannot {verb} {target}: the Kubernetes API is unreachable ({detail})", 503)
+    if status == 403:
+        quota = _QUOTA.search(detail)
+        if quota is not None:
+            return ClusterError(
+                f"cannot {verb} {target}: refused by ResourceQuota {namespace}/{quota.group(1).strip()} ({said}); "
+                "raise that quota's limit for persistentvolumeclaims or requests.storage, or free workspaces "
+                "in the namespace",
+                403,
+            )
+        if "being terminated" in detail:
+            return ClusterError(
+                f"cannot {verb} {target}: namespace {namespace} is being deleted ({said}); "
+                "create the run in a namespace that is not being deleted",
+                403,
+            )
+        if "cannot " + verb + " resource" in detail:
+            return ClusterError(
+                f"cannot {verb} {target}: the webhook's ServiceAccount is not allowed to ({said}); grant it verb "
+                f"'{verb}' on {RESOURCES.get(what, what.lower() + 's')} (see the ClusterRole in manifests/)",
+            )
+        return ClusterError(f"cannot {verb} {target}: refused ({said}); see the policy that refused it", 403)
+    if status == 404 and verb == "create":
+        return ClusterError(f"cannot {verb} {target}: namespace {namespace} does not exist ({said})", 404)
+    if status == 422:
+        return ClusterError(
+            f"cannot {verb} {target}: the API server rejected it as invalid ({said}); check the webhook's "
+            "storage settings (WEBHOOK_STORAGE_SIZE, WEBHOOK_STORAGE_CLASS, WEBHOOK_ACCESS_MODES)"
+        )
+    if status == 429:
+        return ClusterError(f"cannot {verb} {target}: the API server is throttling ({said}); retry", 429)
+    return ClusterError(f"cannot {verb} {target}: HTTP {status} from the Kubernetes API ({detail})")
+
+
+class WorkspaceStore(Protocol):
+    async def pvc_exists(self, namespace: str, name: str) -> bool: ...
+
+    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+        """Create the PVC unless it exists; 409 AlreadyExists counts as success."""
+        ...
+
+    async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+    async def check_ready(self) -> str | None:
+        """None when the API answers, else the reason it does not."""
+        ...
+
+    def start(self) -> None:
+        """Begin background work (the Kubernetes store's watches); called once the app runs."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,130 @@
+"""The run's service and GitHub App: from a CodeRun's spec, a Pod's labels, or the Pod's
+owning CodeRun through a lookup the caller gives (pure apart from that lookup)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent_workspace_webhook.rules.agents import AgentRules, is_ambiguous_label
+
+OwnerKind = Literal["Job", "CodeRun"]
+# (kind, namespace, name) -> the object, or None when it does not exist
+OwnerLookup = Callable[[OwnerKind, str, str], Awaitable[Mapping[str, Any] | None]]
+
+
+class FactsError(ValueError):
+    """A field that should hold a fact has the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    service: str | None
+    app: str | None
+    service_field: str
+    app_field: str
+    # The app came from a label, lower-cased and stripped of [ and ] by the controller.
+    app_is_label: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+def _string(obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise FactsError(f"{path} must be a string, not {type(value).__name__}")
+
+
+def _mapping(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    raise FactsError(f"{path} must be an object, not {type(value).__name__}")
+
+
+def coderun_facts(coderun: Mapping[str, Any], where: str = "") -> RunFacts:
+    """Facts from a CodeRun: spec.service and spec.githubApp (spec.githubUser is deprecated)."""
+    spec = _mapping(coderun, "spec", f"{where}spec")
+    service = _string(spec, "service", f"{where}spec.service")
+    app = _string(spec, "githubApp", f"{where}spec.githubApp")
+    if app:
+        return RunFacts(service, app, f"{where}spec.service", f"{where}spec.githubApp")
+    user = _string(spec, "githubUser", f"{where}spec.githubUser")
+    warnings: tuple[str, ...] = ()
+    if user:
+        warnings = (f"{where}spec.githubUser is deprecated; set spec.githubApp instead",)
+    return RunFacts(service, user, f"{where}spec.service", f"{where}spec.githubUser", warnings=warnings)
+
+
+def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFacts | None:
+    """Facts from the labels the platform's controller puts on its job pods, if any."""
+    labels = _mapping(_mapping(obj, "metadata", "metadata"), "labels", "metadata.labels")
+    service = _string(labels, service_key, f"metadata.labels[{service_key!r}]")
+    app = _string(labels, app_key, f"metadata.labels[{app_key!r}]")
+    if service is None and app is None:
+        return None
+    return RunFacts(
+        service,
+        app,
+        f"metadata.labels[{service_key!r}]",
+        f"metadata.labels[{app_key!r}]",
+        app_is_label=True,
+    )
+
+
+def _label_is_conclusive(facts: RunFacts, rules: AgentRules) -> bool:
+    return facts.service is not None and facts.app is not None and not is_ambiguous_label(facts.app, rules)
+
+
+def _owners(obj: Mapping[str, Any], kind: OwnerKind) -> list[str]:
+    metadata = _mapping(obj, "metadata", "metadata")
+    refs = metadata.get("ownerReferences")
+    if not isinstance(refs, list):
+        return []
+    return [
+        ref["name"]
+        for ref in refs
+        if isinstance(ref, Mapping) and ref.get("kind") == kind and isinstance(ref.get("name"), str)
+    ]
+
+
+async def owning_coderun(
+    obj: Mapping[str, Any], namespace: str, lookup: OwnerLookup
+) -> tuple[str, Mapping[str, Any]] | None:
+    """Follow ownerReferences Pod -> CodeRun or Pod -> Job -> CodeRun; (name, CodeRun) or None."""
+    for name in _owners(obj, "CodeRun"):
+        coderun = await lookup("CodeRun", namespace, name)
+        if coderun is not None:
+            return name, coderun
+    for job_name in _owners(obj, "Job"):
+        job = await lookup("Job", namespace, job_name)
+        if job is None:
+            continue
+        for name in _owners(job, "CodeRun"):
+            coderun = await lookup("CodeRun", namespace, name)
+            if coderun is not None:
+                return name, coderun
+    return None
+
+
+async def pod_facts(
+    pod: Mapping[str, Any],
+    namespace: str,
+    rules: AgentRules,
+    service_key: str,
+    app_key: str,
+    lookup: OwnerLookup,
+) -> RunFacts | None:
+    """Facts for a Pod: its labels when they are complete and unambiguous, else its owning
+    CodeRun (authoritative), else whatever the labels had; None for a Pod that is no agent's."""
+    labels = label_facts(pod, service_key, app_key)
+    if labels is not None and _label_is_conclusive(labels, rules):
+        return labels
+    owner = await owning_coderun(pod, namespace, lookup)
+    if owner is not None:
+        name, coderun = owner
+        return coderun_facts(coderun, where=f"CodeRun {namespace}/{name} ")
+    return labels

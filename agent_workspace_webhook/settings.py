@@ -1,0 +1,190 @@
+"""Every knob of the webhook, validated once at start-up (env prefix ``WEBHOOK_``).
+
+Sources, strongest first: explicit arguments, ``WEBHOOK_*`` environment variables, the config
+file named by ``WEBHOOK_CONFIG_FILE`` (YAML, JSON or TOML, by extension), then the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label
+
+CONFIG_FILE_ENV = "WEBHOOK_CONFIG_FILE"
+
+DEFAULT_AGENT_TABLE: dict[str, str] = {
+    "5DLabs-Rex": "rex",
+    "5DLabs-Cleo": "cleo",
+    "5DLabs-Tess": "tess",
+    "5DLabs-Blaze": "blaze",
+    "5DLabs-Morgan": "morgan",
+}
+DEFAULT_AGENT_PATTERN = r"^5dlabs[-_]?(?P<agent>[a-z0-9][a-z0-9-]*?)(\[bot\])?$"
+
+# A Kubernetes resource quantity such as 10Gi, 500M or 1.5Ti.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+def _label(value: str) -> str:
+    if not is_dns1123_label(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label ({DNS1123_LABEL}, at most 63 characters)")
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10Gi")
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    if "agent" not in compiled.groupindex:
+        raise ValueError(f"{value!r} has no named group (?P<agent>...) to take the agent name from")
+    return value
+
+
+Label = Annotated[str, AfterValidator(_label)]
+AccessMode = Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany"]
+
+
+class SharedGroup(BaseModel):
+    """Agents that share one workspace per service instead of one each.
+
+    ``suffix: ""`` shares the service's ``workspace-{service}`` (what the platform's controller
+    does for its implementation agents, Rex and Blaze); ``suffix: impl`` shares
+    ``workspace-{service}-impl``.
+    """
+
+    agents: list[Label] = Field(min_length=1)
+    suffix: str = ""
+
+    @model_validator(mode="after")
+    def _suffix_is_label(self) -> SharedGroup:
+        if self.suffix:
+            _label(self.suffix)
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="forbid", frozen=True)
+
+    # --- the rules --------------------------------------------------------------------------
+    naming_mode: Literal["legacy", "dual", "agent"] = "dual"
+    legacy_owner: Label | None = None
+    agent_table: dict[str, Label] = Field(default_factory=lambda: dict(DEFAULT_AGENT_TABLE))
+    agent_pattern: Annotated[str, AfterValidator(_pattern)] = DEFAULT_AGENT_PATTERN
+    shared_groups: list[SharedGroup] = Field(default_factory=list)
+
+    # --- where the run's facts are ------------------------------------------------------------
+    workspace_volume: Label = "workspace"
+    pod_service_label: str = "service"
+    pod_app_label: str = "github-user"
+    coderun_group: str = "agents.platform"
+    coderun_version: str = "v1"
+    coderun_plural: str = "coderuns"
+
+    # --- the PVC it creates ---------------------------------------------------------------------
+    storage_size: Annotated[str, AfterValidator(_quantity)] = "10Gi"
+    storage_class: str | None = None
+    access_modes: list[AccessMode] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]), min_length=1)
+
+    # --- the Kubernetes API ---------------------------------------------------------------------
+    store: Literal["kube", "memory"] = "kube"
+    kubeconfig: Path | None = None
+    # All Kubernetes calls of one admission must finish inside this, well below the
+    # MutatingWebhookConfiguration's timeoutSeconds, so the user sees our message, not a timeout.
+    kube_deadline_seconds: float = Field(default=2.0, gt=0, le=25)
+    ready_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    kube_pool_size: int = Field(default=8, ge=1, le=256)
+    # Keep the names of workspace PVCs by list + watch, so that existing ones cost no API call.
+    pvc_cache: bool = True
+
+    # --- the HTTP side ------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    # Past this many admissions at once, answer at once with a denial rather than queue
+    # beyond the API server's timeout.
+    max_in_flight: int = Field(default=256, ge=1, le=100_000)
+    # How often the serving certificate files are checked for rotation.
+    tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # On SIGTERM, requests in flight get this long to finish. It also bounds the wait for idle
+    # keep-alive TLS connections (the API server keeps them), which would otherwise hold the
+    # process for the event loop's 30 s TLS shutdown timeout. Keep it below the pod's
+    # terminationGracePeriodSeconds.
+    shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        seen: dict[str, str] = {}
+        for group in self.shared_groups:
+            for agent in group.agents:
+                if agent in seen:
+                    raise ValueError(
+                        f"shared_groups: agent {agent!r} is in two groups "
+                        f"(suffixes {seen[agent]!r} and {group.suffix!r}); list it once"
+                    )
+                seen[agent] = group.suffix
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if path:
+            sources.append(_file_source(settings_cls, Path(path)))
+        return tuple(sources)
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV}={path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=path)
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    raise SettingsError(f"{CONFIG_FILE_ENV}={path}: use a .yaml, .yml, .json or .toml file")
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names it and says what is expected."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate the settings, turning pydantic's report into one message per setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = "WEBHOOK_" + str(error["loc"][0]).upper() if error["loc"] else CONFIG_FILE_ENV
+            problems.append(f"{where} ({env}): {error['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    except ValueError as exc:  # the config file did not parse
+        raise SettingsError(f"invalid settings: {exc}") from None

@@ -1,0 +1,233 @@
+"""A real, throw-away Kubernetes control plane (etcd + kube-apiserver) on 127.0.0.1.
+
+What envtest gives Go operators: the binaries come from `controlplane/build.sh`; this starts
+them on free loopback ports with an admin token, waits for /readyz, writes a kubeconfig, and
+stops exactly the processes it started. Nothing schedules pods: admission is what it proves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+BIN_ENV = "CONTROLPLANE_BIN"
+# A source checkout: controlplane/build.sh builds into .cache/controlplane/bin beside it.
+CHECKOUT = Path(__file__).resolve().parents[2]
+BUILD_HINT = (
+    "build them with `bash controlplane/build.sh` in a checkout of agent-workspace-webhook (needs Go; "
+    f"they land in .cache/controlplane/bin) and point {BIN_ENV} at that directory"
+)
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def binaries_dir() -> Path:
+    """$CONTROLPLANE_BIN, else the checkout's build output, else ./.cache/controlplane/bin."""
+    if os.environ.get(BIN_ENV):
+        return Path(os.environ[BIN_ENV])
+    if (CHECKOUT / "controlplane" / "build.sh").is_file():
+        return CHECKOUT / ".cache" / "controlplane" / "bin"
+    return Path.cwd() / ".cache" / "controlplane" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM this one process, SIGKILL it after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def kubeconfig_text(server: str, ca_file: Path, token: str, user: str = "admin") -> str:
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: dev
+  cluster:
+    server: {server}
+    certificate-authority: {ca_file}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: {user}@dev
+  context: {{cluster: dev, user: {user}}}
+current-context: {user}@dev
+"""
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="devcluster-")))
+    bin_dir: Path = field(default_factory=binaries_dir)
+    etcd: subprocess.Popen[bytes] | None = None
+    apiserver: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    _apiserver_args: list[str] = field(default_factory=list)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        # kube-apiserver writes its self-signed serving certificate and the CA that signed it here.
+        return self.workdir / "certs" / "apiserver.crt"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        binary = self.bin_dir / name
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(f"{binary} is missing: {BUILD_HINT}")
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                [str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def _wait(
+        self,
+        what: str,
+        proc: subprocess.Popen[bytes],
+        probe: str,
+        timeout: float,
+        context: ssl.SSLContext | None = None,
+        token: str | None = None,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ControlPlaneError(
+                    f"{what} exited with {proc.returncode}; see {self.workdir}/{what}.log:\n{self.tail(what)}"
+                )
+            request = urllib.request.Request(probe, headers={"Authorization": f"Bearer {token}"} if token else {})
+            try:
+                with urllib.request.urlopen(request, timeout=2, context=context) as response:
+                    if response.status == 200:
+                        return
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise ControlPlaneError(f"{what} not ready after {timeout}s ({last}); see {self.workdir}/{what}.log")
+
+    def tail(self, what: str, lines: int = 20) -> str:
+        path = self.workdir / f"{what}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def start(self, timeout: float = 60) -> ControlPlane:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        etcd_port, peer_port = free_port(), free_port()
+        etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
+        self.etcd = self._spawn(
+            "etcd",
+            [
+                "--name=devcluster",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=devcluster={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._wait("etcd", self.etcd, f"{etcd_url}/health", timeout)
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sa_key = self.workdir / "sa.key"
+        sa_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        sa_pub = self.workdir / "sa.pub"
+        sa_pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        self.port = free_port()
+        self._apiserver_args = [
+            f"--etcd-servers={etcd_url}",
+            f"--cert-dir={self.workdir / 'certs'}",
+            f"--secure-port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={tokens}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ]
+        self.start_apiserver(timeout)
+        self.kubeconfig.write_text(kubeconfig_text(self.server, self.ca_file, self.token))
+
+    def start_apiserver(self, timeout: float = 60) -> None:
+        """(Re)start kube-apiserver on the same port, certificates and etcd."""
+        self.apiserver = self._spawn("kube-apiserver", self._apiserver_args)
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # the CA file does not exist until the server has started
+        self._wait("kube-apiserver", self.apiserver, f"{self.server}/readyz", timeout, insecure, self.token)
+
+    def stop_apiserver(self) -> None:
+        stop_process(self.apiserver, grace=10)
+
+    def stop(self) -> None:
+        """API server first (it hangs without etcd), then etcd; each by its own pid."""
+        self.stop_apiserver()
+        stop_process(self.etcd, grace=10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(Exception):
+            self.remove()

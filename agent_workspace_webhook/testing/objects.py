@@ -1,0 +1,132 @@
+"""The objects and AdmissionReviews that tests, the demo and the benchmark send, shaped like the
+ones the platform's controller and the API server make (pure: no Kubernetes client)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import jsonpatch
+
+from agent_workspace_webhook.admission.review import decode_patch
+
+
+def controller_pod(
+    service: str | None,
+    app: str | None,
+    *,
+    volume: dict[str, Any] | None = None,
+    generate_name: str = "code-run-",
+) -> dict[str, Any]:
+    """A Pod shaped like the platform controller's job pods: generateName, its labels (a fact
+    left out where None), and the shared `workspace-{service}` mounted, unless `volume` is given."""
+    labels = {"app": "controller", "component": "code-runner"}
+    if service is not None:
+        labels["service"] = service
+    if app is not None:
+        labels["github-user"] = app
+    volume = volume or {"name": "workspace", "persistentVolumeClaim": {"claimName": f"workspace-{service}"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": generate_name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "busybox",
+                    "volumeMounts": [{"name": volume["name"], "mountPath": "/workspace"}],
+                }
+            ],
+            "volumes": [volume],
+        },
+    }
+
+
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+CODERUN_KIND = {"group": "agents.platform", "version": "v1", "kind": "CodeRun"}
+
+
+def job_pod(
+    service: str | None = "cto",
+    app: str | None = "5dlabs-rex",
+    *,
+    volume: dict[str, Any] | None = None,
+    owner_job: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Pod as the platform's controller creates it through a Job (generateName, no name)."""
+    pod = controller_pod(service, app, volume=volume)
+    pod["metadata"]["labels"].update(extra_labels or {})
+    if owner_job:
+        pod["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": owner_job, "uid": str(uuid.uuid4()), "controller": True}
+        ]
+    return pod
+
+
+def coderun(
+    service: str | None = "cto", app: str | None = "5DLabs-Tess", name: str = "run-1", **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        # the fields the platform's CRD requires
+        "taskId": 1,
+        "repositoryUrl": "https://github.com/5dlabs/cto",
+        "docsRepositoryUrl": "https://github.com/5dlabs/docs",
+        "workingDirectory": ".",
+        "model": "claude-sonnet",
+        **spec,
+    }
+    if service is not None:
+        body["service"] = service
+    if app is not None:
+        body["githubApp"] = app
+    return {"apiVersion": "agents.platform/v1", "kind": "CodeRun", "metadata": {"name": name}, "spec": body}
+
+
+def review(
+    obj: Any,
+    *,
+    kind: dict[str, str] | None = None,
+    namespace: str = "agents",
+    dry_run: bool = False,
+    operation: str = "CREATE",
+    uid: str | None = None,
+    user: str = "tester",
+) -> dict[str, Any]:
+    """An AdmissionReview v1 request for `obj`, as the API server sends it."""
+    if kind is None:
+        kind = CODERUN_KIND if isinstance(obj, dict) and obj.get("kind") == "CodeRun" else POD_KIND
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid or str(uuid.uuid4()),
+            "kind": kind,
+            "resource": {"group": kind["group"], "version": kind["version"], "resource": kind["kind"].lower() + "s"},
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": user},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": dry_run,
+        },
+    }
+
+
+def applied(obj: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API server stores it after applying the answer's patch."""
+    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), decode_patch(answer))
+    return result
+
+
+def claim(pod: dict[str, Any], volume: str = "workspace") -> str | None:
+    """The PVC that the Pod's volume of that name mounts, if any."""
+    for v in pod["spec"]["volumes"]:
+        if v["name"] == volume:
+            source = v.get("persistentVolumeClaim") or {}
+            claim_name: str | None = source.get("claimName")
+            return claim_name
+    return None

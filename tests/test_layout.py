@@ -1,0 +1,69 @@
+"""The package's shape holds: each audience in its place, and the dependencies point one way."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "agent_workspace_webhook"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def package_of(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0] if len(path.relative_to(PACKAGE).parts) > 1 else ""
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_long(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 300
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_kube_and_the_dev_harness_import_the_kubernetes_client(path: Path) -> None:
+    uses = {name for name in imports(path) if name == "kubernetes" or name.startswith("kubernetes.")}
+    assert not uses or package_of(path) in ("kube", "testing"), f"{path.name} imports {uses}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_rules_are_pure_and_the_layers_point_one_way(path: Path) -> None:
+    # Which of our own packages each may import: rules nothing but rules; admission the rules and
+    # the store interface; kube never the server; nothing but cli/testing the developer tooling.
+    allowed = {
+        "rules": {"rules"},
+        "admission": {"rules", "admission", "kube", "settings"},
+        "kube": {"rules", "kube", "settings", "logs"},
+        "server": {"rules", "admission", "kube", "server", "ops", "settings", "logs"},
+        "ops": {"rules", "ops", "kube", "settings"},
+    }.get(package_of(path))
+    if allowed is None:
+        return
+    ours = {name.split(".")[1] for name in imports(path) if name.startswith("agent_workspace_webhook.")}
+    assert ours <= allowed, f"{path.relative_to(PACKAGE)} imports {sorted(ours - allowed)}"
+
+
+def test_serve_loads_no_developer_tooling_and_unit_rules_no_kubernetes_client() -> None:
+    probe = (
+        "import sys\n"
+        "import agent_workspace_webhook.rules.workspace, agent_workspace_webhook.rules.facts\n"
+        "import agent_workspace_webhook.rules.patch, agent_workspace_webhook.admission.admit\n"
+        "assert 'kubernetes' not in sys.modules, 'the rules loaded the Kubernetes client'\n"
+        "import agent_workspace_webhook.server.serve, agent_workspace_webhook.server.app, agent_workspace_webhook.cli\n"
+        "dev = sorted(m for m in sys.modules if m.startswith('agent_workspace_webhook.testing'))\n"
+        "assert not dev, dev\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr

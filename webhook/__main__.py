@@ -1,5 +1,0 @@
-import sys
-
-from webhook.cli import main
-
-sys.exit(main())

@@ -7,7 +7,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,11 +19,16 @@ class ReviewError(ValueError):
     """The body is not a usable AdmissionReview; answered with HTTP 400 and this one line."""
 
 
+# Bounds on what is echoed into answers and logs: Kubernetes' own limits (a uid is 36 characters,
+# a name at most 253, a namespace 63), with room to spare.
+Short = Annotated[str, Field(max_length=253)]
+
+
 class GroupVersionKind(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    group: str = ""
-    version: str
-    kind: str
+    group: Short = ""
+    version: Short
+    kind: Short
 
     def __str__(self) -> str:
         return f"{self.group}/{self.version} {self.kind}" if self.group else f"{self.version} {self.kind}"
@@ -31,11 +36,11 @@ class GroupVersionKind(BaseModel):
 
 class AdmissionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    uid: str = Field(min_length=1)
+    uid: str = Field(min_length=1, max_length=128)
     kind: GroupVersionKind
-    namespace: str | None = None
-    name: str | None = None
-    operation: str = "CREATE"
+    namespace: Short | None = None
+    name: Short | None = None
+    operation: str = Field(default="CREATE", max_length=16)
     dry_run: bool = Field(default=False, alias="dryRun")
     # Any JSON: a non-mapping is denied by admit with a message, not rejected here.
     object: Any = None

@@ -18,7 +18,7 @@ from agent_workspace_webhook.admission.admit import Context, admit, make_context
 from agent_workspace_webhook.admission.review import ReviewError, errored, parse_review
 from agent_workspace_webhook.kube.client import make_store
 from agent_workspace_webhook.kube.store import WorkspaceStore
-from agent_workspace_webhook.server.metrics import Metrics
+from agent_workspace_webhook.server.metrics import OTHER, Metrics
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 
@@ -85,51 +85,47 @@ def create_app(
         in_flight += 1
         metrics.in_flight.inc()
         try:
-            return await _mutate(request, started, overloaded=in_flight > settings.max_in_flight)
+            response, kind, operation, decision = await _answer(request, started, in_flight > settings.max_in_flight)
         finally:
             in_flight -= 1
             metrics.in_flight.dec()
-            metrics.latency.labels(request.state.kind).observe(time.perf_counter() - started)
+        metrics.admission(kind, operation, decision, time.perf_counter() - started)
+        return response
 
-    async def _mutate(request: Request, started: float, overloaded: bool) -> Response:
-        request.state.kind = "unknown"
+    async def _answer(request: Request, started: float, overloaded: bool) -> tuple[Response, str, str, str]:
+        """The HTTP answer, and the kind, operation and decision to count it under."""
         try:
             body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return _invalid(
-                413, f"request body is larger than {settings.max_body_bytes} bytes (WEBHOOK_MAX_BODY_BYTES)"
-            )
+            message = f"request body is larger than {settings.max_body_bytes} bytes (WEBHOOK_MAX_BODY_BYTES)"
+            return _invalid(413, message), OTHER, OTHER, "invalid"
         try:
             review = parse_review(body)
         except ReviewError as exc:
-            return _invalid(400, str(exc))
-        uid, request.state.kind = review.request.uid, review.request.kind.kind
+            return _invalid(400, str(exc)), OTHER, OTHER, "invalid"
+        uid, kind, operation = review.request.uid, review.request.kind.kind, review.request.operation
         if overloaded:
-            metrics.requests.labels(request.state.kind, review.request.operation, "error").inc()
             message = (
                 f"agent-workspace-webhook is already answering {settings.max_in_flight} requests "
                 "(WEBHOOK_MAX_IN_FLIGHT); refused at once rather than queued past the API server's "
                 "timeout: retry the create, or add replicas"
             )
             log.warning("overloaded", extra={"fields": {"uid": uid, "max_in_flight": settings.max_in_flight}})
-            return _json(errored(uid, 429, message).encode())
+            return _json(errored(uid, 429, message).encode()), kind, operation, "error"
         try:
             response, record = await admit(review.request, ctx)
         except Exception:  # a bug must still answer, with a denial the user can report
             log.exception("admission failed", extra={"fields": {"uid": uid}})
-            metrics.requests.labels(request.state.kind, review.request.operation, "error").inc()
             message = f"internal error in agent-workspace-webhook (uid {uid}); see its logs"
-            return _json(errored(uid, 500, message).encode())
-        metrics.requests.labels(record.kind, record.operation, record.decision).inc()
+            return _json(errored(uid, 500, message).encode()), kind, operation, "error"
         if record.pvc_action == "created":
             metrics.pvcs_created.inc()
         level = logging.WARNING if record.decision == "error" else logging.INFO
         fields = {**record.log_fields(), "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
         log.log(level, "admission", extra={"fields": fields})
-        return _json(response.encode())
+        return _json(response.encode()), kind, operation, record.decision
 
-    def _invalid(status: int, message: str) -> JSONResponse:
-        metrics.requests.labels("unknown", "unknown", "invalid").inc()
+    def _invalid(status: int, message: str) -> Response:
         log.info("rejected", extra={"fields": {"status": status, "message": message}})
         return _problem(status, message)
 

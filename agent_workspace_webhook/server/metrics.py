@@ -1,5 +1,9 @@
 """Prometheus metrics, named after controller-runtime's webhook metrics, in a registry of the
-app's own (so two apps in one process, as in tests, never share counters)."""
+app's own (so two apps in one process, as in tests, never share counters).
+
+Every label value comes from a fixed set: the request body is hostile input, and a label taken
+from it would let any caller grow the exposition (and each scrape) without bound.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 PREFIX = "agent_workspace_webhook"
 # Admission latency is dominated by at most a few API calls: buckets from 1 ms to 10 s.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+KINDS = frozenset({"Pod", "CodeRun"})
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+DECISIONS = frozenset({"allowed", "patched", "denied", "error", "invalid"})
+OTHER = "other"
+
+
+def bounded(value: str, known: frozenset[str]) -> str:
+    """The value itself when it is one we know, else 'other'."""
+    return value if value in known else OTHER
 
 
 class Metrics:
@@ -15,8 +28,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             f"{PREFIX}_requests_total",
-            "Admission requests by kind, operation and outcome (allowed, patched, denied, error, invalid).",
-            ["kind", "operation", "outcome"],
+            "Admission requests by kind, operation and decision (allowed, patched, denied, error, invalid); "
+            "kinds and operations the webhook does not handle are counted as 'other'.",
+            ["kind", "operation", "decision"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -39,7 +53,13 @@ class Metrics:
             registry=self.registry,
         )
 
+    def admission(self, kind: str, operation: str, decision: str, seconds: float) -> None:
+        kind = bounded(kind, KINDS)
+        self.requests.labels(kind, bounded(operation, OPERATIONS), bounded(decision, DECISIONS)).inc()
+        self.latency.labels(kind).observe(seconds)
+
     def kube_call(self, verb: str, resource: str, code: str) -> None:
+        # Called by our own code with our own values (verbs, resources and HTTP codes): bounded.
         self.kube_calls.labels(verb, resource, code).inc()
 
     def exposition(self) -> bytes:

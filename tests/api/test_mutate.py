@@ -396,11 +396,11 @@ def _metric(http: TestClient, name: str) -> float:
     return 0.0
 
 
-def test_metrics_count_requests_by_outcome(client: Client) -> None:
+def test_metrics_count_requests_by_decision(client: Client) -> None:
     http, _ = client
-    patched = 'agent_workspace_webhook_requests_total{kind="Pod",operation="CREATE",outcome="patched"}'
-    denied = 'agent_workspace_webhook_requests_total{kind="CodeRun",operation="CREATE",outcome="denied"}'
-    invalid = 'agent_workspace_webhook_requests_total{kind="unknown",operation="unknown",outcome="invalid"}'
+    patched = 'agent_workspace_webhook_requests_total{decision="patched",kind="Pod",operation="CREATE"}'
+    denied = 'agent_workspace_webhook_requests_total{decision="denied",kind="CodeRun",operation="CREATE"}'
+    invalid = 'agent_workspace_webhook_requests_total{decision="invalid",kind="other",operation="other"}'
     assert _metric(http, patched) == 0
     mutate(http, review(job_pod("cto", "5dlabs-rex")))
     mutate(http, review(job_pod("cto", "5dlabs-cleobot")))

@@ -161,7 +161,7 @@ def test_metrics_follow_admissions_and_api_calls(cluster: Cluster, namespace: st
     def delta(name: str) -> float:
         return after.get(name, 0) - before.get(name, 0)
 
-    assert delta('agent_workspace_webhook_requests_total{kind="Pod",operation="CREATE",outcome="patched"}') >= 1
+    assert delta('agent_workspace_webhook_requests_total{decision="patched",kind="Pod",operation="CREATE"}') >= 1
     assert delta("agent_workspace_webhook_pvcs_created_total") == 1
     assert (
         delta('agent_workspace_webhook_kube_requests_total{code="201",resource="persistentvolumeclaims",verb="create"}')

@@ -45,7 +45,7 @@ app.kubernetes.io/name: {{ include "agent-workspace-webhook.name" . }}
 
 {{/*
 The WEBHOOK_* variables of the Deployment, as a YAML list. Only what is set: the webhook's own
-defaults (webhook/settings.py) apply to the rest.
+defaults (its settings.py, README.md "Settings") apply to the rest.
 */}}
 {{- define "agent-workspace-webhook.env" -}}
 {{- $s := .Values.settings }}

@@ -1,0 +1,118 @@
+{{/* The name of the app: the app.kubernetes.io/name label. */}}
+{{- define "agent-workspace-webhook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The name of every object: <release>, or <release>-<name> if the release does not contain the name. */}}
+{{- define "agent-workspace-webhook.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "agent-workspace-webhook.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The labels of manifests/: only app.kubernetes.io/name, which is also the selector. */}}
+{{- define "agent-workspace-webhook.labels" -}}
+app.kubernetes.io/name: {{ include "agent-workspace-webhook.name" . }}
+{{- end }}
+
+{{- define "agent-workspace-webhook.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "agent-workspace-webhook.fullname" .)) }}
+{{- end }}
+
+{{/* The serving Certificate of the certManager source, for cert-manager.io/inject-ca-from. */}}
+{{- define "agent-workspace-webhook.servingCertificate" -}}
+{{- printf "%s-serving" (include "agent-workspace-webhook.fullname" .) }}
+{{- end }}
+
+{{/* tls.caBundle as the base64 of a PEM CA, whether it was given as PEM or as base64 already. */}}
+{{- define "agent-workspace-webhook.caBundle" -}}
+{{- $ca := .Values.tls.caBundle | default "" }}
+{{- if hasPrefix "-----BEGIN CERTIFICATE-----" (trim $ca) }}
+{{- $ca | b64enc }}
+{{- else if and (trim $ca) (hasPrefix "-----BEGIN CERTIFICATE-----" (b64dec (trim $ca))) }}
+{{- trim $ca }}
+{{- else if trim $ca }}
+{{- fail (printf "tls.caBundle must be a PEM CA certificate (-----BEGIN CERTIFICATE-----...) or its base64, not %q" (trunc 40 $ca)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The WEBHOOK_* variables of the Deployment, as a YAML list. Only what is set: the webhook's own
+defaults (its settings.py, README.md "Settings") apply to the rest.
+*/}}
+{{- define "agent-workspace-webhook.env" -}}
+{{- $s := .Values.settings }}
+{{- $env := list (dict "name" "WEBHOOK_NAMING_MODE" "value" $s.namingMode) }}
+{{- with $s.legacyOwner }}{{ $env = append $env (dict "name" "WEBHOOK_LEGACY_OWNER" "value" .) }}{{ end }}
+{{- with $s.agentTable }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_TABLE" "value" (toJson .)) }}{{ end }}
+{{- with $s.agentPattern }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_PATTERN" "value" .) }}{{ end }}
+{{- with $s.sharedGroups }}{{ $env = append $env (dict "name" "WEBHOOK_SHARED_GROUPS" "value" (toJson .)) }}{{ end }}
+{{- with $s.storage.size }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_SIZE" "value" (toString .)) }}{{ end }}
+{{- with $s.storage.className }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_CLASS" "value" .) }}{{ end }}
+{{- with $s.storage.accessModes }}{{ $env = append $env (dict "name" "WEBHOOK_ACCESS_MODES" "value" (toJson .)) }}{{ end }}
+{{- $set := dict }}
+{{- range $env }}{{ $_ := set $set .name true }}{{ end }}
+{{- range .Values.extraEnv }}
+{{- if hasKey $set .name }}
+{{- fail (printf "extraEnv: %s is already set by the chart's values (settings.*); set it there" .name) }}
+{{- end }}
+{{- end }}
+{{- toYaml (concat $env .Values.extraEnv) }}
+{{- end }}
+
+{{/* Values that would install without complaint but leave the webhook broken. */}}
+{{- define "agent-workspace-webhook.validate" -}}
+{{- $s := .Values.settings }}
+{{- if not (has $s.namingMode (list "legacy" "dual" "agent")) }}
+{{- fail (printf "settings.namingMode must be legacy, dual or agent, not %q" (toString $s.namingMode)) }}
+{{- end }}
+{{- $label := "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" }}
+{{- if and $s.legacyOwner (not (regexMatch $label (toString $s.legacyOwner))) }}
+{{- fail (printf "settings.legacyOwner must be an agent name (a DNS-1123 label such as rex), not %q" (toString $s.legacyOwner)) }}
+{{- end }}
+{{- range $app, $agent := $s.agentTable }}
+{{- if not (regexMatch $label (toString $agent)) }}
+{{- fail (printf "settings.agentTable: %s maps to %q, which is not an agent name (a DNS-1123 label such as rex)" $app (toString $agent)) }}
+{{- end }}
+{{- end }}
+{{- if and $s.agentPattern (not (contains "(?P<agent>" (toString $s.agentPattern))) }}
+{{- fail (printf "settings.agentPattern needs a named group (?P<agent>...), which %q has not" (toString $s.agentPattern)) }}
+{{- end }}
+{{- range $s.sharedGroups }}
+{{- if or (not (kindIs "map" .)) (not .agents) }}
+{{- fail (printf "settings.sharedGroups: each group is {agents: [...], suffix: ...}, not %s" (toJson .)) }}
+{{- end }}
+{{- end }}
+{{- if and $s.storage.size (not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" (toString $s.storage.size))) }}
+{{- fail (printf "settings.storage.size must be a Kubernetes quantity such as 10Gi, not %q" (toString $s.storage.size)) }}
+{{- end }}
+{{- range $s.storage.accessModes }}
+{{- if not (has . (list "ReadWriteOnce" "ReadWriteOncePod" "ReadWriteMany" "ReadOnlyMany")) }}
+{{- fail (printf "settings.storage.accessModes: %q is not ReadWriteOnce, ReadWriteOncePod, ReadWriteMany or ReadOnlyMany" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- if not (has .Values.tls.source (list "secret" "inline" "certManager")) }}
+{{- fail (printf "tls.source must be secret, inline or certManager, not %q" (toString .Values.tls.source)) }}
+{{- end }}
+{{- if eq .Values.tls.source "inline" }}
+{{- if not (and .Values.tls.cert .Values.tls.key .Values.tls.caBundle) }}
+{{- fail "tls.source inline needs tls.cert, tls.key and tls.caBundle (--set-file tls.cert=tls.crt,tls.key=tls.key,tls.caBundle=ca.crt)" }}
+{{- end }}
+{{- if not (hasPrefix "-----BEGIN" (trim .Values.tls.key)) }}
+{{- fail "tls.key must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)" }}
+{{- end }}
+{{- if not (hasPrefix "-----BEGIN CERTIFICATE-----" (trim .Values.tls.cert)) }}
+{{- fail "tls.cert must be a PEM certificate (-----BEGIN CERTIFICATE-----)" }}
+{{- end }}
+{{- end }}
+{{- if not (has .Values.webhook.failurePolicy (list "Fail" "Ignore")) }}
+{{- fail (printf "webhook.failurePolicy must be Fail or Ignore, not %q" (toString .Values.webhook.failurePolicy)) }}
+{{- end }}
+{{- end }}

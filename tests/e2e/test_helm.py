@@ -1,0 +1,427 @@
+"""The Helm chart (charts/agent-workspace-webhook): it lints, its defaults render exactly the
+objects of manifests/ (and its certificate sources those of the overlays), the values an operator
+sets land where they act, and what it renders is accepted by the real API server.
+
+Only the two e2e tests at the end need the control plane; the others need just the helm and
+kubectl binaries that controlplane/build.sh builds (CI builds them, so a missing one fails rather
+than skips)."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent_workspace_webhook.testing.controlplane import binaries_dir
+from tests.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "agent-workspace-webhook"
+RELEASE = NAMESPACE = "agent-workspace-webhook"
+# The console script, whatever the package's module is called.
+CLI = Path(sys.executable).parent / "agent-workspace-webhook"
+
+Key = tuple[str, str, str | None, str]
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+}
+
+# What an operator changes, all at once.
+OPERATOR_VALUES: dict[str, Any] = {
+    "replicas": 3,
+    "image": {
+        "repository": "registry.example.com/platform/agent-workspace-webhook",
+        "tag": "1.2.3",
+        "pullPolicy": "Always",
+    },
+    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    "podDisruptionBudget": {"maxUnavailable": 1},
+    "webhook": {"timeoutSeconds": 10, "failurePolicy": "Ignore"},
+    "settings": {
+        "namingMode": "agent",
+        "legacyOwner": "rex",
+        "agentTable": {"Acme-Builder": "builder", "5DLabs-Rex": "rex"},
+        "agentPattern": r"^acme[-_](?P<agent>[a-z][a-z0-9-]*?)(\[bot\])?$",
+        "sharedGroups": [{"agents": ["rex", "blaze"], "suffix": "impl"}],
+        "storage": {"size": "20Gi", "className": "fast-ssd", "accessModes": ["ReadWriteMany"]},
+    },
+    "extraEnv": [{"name": "WEBHOOK_KUBE_DEADLINE_SECONDS", "value": "1.5"}],
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def tool(name: str) -> Path:
+    path = binaries_dir() / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: build it with `bash controlplane/build.sh`", pytrace=False)
+    return path
+
+
+def run(
+    *args: str | Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], input=stdin, capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def helm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return run(tool("helm"), *args)
+
+
+def values_args(tmp_path: Path, values: dict[str, Any] | None) -> list[str]:
+    if not values:
+        return []
+    path = tmp_path / f"values-{len(list(tmp_path.glob('values-*')))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return ["--values", str(path)]
+
+
+def template(tmp_path: Path, values: dict[str, Any] | None = None) -> str:
+    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(tmp_path, values))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def kustomize(directory: Path) -> str:
+    result = run(tool("kubectl"), "kustomize", directory)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def objects(text: str) -> dict[Key, dict[str, Any]]:
+    """The objects of a YAML stream, keyed by apiVersion, kind, namespace and name."""
+    found: dict[Key, dict[str, Any]] = {}
+    for doc in yaml.safe_load_all(text):
+        if doc:
+            meta = doc["metadata"]
+            key = (doc["apiVersion"], doc["kind"], meta.get("namespace"), meta["name"])
+            assert key not in found, f"{key} rendered twice"
+            found[key] = doc
+    return found
+
+
+def one(rendered: dict[Key, dict[str, Any]], kind: str) -> dict[str, Any]:
+    matches = [doc for (_, k, _, _), doc in rendered.items() if k == kind]
+    assert len(matches) == 1, f"{len(matches)} {kind} objects: {sorted(rendered)}"
+    return matches[0]
+
+
+def assert_same_objects(chart: str, expected: str) -> None:
+    got, want = objects(chart), objects(expected)
+    problems = [f"only in the chart: {key}" for key in got.keys() - want.keys()]
+    problems += [f"missing from the chart: {key}" for key in want.keys() - got.keys()]
+    for key in sorted(got.keys() & want.keys()):
+        if got[key] != want[key]:
+            diff = difflib.unified_diff(
+                yaml.safe_dump(want[key]).splitlines(),
+                yaml.safe_dump(got[key]).splitlines(),
+                "kustomize",
+                "helm",
+                lineterm="",
+            )
+            problems.append(f"{key} differs:\n" + "\n".join(diff))
+    assert not problems, "\n".join(problems)
+
+
+def env_of(rendered: dict[Key, dict[str, Any]]) -> dict[str, str]:
+    container = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {var["name"]: var["value"] for var in container["env"]}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `agent-workspace-webhook certs` writes: ca.crt, tls.crt, tls.key and an overlay of manifests/."""
+    out = tmp_path_factory.mktemp("certs") / "generated"
+    made = run(CLI, "certs", "--out", out)
+    assert made.returncode == 0, made.stderr
+    return out
+
+
+def inline_values(certs: Path) -> dict[str, Any]:
+    return {
+        "tls": {
+            "source": "inline",
+            "cert": (certs / "tls.crt").read_text(),
+            "key": (certs / "tls.key").read_text(),
+            "caBundle": (certs / "ca.crt").read_text(),
+        }
+    }
+
+
+# --- (a) lint --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", ["default", "certManager", "inline", "operator"])
+def test_chart_lints(values: str, certs: Path, tmp_path: Path) -> None:
+    chosen = {
+        "default": None,
+        "certManager": {"tls": {"source": "certManager"}},
+        "inline": inline_values(certs),
+        "operator": OPERATOR_VALUES,
+    }[values]
+    result = helm("lint", "--strict", CHART, "--namespace", NAMESPACE, *values_args(tmp_path, chosen))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+# --- (b) one source of truth: the chart renders what manifests/ and its overlays build ----------
+
+
+def test_default_values_render_exactly_the_manifests(tmp_path: Path) -> None:
+    assert_same_objects(template(tmp_path), kustomize(ROOT / "manifests"))
+
+
+def test_cert_manager_source_renders_exactly_the_cert_manager_overlay(tmp_path: Path) -> None:
+    assert_same_objects(
+        template(tmp_path, {"tls": {"source": "certManager"}}), kustomize(ROOT / "manifests" / "cert-manager")
+    )
+
+
+def test_inline_source_renders_exactly_the_overlay_of_the_certs_command(certs: Path, tmp_path: Path) -> None:
+    assert_same_objects(template(tmp_path, inline_values(certs)), kustomize(certs))
+
+
+def test_secret_source_with_a_ca_bundle_is_the_certs_overlay_but_its_secret(certs: Path, tmp_path: Path) -> None:
+    overlay = [doc for key, doc in objects(kustomize(certs)).items() if key[1] != "Secret"]
+    pem = (certs / "ca.crt").read_text()
+    for ca in (pem, base64.b64encode(pem.encode()).decode()):  # PEM, or its base64
+        assert_same_objects(template(tmp_path, {"tls": {"caBundle": ca}}), yaml.safe_dump_all(overlay))
+
+
+# --- (c) the values an operator sets land where they act --------------------------------------
+
+
+def test_operator_values_reach_the_deployment_pdb_and_webhooks(tmp_path: Path) -> None:
+    rendered = objects(template(tmp_path, OPERATOR_VALUES))
+    deployment = one(rendered, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/platform/agent-workspace-webhook:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert container["resources"] == OPERATOR_VALUES["resources"]
+    env = env_of(rendered)
+    assert env["WEBHOOK_NAMING_MODE"] == "agent"
+    assert env["WEBHOOK_LEGACY_OWNER"] == "rex"
+    assert json.loads(env["WEBHOOK_AGENT_TABLE"]) == OPERATOR_VALUES["settings"]["agentTable"]
+    assert env["WEBHOOK_AGENT_PATTERN"] == OPERATOR_VALUES["settings"]["agentPattern"]
+    assert json.loads(env["WEBHOOK_SHARED_GROUPS"]) == OPERATOR_VALUES["settings"]["sharedGroups"]
+    assert env["WEBHOOK_STORAGE_SIZE"] == "20Gi"
+    assert env["WEBHOOK_STORAGE_CLASS"] == "fast-ssd"
+    assert json.loads(env["WEBHOOK_ACCESS_MODES"]) == ["ReadWriteMany"]
+    assert env["WEBHOOK_KUBE_DEADLINE_SECONDS"] == "1.5"
+    assert one(rendered, "PodDisruptionBudget")["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}},
+    }
+    hooks = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
+    assert [(h["timeoutSeconds"], h["failurePolicy"]) for h in hooks] == [(10, "Ignore"), (10, "Ignore")]
+
+
+@pytest.mark.parametrize(
+    ("github_app", "agent", "pvc"),
+    [
+        ("Acme-Builder", "builder", "workspace-cto-builder"),  # the agent table
+        ("acme-tester[bot]", "tester", "workspace-cto-tester"),  # the agent pattern
+        ("5DLabs-Rex", "rex", "workspace-cto-impl"),  # a shared group
+    ],
+)
+def test_the_webhook_accepts_the_rendered_settings(github_app: str, agent: str, pvc: str, tmp_path: Path) -> None:
+    """The WEBHOOK_* variables of the Deployment, given to the webhook's own CLI: they validate
+    (as at start-up) and decide as the operator meant."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+    env.update(env_of(objects(template(tmp_path, OPERATOR_VALUES))))
+    result = run(CLI, "agent", github_app, "--service", "cto", "-o", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["agent"] == agent
+    assert json.loads(result.stdout)["pvc"] == pvc
+
+
+def test_cert_manager_with_an_issuer_of_ones_own(tmp_path: Path) -> None:
+    issuer = {"name": "platform-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    rendered = objects(template(tmp_path, {"tls": {"source": "certManager", "certManager": {"issuerRef": issuer}}}))
+    certificate = one(rendered, "Certificate")
+    assert certificate["metadata"]["name"] == "agent-workspace-webhook-serving"
+    assert certificate["spec"]["issuerRef"] == issuer
+    assert certificate["spec"]["secretName"] == "agent-workspace-webhook-tls"
+    assert not any(kind == "Issuer" for _, kind, _, _ in rendered)
+    config = one(rendered, "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "agent-workspace-webhook/agent-workspace-webhook-serving"
+    }
+    assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
+
+
+def test_names_and_namespace_follow_the_release() -> None:
+    result = helm("template", "aww", CHART, "--namespace", "platform", "--set", "tls.source=certManager")
+    assert result.returncode == 0, result.stderr
+    rendered = objects(result.stdout)
+    name = "aww-agent-workspace-webhook"
+    assert {n for _, _, _, n in rendered} == {
+        "platform",  # the Namespace
+        "coderuns.agents.platform",
+        name,
+        f"{name}-selfsigned",
+        f"{name}-ca",
+        f"{name}-serving",
+    }
+    assert {ns for _, kind, ns, _ in rendered if kind not in CLUSTER_SCOPED} == {"platform"}
+    binding = one(rendered, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "platform"}]
+    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": f"{name}-tls"}}]
+    config = one(rendered, "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"platform/{name}-serving"}
+    for hook in config["webhooks"]:
+        assert hook["clientConfig"]["service"] == {
+            "name": name,
+            "namespace": "platform",
+            "path": "/mutate",
+            "port": 443,
+        }
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["platform", "kube-system"]
+    serving = rendered[("cert-manager.io/v1", "Certificate", "platform", f"{name}-serving")]
+    assert serving["spec"]["secretName"] == f"{name}-tls"
+    assert serving["spec"]["dnsNames"] == [f"{name}.platform.svc", f"{name}.platform.svc.cluster.local"]
+
+
+def test_namespace_and_crd_can_be_left_to_others(tmp_path: Path) -> None:
+    rendered = objects(template(tmp_path, {"namespace": {"create": False}, "installCRD": False}))
+    kinds = {kind for _, kind, _, _ in rendered}
+    assert not kinds & {"Namespace", "CustomResourceDefinition"}
+    assert "Deployment" in kinds
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"tls": {"source": "vault"}},
+            'tls.source must be secret, inline or certManager, not "vault"',
+            id="tls.source",
+        ),
+        pytest.param({"tls": {"sorce": "certManager"}}, "additional properties 'sorce' not allowed", id="misspelt-key"),
+        pytest.param(
+            {"settings": {"namingMode": "agents"}},
+            'settings.namingMode must be legacy, dual or agent, not "agents"',
+            id="namingMode",
+        ),
+        pytest.param(
+            {"settings": {"legacyOwner": "Rex"}},
+            'an agent name (a DNS-1123 label such as rex), not "Rex"',
+            id="legacyOwner",
+        ),
+        pytest.param(
+            {"settings": {"agentTable": {"5DLabs-Rex": "Rex!"}}}, '5DLabs-Rex maps to "Rex!"', id="agentTable"
+        ),
+        pytest.param(
+            {"settings": {"agentPattern": "^acme-(.*)$"}},
+            'settings.agentPattern needs a named group (?P<agent>...), which "^acme-(.*)$" has not',
+            id="agentPattern",
+        ),
+        pytest.param(
+            {"settings": {"storage": {"size": "10GB"}}},
+            'settings.storage.size must be a Kubernetes quantity such as 10Gi, not "10GB"',
+            id="storage.size",
+        ),
+        pytest.param(
+            {"settings": {"storage": {"accessModes": ["RWO"]}}}, '"RWO" is not ReadWriteOnce', id="accessModes"
+        ),
+        pytest.param(
+            {"extraEnv": [{"name": "WEBHOOK_NAMING_MODE", "value": "agent"}]},
+            "extraEnv: WEBHOOK_NAMING_MODE is already set",
+            id="extraEnv",
+        ),
+        pytest.param(
+            {"tls": {"source": "inline"}}, "tls.source inline needs tls.cert, tls.key and tls.caBundle", id="inline"
+        ),
+        pytest.param(
+            {"tls": {"caBundle": "not-a-certificate"}},
+            'or its base64, not "not-a-certificate"',
+            id="caBundle",
+        ),
+        pytest.param(
+            {"webhook": {"failurePolicy": "fail"}},
+            'webhook.failurePolicy must be Fail or Ignore, not "fail"',
+            id="failurePolicy",
+        ),
+    ],
+)
+def test_a_wrong_value_stops_the_render_naming_it(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(tmp_path, values))
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# --- (d) through the real API server ----------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("values", ["default", "inline", "operator"])
+def test_rendered_chart_applies_server_side(values: str, cluster: Cluster, certs: Path, tmp_path: Path) -> None:
+    chosen = {"default": None, "inline": inline_values(certs), "operator": OPERATOR_VALUES}[values]
+    rendered = template(tmp_path, chosen)
+    kubectl = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]
+    # The tests' own registration points clientConfig at a URL; an apply over it would merge in
+    # `service` beside `url`. Take it away for the dry run, as on a cluster without the webhook.
+    deleted = run(*kubectl, "delete", "mutatingwebhookconfiguration", RELEASE)
+    assert deleted.returncode == 0, deleted.stderr
+    try:
+        applied = run(*kubectl, "apply", "--dry-run=server", "-f", "-", stdin=rendered)
+    finally:
+        cluster.restore()
+    assert applied.returncode == 0, applied.stderr
+    lines = applied.stdout.splitlines()
+    assert len(lines) == len(objects(rendered)), applied.stdout
+    assert all(line.endswith("(server dry run)") for line in lines), applied.stdout
+
+
+@pytest.mark.e2e
+def test_helm_install_and_upgrade_as_the_readme_says(cluster: Cluster, certs: Path) -> None:
+    """`helm install --create-namespace --set namespace.create=false` (helm stores the release in
+    the namespace before it creates the chart's objects), then an upgrade that changes a setting.
+    A release of its own name and namespace, without the CRD, beside the fixture's install."""
+    namespace = f"helm-{uuid.uuid4().hex[:8]}"
+    kubeconfig = ["--kubeconfig", str(cluster.plane.kubeconfig), "--namespace", namespace]
+    tls = [f"tls.cert={certs / 'tls.crt'}", f"tls.key={certs / 'tls.key'}", f"tls.caBundle={certs / 'ca.crt'}"]
+    installed = helm(
+        "install", "aww", CHART, *kubeconfig, "--create-namespace", "--set", "namespace.create=false",
+        "--set", "installCRD=false", "--set", "tls.source=inline", "--set-file", ",".join(tls),
+    )  # fmt: skip
+    try:
+        assert installed.returncode == 0, installed.stderr
+        upgraded = helm("upgrade", "aww", CHART, *kubeconfig, "--reuse-values", "--set", "settings.namingMode=agent")
+        assert upgraded.returncode == 0, upgraded.stderr
+        got = run(tool("kubectl"), *kubeconfig, "get", "deployment,service,secret,pdb", "-o", "json")
+        assert got.returncode == 0, got.stderr
+        items = {(item["kind"], item["metadata"]["name"]) for item in json.loads(got.stdout)["items"]}
+        name = "aww-agent-workspace-webhook"
+        assert {
+            ("Deployment", name),
+            ("Service", name),
+            ("Secret", f"{name}-tls"),
+            ("PodDisruptionBudget", name),
+        } <= items
+        deployment = next(i for i in json.loads(got.stdout)["items"] if i["kind"] == "Deployment")
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "WEBHOOK_NAMING_MODE", "value": "agent"} in env
+    finally:
+        # Its webhook configuration points at a Service without pods: never leave it behind.
+        uninstalled = helm("uninstall", "aww", *kubeconfig)
+    assert uninstalled.returncode == 0, uninstalled.stderr

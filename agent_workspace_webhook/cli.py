@@ -20,8 +20,9 @@ class UsageError(Exception):
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    if getattr(args, "store", None):
-        overrides["store"] = args.store
+    for name in ("store", "client_ca_file", "metrics_port"):  # flags win over the environment
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     return load_settings(**overrides)
 
 
@@ -155,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cert-file", help="PEM serving certificate")
     serve.add_argument("--key-file", help="PEM private key of --cert-file")
     serve.add_argument("--insecure", action="store_true", help="plain HTTP, for local debugging only")
+    serve.add_argument(
+        "--client-ca-file", help="require client certificates that chain to this CA (WEBHOOK_CLIENT_CA_FILE)"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="plain-HTTP port for probes and /metrics, 0: off (WEBHOOK_METRICS_PORT)",
+    )
     serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
     serve.add_argument("--reuse-port", action="store_true", help="share the port with other processes (SO_REUSEPORT)")
     serve.add_argument("--log-level", default="INFO")

@@ -22,6 +22,8 @@ from pydantic_settings import (
 )
 
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label
+from agent_workspace_webhook.rules.selector import parse_selector
+from agent_workspace_webhook.rules.workspace import NamingMode
 
 CONFIG_FILE_ENV = "WEBHOOK_CONFIG_FILE"
 
@@ -60,6 +62,11 @@ def _pattern(value: str) -> str:
     return value
 
 
+def _selector(value: str) -> str:
+    parse_selector(value)  # SelectorError is a ValueError: pydantic reports it under the setting's name
+    return value
+
+
 Label = Annotated[str, AfterValidator(_label)]
 AccessMode = Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany"]
 
@@ -86,7 +93,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="forbid", frozen=True)
 
     # --- the rules --------------------------------------------------------------------------
-    naming_mode: Literal["legacy", "dual", "agent"] = "dual"
+    naming_mode: NamingMode = "dual"
     legacy_owner: Label | None = None
     agent_table: dict[str, Label] = Field(default_factory=lambda: dict(DEFAULT_AGENT_TABLE))
     agent_pattern: Annotated[str, AfterValidator(_pattern)] = DEFAULT_AGENT_PATTERN
@@ -128,6 +135,24 @@ class Settings(BaseSettings):
     # process for the event loop's 30 s TLS shutdown timeout. Keep it below the pod's
     # terminationGracePeriodSeconds.
     shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
+    # Each request's headers, and then its body, must arrive within this (slow clients are dropped).
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Open connections per process; past it a new one gets a 503 and is closed. About 310 KB of
+    # memory each (TLS buffers): 200 stay well inside the Deployment's 256Mi limit.
+    max_connections: int = Field(default=200, ge=1, le=100_000)
+    # /healthz, /readyz and /metrics on plain HTTP on this port (0: off); /mutate stays on TLS.
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+
+    # --- who may call, and for which namespaces ----------------------------------------------------
+    # Mutual TLS: callers must present a certificate that chains to this CA (reloaded on change).
+    client_ca_file: Path | None = None
+    # With client_ca_file: the certificate's CN or a SAN must be one of these (empty: any).
+    client_names: list[str] = Field(default_factory=list)
+    # Namespaces whose runs get workspaces, as a label selector in `kubectl -l` syntax (empty:
+    # every namespace). The MutatingWebhookConfiguration's namespaceSelector must say the same.
+    namespace_selector: Annotated[str, AfterValidator(_selector)] = "agents.platform/workspaces=enabled"
+    # Never in scope, whatever their labels: the webhook's own namespace and kube-system.
+    own_namespace: Label = "agent-workspace-webhook"
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -120,15 +120,12 @@ def rss_and_fds(pid: int) -> tuple[float, int]:
     return rss / 1024, len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-def api_calls(hook: LocalWebhook, ca: Path) -> float:
-    import ssl
-
-    text = httpx.get(f"https://127.0.0.1:{hook.port}/metrics", verify=ssl.create_default_context(cafile=str(ca))).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("agent_workspace_webhook_kube_requests_total{") and re.search(r'verb="(get|create)"', line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def api_calls(hook: LocalWebhook) -> float:
+    return sum(
+        value
+        for name, value in hook.metrics().items()
+        if name.startswith("agent_workspace_webhook_kube_requests_total{") and re.search(r'verb="(get|create)"', name)
+    )
 
 
 class Bench:
@@ -195,7 +192,7 @@ class Bench:
     def _wait_ready(self) -> None:
         assert self.hook is not None
         deadline = time.monotonic() + 30
-        while httpx.get(f"https://127.0.0.1:{self.hook.port}/readyz", verify=str(self.certs.ca)).status_code != 200:
+        while self.hook.get("/readyz")[0] != 200:
             assert time.monotonic() < deadline, "webhook not ready"
             time.sleep(0.2)
 
@@ -216,11 +213,11 @@ class Bench:
         )
         if name == "a":
             port, pid = self.baseline_port, self.baseline.pid
-        before = api_calls(self.hook, self.certs.ca)
+        before = api_calls(self.hook)
         run = wrk(port, body, connections, seconds, unique)
         calls = None
         if name != "a":
-            calls = (api_calls(self.hook, self.certs.ca) - before) / max(run["requests"], 1)
+            calls = (api_calls(self.hook) - before) / max(run["requests"], 1)
         return Result(
             name,
             connections,

@@ -8,19 +8,19 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from agent_workspace_webhook.testing.controlplane import binaries_dir
+from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,13 +144,20 @@ def test_installed_certs_writes_an_overlay_that_builds(image_venv: Path, tmp_pat
 
 
 def test_installed_serve_answers_its_probe(image_venv: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, metrics_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(image_venv / "bin" / "agent-workspace-webhook"), "serve", "--store", "memory", "--port", str(port)],
+            [
+                str(image_venv / "bin" / "agent-workspace-webhook"),
+                "serve",
+                "--store",
+                "memory",
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
+            ],
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -162,9 +169,12 @@ def test_installed_serve_answers_its_probe(image_venv: Path, tmp_path: Path) -> 
             lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
             ca = next((line["ca_file"] for line in lines if "ca_file" in line), None)
             if ca is not None and any(line["event"] == "serving" for line in lines):
-                context = ssl.create_default_context(cafile=ca)
-                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5) as r:
                     answer = json.loads(r.read())
+                mutate = urllib.request.Request(f"https://127.0.0.1:{port}/mutate", data=b"{}", method="POST")
+                with pytest.raises(urllib.error.HTTPError) as refused:  # /mutate over TLS: 400 for a bad body
+                    urllib.request.urlopen(mutate, context=ssl.create_default_context(cafile=ca), timeout=5)
+                assert refused.value.code == 400
             time.sleep(0.1)
         assert answer == {"status": "ok"}, log.read_text()
     finally:

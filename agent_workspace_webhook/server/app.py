@@ -1,4 +1,5 @@
-"""The HTTP adaptor: /mutate, /healthz, /readyz. All decisions live in admit."""
+"""The HTTP adaptor: /mutate, alone on the TLS port (the probes and metrics are on their own port:
+server/probes.py). All decisions live in admit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.admission.admit import Context, admit, make_context
@@ -75,7 +75,7 @@ def create_app(
         ctx.store.close()
 
     app = FastAPI(title="agent-workspace-webhook", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.ctx = ctx
+    app.state.ctx, app.state.metrics = ctx, metrics
 
     in_flight = 0  # one event loop: a plain counter is exact
 
@@ -95,7 +95,13 @@ def create_app(
     async def _answer(request: Request, started: float, overloaded: bool) -> tuple[Response, str, str, str]:
         """The HTTP answer, and the kind, operation and decision to count it under."""
         try:
-            body = await read_body(request, settings.max_body_bytes)
+            # Together with the header deadline (server/connections.py): a slow client is dropped.
+            async with asyncio.timeout(settings.request_timeout_seconds):
+                body = await read_body(request, settings.max_body_bytes)
+        except TimeoutError:
+            seconds = settings.request_timeout_seconds
+            message = f"request body not received within {seconds}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"
+            return _invalid(408, message), OTHER, OTHER, "invalid"
         except BodyTooLarge:
             message = f"request body is larger than {settings.max_body_bytes} bytes (WEBHOOK_MAX_BODY_BYTES)"
             return _invalid(413, message), OTHER, OTHER, "invalid"
@@ -132,20 +138,5 @@ def create_app(
     # A plain Starlette route: /mutate reads its own body and needs none of FastAPI's request
     # parsing, which costs a noticeable share of each admission.
     app.add_route("/mutate", mutate, methods=["POST"])
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        problem = await ctx.store.check_ready()
-        if problem is not None:
-            return _problem(503, problem)
-        return JSONResponse({"status": "ready"})
 
     return app

@@ -46,12 +46,22 @@ class Metrics:
         self.pvcs_created = Counter(
             f"{PREFIX}_pvcs_created_total", "Workspace PVCs this process created.", registry=self.registry
         )
+        self.connections_refused = Counter(
+            f"{PREFIX}_connections_refused_total",
+            "Connections refused or dropped: too many open (connections), too slow (slow), client name.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.kube_calls = Counter(
             f"{PREFIX}_kube_requests_total",
             "Kubernetes API calls by verb, resource and result code ('timeout', 'unreachable' when none).",
             ["verb", "resource", "code"],
             registry=self.registry,
         )
+
+    def refused(self, reason: str) -> None:
+        """A connection refused or dropped by server/connections.py (a reason from a fixed set)."""
+        self.connections_refused.labels(reason).inc()
 
     def admission(self, kind: str, operation: str, decision: str, seconds: float) -> None:
         kind = bounded(kind, KINDS)

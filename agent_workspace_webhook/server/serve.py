@@ -1,13 +1,22 @@
-"""`agent-workspace-webhook serve`: the app under uvicorn, on a socket bound before it says so."""
+"""`agent-workspace-webhook serve`: /mutate under uvicorn with TLS (mutual, when a client CA is
+set) and connection limits, and the probe port beside it; sockets bound before it says so."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import socket
+import ssl
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import uvicorn
+
 from agent_workspace_webhook import logs
+from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 
 
@@ -25,59 +34,109 @@ def serve(
     insecure: bool,
     reuse_port: bool,
 ) -> None:
+    """/mutate on `port` (TLS unless insecure), the probes and metrics on settings.metrics_port."""
     import uvicorn
 
-    from agent_workspace_webhook.ops.certs import write_certificates
     from agent_workspace_webhook.server.app import create_app
-    from agent_workspace_webhook.server.tls import ReloadingCertificate
+    from agent_workspace_webhook.server.connections import ConnectionLimits, guarded
+    from agent_workspace_webhook.server.probes import create_probe_app
 
-    log = logs.logger()
-    certificate: ReloadingCertificate | None = None
-    if insecure:
-        if cert_file or key_file:
-            raise ServeError("--insecure serves plain HTTP: drop --cert-file/--key-file, or drop --insecure")
-        log.warning("serving plain HTTP (--insecure): for local debugging only, an API server will not call it")
-    else:
-        if bool(cert_file) != bool(key_file):
-            raise ServeError("give both --cert-file and --key-file, or neither (throw-away certificates)")
-        if cert_file and key_file:
-            cert, key = Path(cert_file), Path(key_file)
-        else:
-            files = write_certificates(Path(tempfile.mkdtemp(prefix="agent-workspace-webhook-")), [host, "localhost"])
-            cert, key = files.cert, files.key
-            log.info("throw-away certificates", extra={"fields": {"ca_file": str(files.ca), "cert_file": str(cert)}})
-        for path in (cert, key):
-            if not path.is_file():
-                raise ServeError(f"{path}: no such file")
-        certificate = ReloadingCertificate(cert, key)
+    certificate = _certificate(settings, host, cert_file, key_file, insecure)
     app = create_app(settings, certificate=certificate)
     sock = listen(host, port, reuse_port)
-    # Logged once the port is bound, so that "serving" means connections are being queued.
-    log.info(
+    probe_sock = listen(host, settings.metrics_port, reuse_port) if settings.metrics_port else None
+    # Logged once the ports are bound, so that "serving" means connections are being queued.
+    logs.logger().info(
         "serving",
         extra={
             "fields": {
                 "host": host,
                 "port": sock.getsockname()[1],
+                "metrics_port": probe_sock.getsockname()[1] if probe_sock else None,
                 "tls": certificate is not None,
+                "client_certificates": bool(certificate and certificate.requires_client_certificate),
                 "store": settings.store,
                 "naming_mode": settings.naming_mode,
+                "namespace_selector": settings.namespace_selector,
             }
         },
     )
     config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds
     )
+    config.load()
+    if certificate is not None:
+        # uvicorn builds a fresh SSLContext from file names; ours is reloaded on rotation instead.
+        config.ssl = certificate.context
+    limits = ConnectionLimits(
+        settings.max_connections, settings.request_timeout_seconds, frozenset(settings.client_names)
+    )
+    config.http_protocol_class = guarded(config.http_protocol_class, limits, app.state.metrics.refused)
+    server = uvicorn.Server(config)
+    probes = None
+    if probe_sock is not None:
+        probe_config = uvicorn.Config(
+            create_probe_app(app.state.ctx, app.state.metrics), log_config=None, access_log=False, lifespan="off"
+        )
+        probe_config.load()
+        probe_config.http_protocol_class = guarded(
+            probe_config.http_protocol_class, ConnectionLimits(64, settings.request_timeout_seconds), lambda _: None
+        )
+        probes = _Companion(probe_config)
     # Everything loaded so far (the Kubernetes client alone is tens of thousands of objects) lives
     # as long as the process: keep it out of the collector's full passes, which showed up as tail
     # latency under load.
     gc.collect()
     gc.freeze()
-    if certificate is not None:
-        # uvicorn builds a fresh SSLContext from file names; ours is reloaded on rotation instead.
-        config.load()
-        config.ssl = certificate.context
-    uvicorn.Server(config).run(sockets=[sock])
+    asyncio.run(_run(server, sock, probes, probe_sock))
+
+
+class _Companion(uvicorn.Server):
+    """The probe server: the main server handles the signals and stops it when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _run(
+    server: uvicorn.Server, sock: socket.socket, probes: uvicorn.Server | None, probe_sock: socket.socket | None
+) -> None:
+    companion = asyncio.create_task(probes.serve(sockets=[probe_sock])) if probes and probe_sock else None
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if probes is not None and companion is not None:
+            probes.should_exit = True
+            await companion
+
+
+def _certificate(
+    settings: Settings, host: str, cert_file: str | None, key_file: str | None, insecure: bool
+) -> ReloadingCertificate | None:
+    log = logs.logger()
+    if insecure:
+        if cert_file or key_file:
+            raise ServeError("--insecure serves plain HTTP: drop --cert-file/--key-file, or drop --insecure")
+        if settings.client_ca_file is not None:
+            raise ServeError("--insecure serves plain HTTP, which cannot check client certificates: drop one")
+        log.warning("serving plain HTTP (--insecure): for local debugging only, an API server will not call it")
+        return None
+    if bool(cert_file) != bool(key_file):
+        raise ServeError("give both --cert-file and --key-file, or neither (throw-away certificates)")
+    if cert_file and key_file:
+        cert, key = Path(cert_file), Path(key_file)
+    else:
+        files = write_certificates(Path(tempfile.mkdtemp(prefix="agent-workspace-webhook-")), [host, "localhost"])
+        cert, key = files.cert, files.key
+        log.info("throw-away certificates", extra={"fields": {"ca_file": str(files.ca), "cert_file": str(cert)}})
+    for path in (cert, key, *([settings.client_ca_file] if settings.client_ca_file else [])):
+        if not path.is_file():
+            raise ServeError(f"{path}: no such file")
+    try:
+        return ReloadingCertificate(cert, key, settings.client_ca_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ServeError(f"cannot load {cert}, {key} or the client CA: {exc}") from None
 
 
 def listen(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_workspace_webhook.ops.certs import CertFiles
-from agent_workspace_webhook.testing.controlplane import ControlPlaneError, stop_process
+from agent_workspace_webhook.testing.controlplane import ControlPlaneError, free_port, stop_process
 
 
 @dataclass
@@ -27,6 +28,7 @@ class LocalWebhook:
     log_path: Path
     reuse_port: bool = False
     proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
@@ -35,27 +37,39 @@ class LocalWebhook:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def get(self, path: str) -> tuple[int, str]:
+        """GET a probe or /metrics on the plain-HTTP port: (status, body)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of /metrics, by its name and labels as exposed."""
+        _, text = self.get("/metrics")
+        lines = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        return {name: float(value) for name, value in lines}
+
     def admissions(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if '"event": "admission"' in line]
 
     def start(self, timeout: float = 30) -> LocalWebhook:
         args = [sys.executable, "-m", "agent_workspace_webhook", "serve", "--port", str(self.port)]
         args += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
+        args += ["--metrics-port", str(self.metrics_port)]
         if self.reuse_port:
             args.append("--reuse-port")
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
-        context = ssl.create_default_context(cafile=str(self.certs.ca))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ControlPlaneError(f"webhook exited with {self.proc.returncode}:\n{self.log()}")
             if '"event": "serving"' in self.log():  # this very process listens (the port may be shared)
-                try:
-                    with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/healthz", context=context, timeout=2):
+                with contextlib.suppress(OSError):
+                    if self.get("/healthz")[0] == 200:
                         return self
-                except OSError:
-                    pass
             time.sleep(0.1)
         raise ControlPlaneError(f"webhook on port {self.port} not healthy after {timeout}s:\n{self.log()}")
 

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.server.app import create_app
+from agent_workspace_webhook.server.probes import create_probe_app
 from agent_workspace_webhook.settings import load_settings
 
 MakeClient = Callable[..., tuple[TestClient, MemoryStore]]
@@ -25,6 +26,12 @@ def make_client() -> Iterator[MakeClient]:
     yield make
     for client in clients:
         client.close()
+
+
+def probes(http: TestClient) -> TestClient:
+    """A client of the probe port's app (/healthz, /readyz, /metrics) beside this /mutate client."""
+    app = http.app
+    return TestClient(create_probe_app(app.state.ctx, app.state.metrics))  # type: ignore[attr-defined]
 
 
 @pytest.fixture

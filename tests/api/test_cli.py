@@ -98,11 +98,22 @@ def _free_port() -> int:
 
 
 def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> None:
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent_workspace_webhook", "serve", "--port", str(port), "--store", "memory"],
+            [
+                sys.executable,
+                "-m",
+                "agent_workspace_webhook",
+                "serve",
+                "--port",
+                str(port),
+                "--store",
+                "memory",
+                "--metrics-port",
+                str(metrics_port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -115,8 +126,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
                 ca_file = record.get("ca_file", ca_file)
             if ca_file and f'"port": {port}' in log.read_text():
                 try:
-                    context = ssl.create_default_context(cafile=ca_file)
-                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2) as r:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as r:
                         assert json.loads(r.read()) == {"status": "ok"}
                     break
                 except OSError:
@@ -129,6 +139,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
         request = urllib.request.Request(
             f"https://127.0.0.1:{port}/mutate", data=body, headers={"content-type": "application/json"}
         )
+        context = ssl.create_default_context(cafile=ca_file)
         with urllib.request.urlopen(request, context=context, timeout=5) as r:
             answer: dict[str, Any] = json.loads(r.read())
         assert answer["response"]["allowed"] is True

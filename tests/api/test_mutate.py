@@ -11,7 +11,7 @@ from agent_workspace_webhook.admission.review import decode_patch
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, job_pod, review
-from tests.api.conftest import MakeClient
+from tests.api.conftest import MakeClient, probes
 
 Client = tuple[TestClient, MemoryStore]
 
@@ -375,14 +375,14 @@ def test_other_operations_are_left_alone(client: Client) -> None:
 
 def test_healthz(client: Client) -> None:
     http, _ = client
-    assert http.get("/healthz").json() == {"status": "ok"}
+    assert probes(http).get("/healthz").json() == {"status": "ok"}
 
 
 def test_readyz_follows_the_store(make_client: MakeClient) -> None:
     http, store = make_client()
-    assert http.get("/readyz").status_code == 200
+    assert probes(http).get("/readyz").status_code == 200
     store.failure = ClusterError("cannot reach the Kubernetes API (connection refused)")
-    response = http.get("/readyz")
+    response = probes(http).get("/readyz")
     assert response.status_code == 503 and "connection refused" in response.json()["error"]
 
 
@@ -390,7 +390,7 @@ def test_readyz_follows_the_store(make_client: MakeClient) -> None:
 
 
 def _metric(http: TestClient, name: str) -> float:
-    for line in http.get("/metrics").text.splitlines():
+    for line in probes(http).get("/metrics").text.splitlines():
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -412,7 +412,7 @@ def test_metrics_count_requests_by_decision(client: Client) -> None:
     assert _metric(http, "agent_workspace_webhook_pvcs_created_total") == 2
     assert _metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
     assert _metric(http, "agent_workspace_webhook_requests_in_flight") == 0
-    assert http.get("/metrics").headers["content-type"].startswith("text/plain")
+    assert probes(http).get("/metrics").headers["content-type"].startswith("text/plain")
 
 
 # --- limits ----------------------------------------------------------------------------------
@@ -460,5 +460,5 @@ def test_readyz_waits_for_the_pvc_cache(tmp_path: Any) -> None:
     kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{free_port()}", ca, "token"))
     settings = load_settings(store="kube", kubeconfig=str(kubeconfig))
     with TestClient(create_app(settings)) as http:
-        response = http.get("/readyz")
+        response = probes(http).get("/readyz")
     assert response.status_code == 503 and "PVC cache not synced yet" in response.json()["error"]

@@ -35,6 +35,7 @@ def serve(tmp_path: Path, cert: Path, key: Path, **settings: str) -> tuple[subpr
     """`serve` with the in-memory store on a free port, waited for until it listens."""
     port = free_port()
     log = tmp_path / "serve.log"
+    settings.setdefault("metrics_port", "0")
     env = {**os.environ, **{f"WEBHOOK_{k.upper()}": v for k, v in settings.items()}}
     args = ["serve", "--store", "memory", "--port", str(port), "--cert-file", str(cert), "--key-file", str(key)]
     with log.open("wb") as out:
@@ -134,8 +135,8 @@ def test_sigterm_with_an_idle_keep_alive_connection_exits_within_the_grace(tmp_p
     proc, _, port = serve(tmp_path, files.cert, files.key, shutdown_grace_seconds="1")
     try:
         idle = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(files.ca)))
-        idle.request("GET", "/healthz")
-        assert idle.getresponse().read() == b'{"status":"ok"}'
+        idle.request("POST", "/mutate", body=b"{}")
+        assert idle.getresponse().status == 400
         started = time.monotonic()
         proc.terminate()
         proc.wait(timeout=15)

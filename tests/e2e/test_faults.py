@@ -36,11 +36,6 @@ def trust(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def metrics(hook: LocalWebhook, ca: Path) -> dict[str, float]:
-    text = httpx.get(f"https://127.0.0.1:{hook.port}/metrics", verify=trust(ca), timeout=5).text
-    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")}
-
-
 def api_calls(values: dict[str, float], verb: str) -> float:
     return sum(
         v
@@ -57,10 +52,10 @@ def post(hook: LocalWebhook, ca: Path, body: dict[str, Any]) -> tuple[dict[str, 
     return answer, time.monotonic() - started
 
 
-def wait_ready(hook: LocalWebhook, ca: Path, timeout: float = 30) -> None:
+def wait_ready(hook: LocalWebhook, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if httpx.get(f"https://127.0.0.1:{hook.port}/readyz", verify=trust(ca), timeout=5).status_code == 200:
+        if hook.get("/readyz")[0] == 200:
             return
         time.sleep(0.2)
     raise TimeoutError(f"webhook not ready after {timeout}s:\n{hook.log()[-2000:]}")
@@ -88,7 +83,7 @@ def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any
     env = {"WEBHOOK_KUBECONFIG": str(kubeconfig), "WEBHOOK_KUBE_DEADLINE_SECONDS": "1.5"}
     hook = LocalWebhook(free_port(), env, certs, workdir / "webhook.log").start()
     try:
-        wait_ready(hook, certs.ca)
+        wait_ready(hook)
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": "outage"}})
         first, _ = post(hook, certs.ca, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
         assert first["allowed"] and "workspace-outage-rex" in pvcs(admin, "outage")
@@ -100,11 +95,11 @@ def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any
         assert miss["allowed"] is False and elapsed < 1.5 + 1.0
         assert "PersistentVolumeClaim outage/workspace-outage-cleo" in miss["status"]["message"]
         assert "unreachable" in miss["status"]["message"] or "did not answer" in miss["status"]["message"]
-        assert httpx.get(f"https://127.0.0.1:{hook.port}/readyz", verify=trust(certs.ca)).status_code == 503
+        assert hook.get("/readyz")[0] == 503
 
         plane.start_apiserver()
-        wait_ready(hook, certs.ca)
-        lists_before = metrics(hook, certs.ca).get(
+        wait_ready(hook)
+        lists_before = hook.metrics().get(
             'agent_workspace_webhook_kube_requests_total{code="200",resource="persistentvolumeclaims",verb="list"}', 0
         )
         assert lists_before >= 2  # the cache listed again after the outage
@@ -155,14 +150,14 @@ def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Cluster, namesp
 def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster: Cluster, namespace: str) -> None:
     hook = cluster.default
     assert hook is not None
-    start = metrics(hook, cluster.certs.ca)
+    start = hook.metrics()
     create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
-    after_miss = metrics(hook, cluster.certs.ca)
+    after_miss = hook.metrics()
     assert api_calls(after_miss, "create") - api_calls(start, "create") == 1  # a miss: one create
     assert api_calls(after_miss, "get") == api_calls(start, "get")  # and no read before it
     for _ in range(3):
         create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
-    after_hits = metrics(hook, cluster.certs.ca)
+    after_hits = hook.metrics()
     for verb in ("get", "create"):
         assert api_calls(after_hits, verb) == api_calls(after_miss, verb)  # hits: no calls at all
 

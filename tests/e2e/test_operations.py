@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -142,15 +140,7 @@ def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Cluster) -> None:
 
 def _scrape(cluster: Cluster) -> dict[str, float]:
     assert cluster.default is not None
-    context = ssl.create_default_context(cafile=str(cluster.certs.ca))
-    with urllib.request.urlopen(f"https://127.0.0.1:{cluster.default.port}/metrics", context=context, timeout=5) as r:
-        text = r.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+    return cluster.default.metrics()
 
 
 def test_metrics_follow_admissions_and_api_calls(cluster: Cluster, namespace: str) -> None:

@@ -1,0 +1,104 @@
+"""Connection-level limits under uvicorn, which has none of its own for slow or numerous clients:
+a cap on open connections, a deadline for each request's headers (slowloris), and with mutual
+TLS the client names allowed. Each refusal is a short HTTP answer, then the connection closes.
+
+Applied by subclassing whichever uvicorn HTTP protocol is in use; only its documented hooks
+(connection_made, connection_lost, data_received, on_response_complete) and its `cycle` and
+`server_state` attributes are relied on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent_workspace_webhook.server.tls import peer_names
+
+# reason ("connections", "slow", "client_name") -> None: counts the refusals in the metrics
+Refused = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int
+    header_timeout: float
+    client_names: frozenset[str] = frozenset()
+
+
+def _answer(status: int, reason: str, message: str) -> bytes:
+    body = message.encode() + b"\n"
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+    return head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body
+
+
+def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type[asyncio.Protocol]:
+    """`base` (a uvicorn HTTP protocol class) with the limits applied to every connection."""
+
+    class Guarded(base):  # type: ignore[misc]
+        _timer: asyncio.TimerHandle | None = None
+        _armed_for: object = None
+        _refused = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            if len(self.server_state.connections) >= limits.max_connections:
+                message = (
+                    f"agent-workspace-webhook has {limits.max_connections} connections open "
+                    "(WEBHOOK_MAX_CONNECTIONS); retry, or add replicas"
+                )
+                return self._refuse(transport, "connections", _answer(503, "Service Unavailable", message))
+            if limits.client_names:
+                names = peer_names(transport.get_extra_info("peercert"))
+                if not names & limits.client_names:
+                    message = (
+                        f"client certificate names {sorted(names)} are not in WEBHOOK_CLIENT_NAMES; "
+                        "only the API server may call this webhook"
+                    )
+                    return self._refuse(transport, "client_name", _answer(403, "Forbidden", message))
+            super().connection_made(transport)
+            self._arm()
+            return None
+
+        def _refuse(self, transport: asyncio.Transport, reason: str, answer: bytes) -> None:
+            self._refused = True
+            refused(reason)
+            transport.write(answer)
+            transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._timer is not None and self.cycle is not self._armed_for:
+                self._disarm()  # a new request's headers are complete
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this keep-alive connection gets its own deadline
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._armed_for = self.cycle
+            self._timer = asyncio.get_running_loop().call_later(limits.header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _too_slow(self) -> None:
+            self._timer = None
+            if self.transport.is_closing():
+                return
+            refused("slow")
+            message = f"request headers not received within {limits.header_timeout}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"
+            self.transport.write(_answer(408, "Request Timeout", message))
+            self.transport.close()
+
+    return Guarded

@@ -44,10 +44,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(text: str) -> dict[str, str]:
+    labels = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--namespace-labels: {pair!r} is not KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from agent_workspace_webhook.admission.admit import admit, make_context
     from agent_workspace_webhook.admission.review import ReviewError, parse_review
     from agent_workspace_webhook.kube.client import make_store
+    from agent_workspace_webhook.kube.memory import MemoryStore
 
     settings = _settings(args, store="kube" if args.cluster else "memory")
     try:
@@ -59,6 +70,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     store = make_store(settings)
+    if args.namespace_labels is not None and isinstance(store, MemoryStore):
+        store.labels_everywhere = _labels(args.namespace_labels)
     try:
         response, record = asyncio.run(admit(review.request, make_context(settings, store)))
     finally:
@@ -173,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
     review.add_argument("-o", "--output", choices=["text", "json"], default="text")
     review.add_argument("--cluster", action="store_true", help="use the Kubernetes API instead of an in-memory store")
+    review.add_argument(
+        "--namespace-labels",
+        metavar="K=V,...",
+        help="offline: the labels of the review's namespace, checked against WEBHOOK_NAMESPACE_SELECTOR "
+        "(without it, the namespace counts as in scope)",
+    )
     review.set_defaults(func=cmd_review)
 
     agent = sub.add_parser("agent", help="print the agent name and workspace PVC for a GitHub App")

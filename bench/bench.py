@@ -40,6 +40,7 @@ from agent_workspace_webhook.testing.install import (
     register,
     service_account_kubeconfig,
     wait_until_mutating,
+    workspace_namespace,
 )
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod, review
@@ -144,7 +145,7 @@ class Bench:
         self.admin = admin_client(self.plane)
         install(self.admin)
         self.core = client.CoreV1Api(self.admin)
-        self.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        self.core.create_namespace(workspace_namespace(NAMESPACE))
         self.certs = write_certificates(self.workdir / "certs", ["127.0.0.1"])
         kubeconfig = service_account_kubeconfig(
             self.plane, self.admin, self.workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE

@@ -24,6 +24,7 @@ from agent_workspace_webhook.testing.install import (
     install,
     register,
     service_account_kubeconfig,
+    workspace_namespace,
 )
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, controller_pod
@@ -112,7 +113,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(plane, admin, write_certificates(workdir / "certs", ["127.0.0.1"]), workdir)
     try:
         install(admin)
-        client.CoreV1Api(admin).create_namespace({"metadata": {"name": PROBE_NAMESPACE}})
+        client.CoreV1Api(admin).create_namespace(workspace_namespace(PROBE_NAMESPACE))
         cluster.default = cluster.start_webhook()
         cluster.register(cluster.default)
         yield cluster
@@ -127,7 +128,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace for one test."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(cluster.admin).create_namespace({"metadata": {"name": name}})
+    client.CoreV1Api(cluster.admin).create_namespace(workspace_namespace(name))
     yield name
     with contextlib.suppress(ApiException):
         client.CoreV1Api(cluster.admin).delete_namespace(name)

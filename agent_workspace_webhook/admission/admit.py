@@ -20,6 +20,7 @@ from agent_workspace_webhook.rules.facts import FactsError, RunFacts, coderun_fa
 from agent_workspace_webhook.rules.labels import workspace_labels
 from agent_workspace_webhook.rules.patch import find_volume, shape_problem, workspace_patch
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
+from agent_workspace_webhook.rules.selector import Selector, parse_selector
 from agent_workspace_webhook.rules.workspace import (
     NamingError,
     NamingPolicy,
@@ -40,6 +41,7 @@ class Context:
     rules: AgentRules
     policy: NamingPolicy
     pvc_spec: PvcSpec
+    scope: Selector  # the namespaces whose runs get workspaces
     store: WorkspaceStore
 
 
@@ -50,6 +52,7 @@ def make_context(settings: Settings, store: WorkspaceStore) -> Context:
         rules=compile_rules(settings.agent_table, settings.agent_pattern),
         policy=NamingPolicy(mode=settings.naming_mode, legacy_owner=settings.legacy_owner, shared=shared),
         pvc_spec=PvcSpec(settings.storage_size, settings.access_modes, settings.storage_class),
+        scope=parse_selector(settings.namespace_selector),
         store=store,
     )
 
@@ -139,11 +142,33 @@ async def _route(request: AdmissionRequest, target: Target, ctx: Context) -> tup
     try:
         if request.operation != "CREATE":
             return allowed(request.uid, f"operation {request.operation} is left alone"), None
+        await _check_scope(target, ctx)
         if _is_pod(request):
             return await _admit_pod(request.uid, target, ctx)
         return await _admit_coderun(request.uid, target, ctx)
     except (FactsError, NamingError) as exc:
         raise Refusal(400, f"{target.who}: {exc}") from None
+
+
+async def _check_scope(target: Target, ctx: Context) -> None:
+    """Only namespaces in scope get workspaces, whoever sends the review (a forged one included)."""
+    namespace, selector = target.namespace, ctx.scope.text
+    if namespace in (ctx.settings.own_namespace, "kube-system"):
+        raise Refusal(
+            403, f"{target.who}: namespace {namespace} never gets workspaces (the webhook's own, or kube-system)"
+        )
+    in_scope = await _within(
+        target, f"reading Namespace {namespace}", ctx.store.namespace_in_scope(namespace, ctx.scope)
+    )
+    if in_scope is None:
+        raise Refusal(404, f"{target.who}: namespace {namespace} does not exist")
+    if not in_scope:
+        raise Refusal(
+            403,
+            f"{target.who}: namespace {namespace} is not in the webhook's scope: its labels do not match "
+            f"WEBHOOK_NAMESPACE_SELECTOR {selector!r}; label the namespace to match it if its runs should get "
+            "workspaces",
+        )
 
 
 def _is_pod(request: AdmissionRequest) -> bool:

@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from agent_workspace_webhook.kube.memory import MemoryStore
-from agent_workspace_webhook.kube.pvc_cache import CallCounter, PvcCache
 from agent_workspace_webhook.kube.store import RESOURCES, ClusterError, PvcAction, WorkspaceStore, describe_failure
+from agent_workspace_webhook.kube.watch_cache import CallCounter, namespace_cache, pvc_cache
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.names import one_line
+from agent_workspace_webhook.rules.selector import Selector
+from agent_workspace_webhook.rules.workspace import PREFIX
 from agent_workspace_webhook.settings import Settings
 
 T = TypeVar("T")
@@ -43,11 +45,13 @@ class KubeStore:
         self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
         self._timeout = settings.kube_deadline_seconds
         # Answers "does it exist?" without a call once start() has run and the first list is in.
-        self.cache = PvcCache(self._core, self._count) if settings.pvc_cache else None
+        self.cache = pvc_cache(self._core, self._count) if settings.pvc_cache else None
+        self.namespaces = namespace_cache(self._core, self._count) if settings.pvc_cache else None
 
     def start(self) -> None:
-        if self.cache is not None:
-            self.cache.start()
+        for cache in (self.cache, self.namespaces):
+            if cache is not None:
+                cache.start()
 
     async def _call(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], T]) -> T:
         """One API call in the pool, counted by its result code. An HTTP error is raised as
@@ -84,7 +88,22 @@ class KubeStore:
         return loaded
 
     def _cached(self, namespace: str, name: str) -> bool | None:
-        return self.cache.contains(namespace, name) if self.cache is not None else None
+        found = self.cache.lookup((namespace, name)) if self.cache is not None else None
+        return None if found is None else found[0]
+
+    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        cached = self.namespaces.lookup(name) if self.namespaces is not None else None
+        if cached is not None:
+            found, labels = cached
+        else:
+            namespace = await self._get(
+                "Namespace",
+                "",
+                name,
+                lambda: self._core.read_namespace(name, _preload_content=False, _request_timeout=self._timeout),
+            )
+            found, labels = namespace is not None, (namespace or {}).get("metadata", {}).get("labels")
+        return selector.matches(labels or {}) if found else None
 
     async def pvc_exists(self, namespace: str, name: str) -> bool:
         cached = self._cached(namespace, name)
@@ -133,8 +152,8 @@ class KubeStore:
         return "created"
 
     def _remember(self, namespace: str, name: str) -> None:
-        if self.cache is not None:
-            self.cache.add(namespace, name)
+        if self.cache is not None and name.startswith(PREFIX):
+            self.cache.add((namespace, name), True)
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         if kind == "Job":
@@ -157,8 +176,9 @@ class KubeStore:
         )
 
     async def check_ready(self) -> str | None:
-        if self.cache is not None and not self.cache.synced:
-            return f"PVC cache not synced yet ({self.cache.last_error or 'first list in progress'})"
+        for what, cache in (("PVC", self.cache), ("namespace", self.namespaces)):
+            if cache is not None and not cache.synced:
+                return f"{what} cache not synced yet ({cache.last_error or 'first list in progress'})"
         timeout = self._settings.ready_timeout_seconds
         try:
             await asyncio.wait_for(
@@ -172,8 +192,9 @@ class KubeStore:
         return None
 
     def close(self) -> None:
-        if self.cache is not None:
-            self.cache.stop()
+        for cache in (self.cache, self.namespaces):
+            if cache is not None:
+                cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.selector import Selector
 
 MAX_PVCS = 10_000
 MAX_CALLS = 1_000
@@ -28,6 +29,10 @@ class MemoryStore:
     # or answer slowly.
     failure: ClusterError | None = None
     delay: float = 0.0
+    # Known namespaces and their labels; None: every name exists, labelled `labels_everywhere`, or
+    # (that None too) in scope whatever the selector, as offline `review` assumes.
+    namespaces: dict[str, dict[str, str]] | None = None
+    labels_everywhere: dict[str, str] | None = None
     calls: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=MAX_CALLS))
 
     async def _call(self, verb: str, name: str) -> None:
@@ -60,6 +65,13 @@ class MemoryStore:
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         await self._call("get", name)
         return self.owners.get((kind, namespace, name))
+
+    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        # Not counted as a call: the real store answers this from its namespace watch.
+        if self.namespaces is not None:
+            labels = self.namespaces.get(name)
+            return None if labels is None else selector.matches(labels)
+        return True if self.labels_everywhere is None else selector.matches(self.labels_everywhere)
 
     async def check_ready(self) -> str | None:
         return None if self.failure is None else str(self.failure)

@@ -10,11 +10,17 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.selector import Selector
 
 # What happened to the workspace PVC in one admission.
 PvcAction = Literal["created", "exists", "would-create"]
 
-RESOURCES = {"PersistentVolumeClaim": "persistentvolumeclaims", "Job": "jobs", "CodeRun": "coderuns"}
+RESOURCES = {
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Job": "jobs",
+    "CodeRun": "coderuns",
+    "Namespace": "namespaces",
+}
 _QUOTA = re.compile(r"exceeded quota: ([^,]+)")
 
 
@@ -75,6 +81,10 @@ class WorkspaceStore(Protocol):
         ...
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        """Whether the namespace's labels match the selector; None when there is no such namespace."""
+        ...
 
     async def check_ready(self) -> str | None:
         """None when the API answers, else the reason it does not."""

@@ -22,6 +22,7 @@ from agent_workspace_webhook.testing.install import (
     register,
     service_account_kubeconfig,
     wait_until_mutating,
+    workspace_namespace,
 )
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod
@@ -71,7 +72,7 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         hook.start()
         say(f"webhook serving {hook.url} with fresh certificates, as ServiceAccount {WEBHOOK_SERVICE_ACCOUNT}")
         register(admin, hook.url, certs.ca.read_bytes())
-        core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
+        core.create_namespace(workspace_namespace(NAMESPACE))  # type: ignore[arg-type]
         wait_until_mutating(admin, NAMESPACE)
         say("registered from manifests/webhook.yaml; creating runs in namespace 'demo' ...\n")
 

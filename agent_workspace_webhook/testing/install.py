@@ -15,6 +15,15 @@ from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPl
 from agent_workspace_webhook.testing.objects import controller_pod
 
 WEBHOOK_NAMESPACE = "agent-workspace-webhook"
+# The label that puts a namespace in the webhook's scope (manifests/: WEBHOOK_NAMESPACE_SELECTOR).
+IN_SCOPE = {"agents.platform/workspaces": "enabled"}
+
+
+def workspace_namespace(name: str) -> dict[str, Any]:
+    """A Namespace whose runs get workspaces."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(IN_SCOPE)}}
+
+
 WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"
 
 

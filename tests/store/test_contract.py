@@ -17,6 +17,7 @@ from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.kube.store import WorkspaceStore
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
 from agent_workspace_webhook.settings import load_settings
+from agent_workspace_webhook.testing.install import workspace_namespace
 from agent_workspace_webhook.testing.objects import coderun
 from tests.kube import pvcs
 
@@ -54,7 +55,7 @@ class KubeBackend:
     def __init__(self, cluster: Any, cached: bool) -> None:
         self.admin = cluster.admin
         self.namespace = f"store-{uuid.uuid4().hex[:8]}"
-        client.CoreV1Api(self.admin).create_namespace({"metadata": {"name": self.namespace}})
+        client.CoreV1Api(self.admin).create_namespace(workspace_namespace(self.namespace))
         kubeconfig = cluster.token_kubeconfig("agent-workspace-webhook")
         self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), pvc_cache=cached))
         self.cache = self.store.cache
@@ -66,7 +67,7 @@ class KubeBackend:
         client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
         if self.cache is not None:  # made behind the store's back: wait for its watch to see it
             deadline = time.monotonic() + 10
-            while not self.cache.contains(self.namespace, manifest["metadata"]["name"]):
+            while (self.cache.lookup((self.namespace, manifest["metadata"]["name"])) or (False,))[0] is not True:
                 assert time.monotonic() < deadline, "the watch did not deliver the PVC"
                 time.sleep(0.05)
 

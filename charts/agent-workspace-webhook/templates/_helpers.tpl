@@ -50,6 +50,10 @@ defaults (its settings.py, README.md "Settings") apply to the rest.
 {{- define "agent-workspace-webhook.env" -}}
 {{- $s := .Values.settings }}
 {{- $env := list (dict "name" "WEBHOOK_NAMING_MODE" "value" $s.namingMode) }}
+{{- $selector := list }}
+{{- range $key, $value := .Values.workspaceNamespaces }}{{ $selector = append $selector (printf "%s=%s" $key $value) }}{{ end }}
+{{- $env = append $env (dict "name" "WEBHOOK_NAMESPACE_SELECTOR" "value" (join "," $selector)) }}
+{{- $env = append $env (dict "name" "WEBHOOK_OWN_NAMESPACE" "value" .Release.Namespace) }}
 {{- with $s.legacyOwner }}{{ $env = append $env (dict "name" "WEBHOOK_LEGACY_OWNER" "value" .) }}{{ end }}
 {{- with $s.agentTable }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_TABLE" "value" (toJson .)) }}{{ end }}
 {{- with $s.agentPattern }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_PATTERN" "value" .) }}{{ end }}

@@ -1,9 +1,10 @@
-"""Which workspace PVCs exist, kept current by list + watch in a background thread, so that an
-admission whose PVC exists costs no Kubernetes API call at all.
+"""What exists in the cluster, kept current by list + watch in a background thread, so that an
+admission costs no Kubernetes API call for what the caches already know: the workspace PVCs
+(only the (namespace, name) of those named ``workspace-*``: memory grows with the number of
+workspaces, not with the cluster) and the namespaces with their labels (for the scope).
 
-Only the (namespace, name) of PVCs named ``workspace-*`` are kept: memory grows with the
-number of workspaces, not with the cluster. A watch that expires (410 Gone) or breaks is
-followed by a fresh list, with a bounded backoff while the API server is away.
+A watch that expires (410 Gone) or breaks is followed by a fresh list, with a bounded backoff
+while the API server is away.
 """
 
 from __future__ import annotations
@@ -12,25 +13,34 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.rules.names import one_line
 from agent_workspace_webhook.rules.workspace import PREFIX
 
-Key = tuple[str, str]
+K = TypeVar("K")
+V = TypeVar("V")
 # (verb, resource, code) -> None: told of every Kubernetes call (the metrics count them)
 CallCounter = Callable[[str, str, str], None]
 
 
-class PvcCache:
-    def __init__(self, core_api: Any, count: CallCounter, page_size: int = 500, watch_seconds: int = 240) -> None:
-        self._core = core_api
+class WatchCache(Generic[K, V]):
+    def __init__(
+        self,
+        list_call: Callable[..., Any],
+        resource: str,
+        keep: Callable[[Mapping[str, Any]], tuple[K, V] | None],
+        count: CallCounter,
+        page_size: int = 500,
+        watch_seconds: int = 240,
+    ) -> None:
+        self._list_call, self._resource, self._keep = list_call, resource, keep
         self._count = count
         self._page_size = page_size
         self._watch_seconds = watch_seconds
-        self._keys: set[Key] = set()
+        self._items: dict[K, V] = {}
         self._lock = threading.Lock()
         self._synced = threading.Event()
         self._stop = threading.Event()
@@ -40,18 +50,18 @@ class PvcCache:
 
     # --- what admissions ask ----------------------------------------------------------------
 
-    def contains(self, namespace: str, name: str) -> bool | None:
-        """True or False once the first list has completed; None before (ask the API)."""
+    def lookup(self, key: K) -> tuple[bool, V | None] | None:
+        """(found, value) once the first list has completed; None before (ask the API)."""
         if not self._synced.is_set():
             return None
         with self._lock:
-            return (namespace, name) in self._keys
+            value = self._items.get(key)
+            return (value is not None or key in self._items), value
 
-    def add(self, namespace: str, name: str) -> None:
-        """Record a PVC this process just created (or found by a 409), ahead of its watch event."""
-        if name.startswith(PREFIX):
-            with self._lock:
-                self._keys.add((namespace, name))
+    def add(self, key: K, value: V) -> None:
+        """Record an object this process just created (or found by a 409), ahead of its watch event."""
+        with self._lock:
+            self._items[key] = value
 
     @property
     def synced(self) -> bool:
@@ -60,7 +70,7 @@ class PvcCache:
     # --- keeping it current ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="pvc-cache", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self._resource}-cache", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -93,29 +103,31 @@ class PvcCache:
 
     def _failed(self, error: str) -> None:
         if error != self.last_error:
-            logs.logger().warning("PVC cache: list/watch failed, retrying", extra={"fields": {"error": error}})
+            logs.logger().warning(
+                "list/watch failed, retrying", extra={"fields": {"resource": self._resource, "error": error}}
+            )
         self.last_error = error
 
     def _list(self) -> str:
         """Read every PVC (in pages), replace the cache; the list's resourceVersion."""
-        keys: set[Key] = set()
+        items: dict[K, V] = {}
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": self._page_size, "_preload_content": False, "_request_timeout": 30}
             if token:
                 kwargs["_continue"] = token
             with self._counted("list"):
-                response = self._core.list_persistent_volume_claim_for_all_namespaces(**kwargs)
+                response = self._list_call(**kwargs)
             page = json.loads(response.data)
             for item in page.get("items", []):
-                metadata = item["metadata"]
-                if metadata["name"].startswith(PREFIX):
-                    keys.add((metadata["namespace"], metadata["name"]))
+                kept = self._keep(item["metadata"])
+                if kept is not None:
+                    items[kept[0]] = kept[1]
             token = page["metadata"].get("continue")
             if not token:
                 break
         with self._lock:
-            self._keys = keys
+            self._items = items
         self.last_error = None
         self._synced.set()
         version: str = page["metadata"]["resourceVersion"]
@@ -126,7 +138,7 @@ class PvcCache:
 
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         stream = self._watch.stream(
-            self._core.list_persistent_volume_claim_for_all_namespaces,
+            self._list_call,
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=self._watch_seconds,
@@ -143,12 +155,12 @@ class PvcCache:
         try:
             yield
         except ApiException as exc:
-            self._count(verb, "persistentvolumeclaims", str(exc.status))
+            self._count(verb, self._resource, str(exc.status))
             raise
         except Exception:
-            self._count(verb, "persistentvolumeclaims", "unreachable")
+            self._count(verb, self._resource, "unreachable")
             raise
-        self._count(verb, "persistentvolumeclaims", "200")
+        self._count(verb, self._resource, "200")
 
     def _apply(self, stream: Iterable[dict[str, Any]]) -> None:
         for event in stream:
@@ -157,14 +169,32 @@ class PvcCache:
             kind = event["type"]
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK: only moves the resourceVersion, which Watch tracks
-            metadata = event["raw_object"]["metadata"]
-            if not metadata["name"].startswith(PREFIX):
+            kept = self._keep(event["raw_object"]["metadata"])
+            if kept is None:
                 continue
-            key = (metadata["namespace"], metadata["name"])
             with self._lock:
                 if kind == "DELETED":
-                    self._keys.discard(key)
+                    self._items.pop(kept[0], None)
                 else:
-                    self._keys.add(key)
+                    self._items[kept[0]] = kept[1]
             # Give other threads (the event loop) a turn on a burst of events.
             time.sleep(0)
+
+
+def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], bool]:
+    """The (namespace, name) of every PVC named workspace-*."""
+
+    def keep(metadata: Mapping[str, Any]) -> tuple[tuple[str, str], bool] | None:
+        name = metadata["name"]
+        return ((metadata["namespace"], name), True) if name.startswith(PREFIX) else None
+
+    return WatchCache(core_api.list_persistent_volume_claim_for_all_namespaces, "persistentvolumeclaims", keep, count)
+
+
+def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str]]:
+    """Every namespace's labels (read only: it decides which namespaces are in scope)."""
+
+    def keep(metadata: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+        return metadata["name"], dict(metadata.get("labels") or {})
+
+    return WatchCache(core_api.list_namespace, "namespaces", keep, count)

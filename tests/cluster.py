@@ -1,5 +1,6 @@
 """Fixtures for tests against a real kube-apiserver + etcd, with the webhook registered from
-manifests/ and called by the API server over TLS. Loaded by tests/conftest.py."""
+manifests/ and called by the API server over TLS. Loaded by tests/e2e/conftest.py and
+tests/store/conftest.py, where they are used."""
 
 from __future__ import annotations
 

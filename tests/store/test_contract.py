@@ -16,6 +16,7 @@ from agent_workspace_webhook.kube.client import KubeStore
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.kube.store import WorkspaceStore
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
+from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.install import workspace_namespace
 from agent_workspace_webhook.testing.objects import coderun
@@ -62,6 +63,7 @@ class KubeBackend:
         if self.cache is not None:
             self.store.start()
             assert self.cache.wait_synced(10)
+            assert self.store.namespaces is not None and self.store.namespaces.wait_synced(10)
 
     def put_pvc(self, manifest: dict[str, Any]) -> None:
         client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
@@ -160,3 +162,10 @@ def test_owner_lookup(backend: Backend) -> None:
 
 def test_ready(backend: Backend) -> None:
     assert asyncio.run(backend.store.check_ready()) is None
+
+
+def test_a_labelled_namespace_is_in_scope_and_a_missing_one_does_not_exist(backend: Backend) -> None:
+    scope = parse_selector("agents.platform/workspaces=enabled")
+    assert asyncio.run(backend.store.namespace_in_scope(backend.namespace, scope)) is True
+    if isinstance(backend.store, KubeStore):  # the memory twin assumes every namespace exists
+        assert asyncio.run(backend.store.namespace_in_scope("no-such-namespace", scope)) is None

@@ -132,6 +132,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
         secret=args.secret,
         extra_hosts=args.host,
         days=args.days,
+        api_server_client=args.api_server_client,
     )
     print("\n".join(lines))
     return 0
@@ -207,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--secret", default="agent-workspace-webhook-tls")
     certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
     certs.add_argument("--days", type=int, default=365)
+    certs.add_argument(
+        "--api-server-client",
+        action="store_true",
+        help="also a client certificate, kubeconfig and AdmissionConfiguration for the API server, "
+        "and an overlay of manifests/mtls that requires them (mutual TLS)",
+    )
     certs.set_defaults(func=cmd_certs)
 
     workspaces = sub.add_parser("workspaces", help="list agent workspaces and the legacy shared ones left")

@@ -18,6 +18,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        if not record.name.startswith(LOGGER):
+            line["logger"] = record.name  # uvicorn, asyncio: say whose line it is
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
@@ -27,12 +29,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
+    """Every logger in the process writes JSON lines: ours at `level`; the libraries' (uvicorn's
+    "Invalid HTTP request received.", asyncio's) through the root logger at warning and above,
+    where Python would otherwise print them as bare text."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger(LOGGER)
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    ours = logging.getLogger(LOGGER)
+    ours.handlers.clear()
+    ours.setLevel(level.upper())
+    ours.propagate = True
 
 
 def logger() -> logging.Logger:

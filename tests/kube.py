@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.testing.install import MANIFESTS, apply
 
-__all__ = ["MANIFESTS", "apply", "create", "denial", "load_yaml", "pvcs"]
+__all__ = ["MANIFESTS", "apply", "create", "create_job", "denial", "load_yaml", "pvcs"]
 
 
 def create(
@@ -30,6 +30,13 @@ def create(
         )
     warnings = response.headers.getlist("Warning") if hasattr(response.headers, "getlist") else []
     return json.loads(response.data), [w.split('"', 1)[-1].rstrip('"') for w in warnings]
+
+
+def create_job(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a Job; the Job as stored."""
+    response = client.BatchV1Api(api).create_namespaced_job(namespace, body, _preload_content=False)  # type: ignore[arg-type]
+    stored: dict[str, Any] = json.loads(response.data)
+    return stored
 
 
 def denial(exc: ApiException) -> str:

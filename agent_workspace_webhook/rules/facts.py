@@ -53,10 +53,12 @@ def coderun_facts(coderun: Mapping[str, Any], where: str = "") -> RunFacts:
     if app:
         return RunFacts(service, app, f"{where}spec.service", f"{where}spec.githubApp")
     user = _string(spec, "githubUser", f"{where}spec.githubUser")
-    warnings: tuple[str, ...] = ()
     if user:
-        warnings = (f"{where}spec.githubUser is deprecated; set spec.githubApp instead",)
-    return RunFacts(service, user, f"{where}spec.service", f"{where}spec.githubUser", warnings=warnings)
+        warning = f"{where}spec.githubUser is deprecated; set spec.githubApp instead"
+        return RunFacts(service, user, f"{where}spec.service", f"{where}spec.githubUser", warnings=(warning,))
+    # Neither is usable: the error names spec.githubApp, the field to set (an empty githubApp
+    # was once reported as a missing githubUser).
+    return RunFacts(service, app or user, f"{where}spec.service", f"{where}spec.githubApp")
 
 
 def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFacts | None:
@@ -79,35 +81,43 @@ def _label_is_conclusive(facts: RunFacts, rules: AgentRules) -> bool:
     return facts.service is not None and facts.app is not None and not is_ambiguous_label(facts.app, rules)
 
 
-def _owners(obj: Mapping[str, Any], kind: OwnerKind) -> list[str]:
-    metadata = _mapping(obj, "metadata", "metadata")
+def controller_owner(obj: Mapping[str, Any], where: str = "") -> tuple[str, str] | None:
+    """(kind, name) of the one ownerReference with `controller: true`, or None. Only the
+    controller is followed, so a Pod costs at most two GETs (its Job, then the Job's CodeRun)
+    however many ownerReferences a caller puts on it."""
+    metadata = _mapping(obj, "metadata", f"{where}metadata")
     refs = metadata.get("ownerReferences")
+    if refs is None:
+        return None
     if not isinstance(refs, list):
-        return []
-    return [
-        ref["name"]
-        for ref in refs
-        if isinstance(ref, Mapping) and ref.get("kind") == kind and isinstance(ref.get("name"), str)
-    ]
+        raise FactsError(f"{where}metadata.ownerReferences must be a list, not {type(refs).__name__}")
+    controllers = [ref for ref in refs if isinstance(ref, Mapping) and ref.get("controller") is True]
+    if len(controllers) > 1:
+        # The API server refuses such an object; only a forged review can carry one.
+        raise FactsError(
+            f"{where}metadata.ownerReferences has {len(controllers)} entries with controller: true; "
+            "Kubernetes allows at most one"
+        )
+    if not controllers:
+        return None
+    kind, name = controllers[0].get("kind"), controllers[0].get("name")
+    if not isinstance(kind, str) or not isinstance(name, str):
+        raise FactsError(f"{where}metadata.ownerReferences: the controller's kind and name must be strings")
+    return kind, name
 
 
 async def owning_coderun(
     obj: Mapping[str, Any], namespace: str, lookup: OwnerLookup
 ) -> tuple[str, Mapping[str, Any]] | None:
-    """Follow ownerReferences Pod -> CodeRun or Pod -> Job -> CodeRun; (name, CodeRun) or None."""
-    for name in _owners(obj, "CodeRun"):
-        coderun = await lookup("CodeRun", namespace, name)
-        if coderun is not None:
-            return name, coderun
-    for job_name in _owners(obj, "Job"):
-        job = await lookup("Job", namespace, job_name)
-        if job is None:
-            continue
-        for name in _owners(job, "CodeRun"):
-            coderun = await lookup("CodeRun", namespace, name)
-            if coderun is not None:
-                return name, coderun
-    return None
+    """Follow controller owners Pod -> CodeRun or Pod -> Job -> CodeRun; (name, CodeRun) or None."""
+    owner = controller_owner(obj)
+    if owner is not None and owner[0] == "Job":
+        job = await lookup("Job", namespace, owner[1])
+        owner = None if job is None else controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
+    if owner is None or owner[0] != "CodeRun":
+        return None
+    coderun = await lookup("CodeRun", namespace, owner[1])
+    return None if coderun is None else (owner[1], coderun)
 
 
 async def pod_facts(

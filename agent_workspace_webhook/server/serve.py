@@ -9,8 +9,9 @@ import gc
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -88,7 +89,23 @@ def serve(
     # latency under load.
     gc.collect()
     gc.freeze()
-    asyncio.run(_run(server, sock, probes, probe_sock))
+    with asyncio.Runner(loop_factory=_handshake_bounded(settings.request_timeout_seconds)) as runner:
+        runner.run(_run(server, sock, probes, probe_sock))
+
+
+def _handshake_bounded(seconds: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """An event loop whose TLS servers drop a client that has not finished its handshake within
+    `seconds`. uvicorn has no setting for it, and asyncio's default of 60 s lets a client that
+    opens TCP connections and never sends a ClientHello hold each one (and its memory) for a
+    minute, before the per-connection limits in connections.py can see it."""
+
+    class Loop(asyncio.SelectorEventLoop):
+        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", seconds)
+            return await super().create_server(*args, **kwargs)
+
+    return Loop
 
 
 class _Companion(uvicorn.Server):

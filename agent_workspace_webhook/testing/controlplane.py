@@ -92,6 +92,8 @@ class ControlPlane:
     apiserver: subprocess.Popen[bytes] | None = None
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # More kube-apiserver flags, e.g. --admission-control-config-file for mutual TLS to webhooks.
+    apiserver_flags: list[str] = field(default_factory=list)
     _apiserver_args: list[str] = field(default_factory=list)
 
     @property
@@ -201,6 +203,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={sa_key}",
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
+            *self.apiserver_flags,
         ]
         self.start_apiserver(timeout)
         self.kubeconfig.write_text(kubeconfig_text(self.server, self.ca_file, self.token))

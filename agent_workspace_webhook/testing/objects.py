@@ -86,6 +86,34 @@ def coderun(
     return {"apiVersion": "agents.platform/v1", "kind": "CodeRun", "metadata": {"name": name}, "spec": body}
 
 
+def controller_ref(obj: dict[str, Any]) -> dict[str, Any]:
+    """The ownerReference a controller puts on what it creates for `obj` (a stored object)."""
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+    }
+
+
+def coderun_job(run: dict[str, Any], name: str, template: dict[str, Any]) -> dict[str, Any]:
+    """A Job as the platform's controller creates it for a stored CodeRun: owned by it, with the
+    Pod `template` (its labels and spec) as its template."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "ownerReferences": [controller_ref(run)]},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": template["metadata"].get("labels", {})},
+                "spec": {**template["spec"], "restartPolicy": "Never"},
+            },
+        },
+    }
+
+
 def review(
     obj: Any,
     *,

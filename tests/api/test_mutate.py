@@ -52,7 +52,7 @@ def test_unknown_bot_label_is_never_stripped_to_a_shorter_agent(client: Client) 
 def test_missing_labels_follow_owner_references_to_the_coderun(client: Client) -> None:
     http, store = client
     store.owners[("Job", "agents", "cto-run-1")] = {
-        "metadata": {"name": "cto-run-1", "ownerReferences": [{"kind": "CodeRun", "name": "run-1"}]}
+        "metadata": {"name": "cto-run-1", "ownerReferences": [{"kind": "CodeRun", "name": "run-1", "controller": True}]}
     }
     store.owners[("CodeRun", "agents", "run-1")] = coderun("cto", "5DLabs-Tess")
     pod = job_pod(None, None, owner_job="cto-run-1")
@@ -271,6 +271,16 @@ def test_deprecated_github_user_works_with_a_warning(client: Client) -> None:
     answer = mutate(http, review(coderun("cto", None, githubUser="5DLabs-Rex")))
     assert decode_patch(answer)
     assert any("githubUser is deprecated" in w for w in answer["response"]["warnings"])
+
+
+@pytest.mark.parametrize("app", ["", None])
+def test_an_empty_or_missing_github_app_names_spec_github_app(make_client: MakeClient, app: str | None) -> None:
+    http, store = make_client(naming_mode="agent")
+    response = mutate(http, review(coderun("cto", app)))["response"]
+    assert response["allowed"] is False
+    assert "spec.githubApp is missing" in response["status"]["message"], response["status"]
+    assert "githubUser" not in response["status"]["message"]
+    assert store.pvcs == {}
 
 
 # --- 6. bad input -----------------------------------------------------------------------------

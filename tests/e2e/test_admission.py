@@ -13,9 +13,9 @@ from kubernetes.client.exceptions import ApiException
 
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE
-from agent_workspace_webhook.testing.objects import claim, coderun, job_pod
+from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod
 from tests.cluster import Cluster
-from tests.kube import MANIFESTS, apply, create, denial, load_yaml, pvcs
+from tests.kube import MANIFESTS, apply, create, create_job, denial, load_yaml, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -72,22 +72,9 @@ def test_tess_coderun_is_labelled_and_gets_its_pvc(cluster: Cluster, namespace: 
 
 def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Cluster, namespace: str) -> None:
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Cleo[bot]", name="task-4"))
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "task-4-job",
-            "ownerReferences": [
-                {"apiVersion": "agents.platform/v1", "kind": "CodeRun", "name": "task-4", "uid": run["metadata"]["uid"]}
-            ],
-        },
-        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
-    }
-    stored_job = client.BatchV1Api(cluster.admin).create_namespaced_job(namespace, job)
+    job = coderun_job(run, "task-4-job", job_pod(None, None))
     pod = job_pod(None, None)
-    pod["metadata"]["ownerReferences"] = [
-        {"apiVersion": "batch/v1", "kind": "Job", "name": "task-4-job", "uid": stored_job.metadata.uid}
-    ]
+    pod["metadata"]["ownerReferences"] = [controller_ref(create_job(cluster.admin, namespace, job))]
     stored, _ = create(cluster.admin, namespace, pod)
     assert claim(stored) == "workspace-billing-cleo"
 

@@ -4,6 +4,7 @@ the overlays, the RBAC the webhook really runs with, metrics, logs, the demo, `w
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,25 @@ def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Cluster, tmp_p
         cluster.restore()
     assert applied.returncode == 0, applied.stderr
     assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied.stdout
+
+
+def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    made = cli("certs", "--out", str(out), "--api-server-client")
+    assert made.returncode == 0, made.stderr
+    assert "--admission-control-config-file=" in made.stdout
+    built = kubectl(cluster, "kustomize", str(out))
+    assert built.returncode == 0, built.stderr
+    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["client-ca.crt"]) == (out / "api-server/client-ca.crt").read_bytes()
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WEBHOOK_CLIENT_CA_FILE"] == "/tls/client-ca.crt"
+    assert json.loads(env["WEBHOOK_CLIENT_NAMES"]) == ["kube-apiserver"]
+    kubeconfig = yaml.safe_load((out / "api-server/admission-kubeconfig.yaml").read_text())
+    assert kubeconfig["users"][0]["name"] == "agent-workspace-webhook.agent-workspace-webhook.svc:443"
+    assert Path(kubeconfig["users"][0]["user"]["client-certificate"]).read_bytes().startswith(b"-----BEGIN")
 
 
 def test_cert_manager_overlay_builds() -> None:

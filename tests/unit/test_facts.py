@@ -29,7 +29,8 @@ def facts_for(pod: dict[str, Any], lookup: Lookup) -> RunFacts | None:
 
 
 def owned_job(coderun_name: str) -> dict[str, Any]:
-    return {"metadata": {"name": "job-1", "ownerReferences": [{"kind": "CodeRun", "name": coderun_name}]}}
+    owner = {"kind": "CodeRun", "name": coderun_name, "controller": True}
+    return {"metadata": {"name": "job-1", "ownerReferences": [owner]}}
 
 
 def test_coderun_facts() -> None:
@@ -84,10 +85,43 @@ def test_no_facts_and_no_owner_is_not_an_agent_pod() -> None:
 
 def test_pod_owned_directly_by_a_coderun() -> None:
     pod = job_pod(None, None)
-    pod["metadata"]["ownerReferences"] = [{"kind": "CodeRun", "name": "run-9"}]
+    pod["metadata"]["ownerReferences"] = [{"kind": "CodeRun", "name": "run-9", "controller": True}]
     facts = facts_for(pod, Lookup({("CodeRun", "run-9"): coderun("svc", "5DLabs-Rex")}))
     assert facts is not None and (facts.service, facts.app) == ("svc", "5DLabs-Rex")
 
 
 def test_label_facts_of_a_plain_pod() -> None:
     assert label_facts({"metadata": {"labels": {"app": "nginx"}}}, "service", "github-user") is None
+
+
+def test_only_the_controller_owner_is_followed() -> None:
+    # 1,500 forged Job references cost nothing; the one controller costs at most two lookups.
+    pod = job_pod(None, None)
+    decoys = [{"kind": "Job", "name": f"decoy-{i}"} for i in range(1500)]
+    pod["metadata"]["ownerReferences"] = [*decoys, {"kind": "Job", "name": "job-1", "controller": True}]
+    lookup = Lookup({("Job", "job-1"): owned_job("run-7"), ("CodeRun", "run-7"): coderun("cto", "5DLabs-Rex")})
+    facts = facts_for(pod, lookup)
+    assert facts is not None and facts.app == "5DLabs-Rex"
+    assert lookup.asked == [("Job", "agents", "job-1"), ("CodeRun", "agents", "run-7")]
+
+
+def test_owners_that_are_not_controllers_make_no_lookup() -> None:
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [{"kind": "Job", "name": f"j-{i}"} for i in range(1500)]
+    lookup = Lookup({})
+    assert facts_for(pod, lookup) is None
+    assert lookup.asked == []
+
+
+def test_two_controllers_are_refused_by_name() -> None:
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [{"kind": "Job", "name": n, "controller": True} for n in ("a", "b")]
+    with pytest.raises(FactsError, match=r"metadata\.ownerReferences has 2 entries with controller: true"):
+        facts_for(pod, Lookup({}))
+
+
+def test_a_job_without_a_controller_coderun_ends_the_search() -> None:
+    job = {"metadata": {"name": "job-1", "ownerReferences": [{"kind": "CodeRun", "name": "run-7"}]}}
+    lookup = Lookup({("Job", "job-1"): job, ("CodeRun", "run-7"): coderun("cto", "5DLabs-Rex")})
+    assert facts_for(job_pod(None, None, owner_job="job-1"), lookup) is None
+    assert lookup.asked == [("Job", "agents", "job-1")]

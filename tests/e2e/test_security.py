@@ -1,0 +1,222 @@
+"""Issue 10 through the real kube-apiserver: only the API server may call the webhook (mutual
+TLS, with an AdmissionConfiguration giving the API server its client certificate), forged
+reviews sent straight to the running webhook create nothing outside the scope, the API server's
+refusals are explained by their real cause, and owner lookups are bounded."""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from agent_workspace_webhook.ops.certs import (
+    CertFiles,
+    write_api_server_client,
+    write_certificates,
+    write_client_certificate,
+)
+from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
+from agent_workspace_webhook.testing.install import (
+    WEBHOOK_NAMESPACE,
+    WEBHOOK_SERVICE_ACCOUNT,
+    admin_client,
+    install,
+    register,
+    service_account_kubeconfig,
+    wait_until_mutating,
+    workspace_namespace,
+)
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod, review
+from tests.cluster import Cluster
+from tests.kube import create, create_job, denial, pvcs
+
+pytestmark = pytest.mark.e2e
+
+
+def forge(hook: LocalWebhook, ca: Path, body: dict[str, Any], client_cert: CertFiles | None = None) -> dict[str, Any]:
+    """POST a review straight to the webhook, as any Pod in the cluster could."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if client_cert is not None:
+        context.load_cert_chain(client_cert.cert, client_cert.key)
+    response = httpx.post(hook.url, json=body, verify=context, timeout=30)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()["response"]
+    return answer
+
+
+# --- mutual TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any, LocalWebhook, Path]]:
+    """A control plane whose API server presents a client certificate to the webhook (its own
+    plane: the flag is given at start), and the webhook requiring it."""
+    workdir = tmp_path_factory.mktemp("mtls")
+    port = free_port()  # known before the API server starts: its kubeconfig names host:port
+    api_server_client, configuration = write_api_server_client(
+        workdir / "api-server", f"127.0.0.1:{port}", "kube-apiserver", days=1
+    )
+    plane = ControlPlane(
+        workdir=workdir / "plane", apiserver_flags=[f"--admission-control-config-file={configuration}"]
+    )
+    plane.workdir.mkdir()
+    plane.start()
+    admin = admin_client(plane)
+    hook = None
+    try:
+        install(admin)
+        client.CoreV1Api(admin).create_namespace(workspace_namespace("secure"))
+        certs = write_certificates(workdir / "certs", ["127.0.0.1"])
+        kubeconfig = service_account_kubeconfig(
+            plane, admin, workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
+        )
+        env = {
+            "WEBHOOK_KUBECONFIG": str(kubeconfig),
+            "WEBHOOK_CLIENT_CA_FILE": str(api_server_client.ca),
+            "WEBHOOK_CLIENT_NAMES": '["kube-apiserver"]',
+        }
+        hook = LocalWebhook(port, env, certs, workdir / "webhook.log").start()
+        register(admin, hook.url, certs.ca.read_bytes())
+        wait_until_mutating(admin, "secure")
+        yield plane, admin, hook, workdir
+    finally:
+        if hook is not None:
+            hook.stop()
+        admin.close()
+        plane.stop()
+
+
+def test_the_api_server_with_its_client_certificate_gets_workspaces(
+    mtls: tuple[ControlPlane, Any, LocalWebhook, Path],
+) -> None:
+    _, admin, _, _ = mtls
+    # The webhook completes no handshake without a certificate from the client CA: a patched
+    # Pod means the API server presented the one its AdmissionConfiguration names.
+    stored, _ = create(admin, "secure", job_pod("billing", "5dlabs-rex"))
+    assert claim(stored) == "workspace-billing-rex"
+    assert "workspace-billing-rex" in pvcs(admin, "secure")
+
+
+@pytest.mark.parametrize("who", ["no certificate", "a certificate from another CA"])
+def test_anyone_else_cannot_complete_the_handshake_and_nothing_is_created(
+    mtls: tuple[ControlPlane, Any, LocalWebhook, Path], who: str
+) -> None:
+    _, admin, hook, workdir = mtls
+    stranger = None
+    if who != "no certificate":  # same name as the API server's, signed by a CA of its own
+        stranger = write_client_certificate(workdir / f"stranger-{uuid.uuid4().hex[:6]}", "kube-apiserver")
+    with pytest.raises((ssl.SSLError, httpx.TransportError)):
+        forge(hook, hook.certs.ca, review(job_pod("forged", "5dlabs-rex"), namespace="secure"), stranger)
+    assert "workspace-forged-rex" not in pvcs(admin, "secure")
+
+
+# --- forged reviews against the running webhook --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "says"),
+    [
+        ("kube-system", 403, "never gets workspaces"),
+        (WEBHOOK_NAMESPACE, 403, "never gets workspaces"),
+        ("unlabelled", 403, "not in the webhook's scope"),
+        ("missing", 404, "does not exist"),
+    ],
+)
+def test_forged_reviews_outside_the_scope_create_nothing(cluster: Cluster, target: str, code: int, says: str) -> None:
+    core = client.CoreV1Api(cluster.admin)
+    namespace = target
+    if target in ("unlabelled", "missing"):
+        namespace = f"{target}-{uuid.uuid4().hex[:6]}"
+    if target == "unlabelled":
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    assert cluster.default is not None
+    answer = forge(cluster.default, cluster.certs.ca, review(job_pod("forged", "5dlabs-rex"), namespace=namespace))
+    assert answer["allowed"] is False and answer["status"]["code"] == code, answer
+    assert says in answer["status"]["message"] and namespace in answer["status"]["message"]
+    if target != "missing":
+        assert pvcs(cluster.admin, namespace) == {}  # checked with the API, not the webhook's word
+    else:
+        listed = core.list_persistent_volume_claim_for_all_namespaces(field_selector=f"metadata.namespace={namespace}")
+        assert listed.items == []
+    if target == "unlabelled":
+        core.delete_namespace(namespace)
+
+
+# --- refusals named by their real cause ------------------------------------------------------
+
+
+def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(cluster.admin)
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "workspaces"},
+        "spec": {"hard": {"persistentvolumeclaims": "0"}},
+    }
+    core.create_namespaced_resource_quota(namespace, quota)
+    # No quota controller runs in this cluster: write the status it would compute.
+    status = {"status": {"hard": {"persistentvolumeclaims": "0"}, "used": {"persistentvolumeclaims": "0"}}}
+    core.patch_namespaced_resource_quota_status("workspaces", namespace, status)
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+    message = denial(refused.value)
+    assert f"refused by ResourceQuota {namespace}/workspaces" in message
+    assert "exceeded quota: workspaces" in message  # the API server's own text, quoted
+    assert "raise that quota's limit" in message
+    assert "ServiceAccount" not in message and "grant" not in message
+    assert pvcs(cluster.admin, namespace) == {}
+
+
+def test_a_terminating_namespace_is_named_as_such(cluster: Cluster) -> None:
+    core = client.CoreV1Api(cluster.admin)
+    name = f"ending-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(workspace_namespace(name))
+    core.create_namespaced_config_map(name, {"metadata": {"name": "held", "finalizers": ["agents.platform/test-hold"]}})
+    core.delete_namespace(name)  # Terminating until the held object goes (and a namespace controller runs)
+    assert cluster.default is not None
+    # The API server refuses to create a Pod there before any webhook is called, so the run
+    # arrives as a review straight to the webhook, whose namespace cache still says in scope.
+    answer = forge(cluster.default, cluster.certs.ca, review(job_pod("billing", "5dlabs-rex"), namespace=name))
+    assert answer["allowed"] is False and answer["status"]["code"] == 403, answer
+    message = answer["status"]["message"]
+    assert f"namespace {name} is being deleted" in message and "being terminated" in message
+    assert "ServiceAccount" not in message
+    core.patch_namespaced_config_map("held", name, {"metadata": {"finalizers": None}})
+
+
+# --- bounded owner lookups -------------------------------------------------------------------
+
+
+def owner_gets(hook: LocalWebhook) -> float:
+    return sum(
+        value
+        for key, value in hook.metrics().items()
+        if key.startswith("agent_workspace_webhook_kube_requests_total{")
+        and 'verb="get"' in key
+        and ('resource="jobs"' in key or 'resource="coderuns"' in key)
+    )
+
+
+def test_a_pod_with_1500_job_owners_costs_at_most_two_gets(cluster: Cluster, namespace: str) -> None:
+    run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-9"))
+    job = create_job(cluster.admin, namespace, coderun_job(run, "task-9-job", job_pod(None, None)))
+    decoys = [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": f"decoy-{i}", "uid": str(uuid.uuid4())} for i in range(1500)
+    ]
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [
+        *decoys,
+        controller_ref(job),
+    ]
+    assert cluster.default is not None
+    before = owner_gets(cluster.default)
+    stored, _ = create(cluster.admin, namespace, pod)
+    assert claim(stored) == "workspace-billing-tess"
+    assert owner_gets(cluster.default) - before == 2  # the Job, then its CodeRun

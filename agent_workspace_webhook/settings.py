@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     storage_size: Annotated[str, AfterValidator(_quantity)] = "10Gi"
     storage_class: str | None = None
     access_modes: list[AccessMode] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]), min_length=1)
+    # A new per-agent workspace of a service whose workspace-{service} exists and is Bound:
+    # "clone" creates it as a clone of that legacy PVC (the storage class's CSI driver must
+    # support cloning), "none" empty.
+    seed_from_legacy: Literal["none", "clone"] = "none"
+    # Pods that mount one ReadWriteOnce workspace get a required pod affinity to one node.
+    colocate: bool = True
 
     # --- the Kubernetes API ---------------------------------------------------------------------
     store: Literal["kube", "memory"] = "kube"
@@ -137,8 +143,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
     # Each request's headers, and then its body, must arrive within this (slow clients are dropped).
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    # Open connections per process; past it a new one gets a 503 and is closed. About 310 KB of
-    # memory each (TLS buffers): 200 stay well inside the Deployment's 256Mi limit.
+    # Open connections per process; past it a new one gets a 503 and is closed. About 280 KiB of
+    # memory each (asyncio's TLS read buffer is 256 KiB): 200 measured 115 MiB in all, inside
+    # the Deployment's 256Mi limit (tests/api/test_connections.py).
     max_connections: int = Field(default=200, ge=1, le=100_000)
     # /healthz, /readyz and /metrics on plain HTTP on this port (0: off); /mutate stays on TLS.
     metrics_port: int = Field(default=8080, ge=0, le=65535)

@@ -14,6 +14,7 @@ from agent_workspace_webhook.kube.store import RESOURCES, ClusterError, PvcActio
 from agent_workspace_webhook.kube.watch_cache import CallCounter, namespace_cache, pvc_cache
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.names import one_line
+from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
 from agent_workspace_webhook.rules.workspace import PREFIX
 from agent_workspace_webhook.settings import Settings
@@ -87,10 +88,6 @@ class KubeStore:
         loaded: dict[str, Any] = json.loads(response.data)
         return loaded
 
-    def _cached(self, namespace: str, name: str) -> bool | None:
-        found = self.cache.lookup((namespace, name)) if self.cache is not None else None
-        return None if found is None else found[0]
-
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
         cached = self.namespaces.lookup(name) if self.namespaces is not None else None
         if cached is not None:
@@ -105,10 +102,10 @@ class KubeStore:
             found, labels = namespace is not None, (namespace or {}).get("metadata", {}).get("labels")
         return selector.matches(labels or {}) if found else None
 
-    async def pvc_exists(self, namespace: str, name: str) -> bool:
-        cached = self._cached(namespace, name)
+    async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
+        cached = self.cache.lookup((namespace, name)) if self.cache is not None else None
         if cached is not None:
-            return cached
+            return cached[1]
         found = await self._get(
             "PersistentVolumeClaim",
             namespace,
@@ -117,19 +114,16 @@ class KubeStore:
                 name, namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        return found is not None
+        return None if found is None else pvc_state(found)
 
-    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+    async def create_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
         from kubernetes.client.exceptions import ApiException
 
-        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        # A cache miss goes straight to create: one call, and a 409 if the watch lags behind.
-        if await self.pvc_exists(namespace, name):
-            return "exists"
         if dry_run:
             return "would-create"
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            await self._call(
+            response = await self._call(
                 "create",
                 "PersistentVolumeClaim",
                 namespace,
@@ -143,17 +137,13 @@ class KubeStore:
             )
         except ApiException as exc:
             if exc.status == 409:  # another replica or a concurrent pod created it first
-                self._remember(namespace, name)
                 return "exists"
             raise describe_failure(
                 "create", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
             ) from None
-        self._remember(namespace, name)
+        if self.cache is not None and name.startswith(PREFIX):  # known ahead of its watch event
+            self.cache.add((namespace, name), pvc_state(json.loads(cast(Any, response).data)))
         return "created"
-
-    def _remember(self, namespace: str, name: str) -> None:
-        if self.cache is not None and name.startswith(PREFIX):
-            self.cache.add((namespace, name), True)
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         if kind == "Job":

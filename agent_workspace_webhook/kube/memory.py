@@ -15,6 +15,7 @@ from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
 
 MAX_PVCS = 10_000
@@ -42,17 +43,18 @@ class MemoryStore:
         if self.failure is not None:
             raise self.failure
 
-    async def pvc_exists(self, namespace: str, name: str) -> bool:
+    async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
         await self._call("get", name)
-        return (namespace, name) in self.pvcs
+        found = self.pvcs.get((namespace, name))
+        return None if found is None else pvc_state(found)
 
-    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+    async def create_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        if await self.pvc_exists(namespace, name):
-            return "exists"
         if dry_run:
             return "would-create"
         await self._call("create", name)
+        if (namespace, name) in self.pvcs:
+            return "exists"  # what the API server's 409 means
         if len(self.pvcs) >= MAX_PVCS:
             raise ClusterError(
                 f"cannot create PersistentVolumeClaim {namespace}/{name}: the in-memory store is full "

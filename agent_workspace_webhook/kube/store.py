@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.selector import Selector
 
 # What happened to the workspace PVC in one admission.
@@ -74,10 +75,13 @@ def describe_failure(verb: str, what: str, namespace: str, name: str, status: in
 
 
 class WorkspaceStore(Protocol):
-    async def pvc_exists(self, namespace: str, name: str) -> bool: ...
+    async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
+        """What is known of that PVC (from the watch cache when synced: no API call), or None."""
+        ...
 
-    async def ensure_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
-        """Create the PVC unless it exists; 409 AlreadyExists counts as success."""
+    async def create_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
+        """Create the PVC: "created"; 409 AlreadyExists counts as success ("exists"); a dry run
+        creates nothing ("would-create")."""
         ...
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None: ...

@@ -1,6 +1,6 @@
 """What exists in the cluster, kept current by list + watch in a background thread, so that an
 admission costs no Kubernetes API call for what the caches already know: the workspace PVCs
-(only the (namespace, name) of those named ``workspace-*``: memory grows with the number of
+(a small PvcState for each PVC named ``workspace-*``: memory grows with the number of
 workspaces, not with the cluster) and the namespaces with their labels (for the scope).
 
 A watch that expires (410 Gone) or breaks is followed by a fresh list, with a bounded backoff
@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.rules.names import one_line
+from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.workspace import PREFIX
 
 K = TypeVar("K")
@@ -120,7 +121,7 @@ class WatchCache(Generic[K, V]):
                 response = self._list_call(**kwargs)
             page = json.loads(response.data)
             for item in page.get("items", []):
-                kept = self._keep(item["metadata"])
+                kept = self._keep(item)
                 if kept is not None:
                     items[kept[0]] = kept[1]
             token = page["metadata"].get("continue")
@@ -169,7 +170,7 @@ class WatchCache(Generic[K, V]):
             kind = event["type"]
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK: only moves the resourceVersion, which Watch tracks
-            kept = self._keep(event["raw_object"]["metadata"])
+            kept = self._keep(event["raw_object"])
             if kept is None:
                 continue
             with self._lock:
@@ -181,12 +182,14 @@ class WatchCache(Generic[K, V]):
             time.sleep(0)
 
 
-def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], bool]:
-    """The (namespace, name) of every PVC named workspace-*."""
+def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], PvcState]:
+    """What the webhook needs to know of every PVC named workspace-* (PvcState, by namespace
+    and name); other PVCs are not kept, so memory grows with the workspaces, not the cluster."""
 
-    def keep(metadata: Mapping[str, Any]) -> tuple[tuple[str, str], bool] | None:
+    def keep(pvc: Mapping[str, Any]) -> tuple[tuple[str, str], PvcState] | None:
+        metadata = pvc["metadata"]
         name = metadata["name"]
-        return ((metadata["namespace"], name), True) if name.startswith(PREFIX) else None
+        return ((metadata["namespace"], name), pvc_state(pvc)) if name.startswith(PREFIX) else None
 
     return WatchCache(core_api.list_persistent_volume_claim_for_all_namespaces, "persistentvolumeclaims", keep, count)
 
@@ -194,7 +197,8 @@ def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], 
 def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str]]:
     """Every namespace's labels (read only: it decides which namespaces are in scope)."""
 
-    def keep(metadata: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    def keep(namespace: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+        metadata = namespace["metadata"]
         return metadata["name"], dict(metadata.get("labels") or {})
 
     return WatchCache(core_api.list_namespace, "namespaces", keep, count)

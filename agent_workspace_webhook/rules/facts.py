@@ -27,6 +27,8 @@ class RunFacts:
     # The app came from a label, lower-cased and stripped of [ and ] by the controller.
     app_is_label: bool = False
     warnings: tuple[str, ...] = ()
+    # A bare agent name (the CodeRun's spec.implementationAgent), in place of an app; named by app_field.
+    agent: str | None = None
 
 
 def _string(obj: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -46,19 +48,24 @@ def _mapping(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
 
 
 def coderun_facts(coderun: Mapping[str, Any], where: str = "") -> RunFacts:
-    """Facts from a CodeRun: spec.service and spec.githubApp (spec.githubUser is deprecated)."""
+    """Facts from a CodeRun: spec.service, and the agent from spec.githubApp, else
+    spec.implementationAgent (today's CRD), else spec.githubUser (deprecated)."""
     spec = _mapping(coderun, "spec", f"{where}spec")
     service = _string(spec, "service", f"{where}spec.service")
+    service_field = f"{where}spec.service"
     app = _string(spec, "githubApp", f"{where}spec.githubApp")
     if app:
-        return RunFacts(service, app, f"{where}spec.service", f"{where}spec.githubApp")
+        return RunFacts(service, app, service_field, f"{where}spec.githubApp")
+    agent = _string(spec, "implementationAgent", f"{where}spec.implementationAgent")
+    if agent:
+        return RunFacts(service, None, service_field, f"{where}spec.implementationAgent", agent=agent)
     user = _string(spec, "githubUser", f"{where}spec.githubUser")
     if user:
         warning = f"{where}spec.githubUser is deprecated; set spec.githubApp instead"
-        return RunFacts(service, user, f"{where}spec.service", f"{where}spec.githubUser", warnings=(warning,))
-    # Neither is usable: the error names spec.githubApp, the field to set (an empty githubApp
-    # was once reported as a missing githubUser).
-    return RunFacts(service, app or user, f"{where}spec.service", f"{where}spec.githubApp")
+        return RunFacts(service, user, service_field, f"{where}spec.githubUser", warnings=(warning,))
+    # Nothing usable: the error names spec.githubApp, the field to set (an empty githubApp was
+    # once reported as a missing githubUser).
+    return RunFacts(service, None, service_field, f"{where}spec.githubApp")
 
 
 def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFacts | None:

@@ -11,7 +11,10 @@ from typing import Any
 
 import jsonpatch
 
-from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
+from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE, LABEL_WORKSPACE
+
+HOSTNAME = "kubernetes.io/hostname"
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
 def find_volume(pod: Mapping[str, Any], volume_name: str) -> int | None:
@@ -99,3 +102,27 @@ def _metadata_patch(obj: Mapping[str, Any], labels: Mapping[str, str], pvc: str)
             }
         ]
     return annotations + _map_patch(obj, "labels", labels)
+
+
+def colocation_term(pvc: str) -> dict[str, Any]:
+    """Required pod affinity to the Pods of the same workspace, on one node: two Pods mounting one
+    ReadWriteOnce volume from different nodes would leave the second unable to attach it. The
+    first Pod of a workspace matches its own term, which the scheduler lets it place freely."""
+    return {"labelSelector": {"matchLabels": {LABEL_WORKSPACE: pvc}}, "topologyKey": HOSTNAME}
+
+
+def colocation_patch(pod: Mapping[str, Any], pvc: str) -> list[dict[str, Any]]:
+    """Ops that add colocation_term(pvc) to the Pod's affinity, merged into what it has; none
+    when the term is already there (reinvocation adds no second one)."""
+    term = colocation_term(pvc)
+    affinity = pod["spec"].get("affinity")
+    if not isinstance(affinity, Mapping):
+        return [{"op": "add", "path": "/spec/affinity", "value": {"podAffinity": {REQUIRED: [term]}}}]
+    pod_affinity = affinity.get("podAffinity")
+    if not isinstance(pod_affinity, Mapping):
+        return [{"op": "add", "path": "/spec/affinity/podAffinity", "value": {REQUIRED: [term]}}]
+    required = pod_affinity.get(REQUIRED)
+    path = f"/spec/affinity/podAffinity/{REQUIRED}"
+    if not isinstance(required, list):
+        return [{"op": "add", "path": path, "value": [term]}]
+    return [] if term in required else [{"op": "add", "path": f"{path}/-", "value": term}]

@@ -1,12 +1,18 @@
-"""The PersistentVolumeClaim the webhook creates for a workspace (pure)."""
+"""The PersistentVolumeClaim the webhook creates for a workspace, what it keeps to know of the
+ones that exist, and the rules for seeding a new one as a clone of the legacy workspace (pure)."""
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from agent_workspace_webhook.rules.labels import COMPONENT, MANAGED_BY
+from agent_workspace_webhook.rules.labels import ANNOTATION_CLONED_FROM, COMPONENT, MANAGED_BY
+
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
 
 
 @dataclass(frozen=True)
@@ -18,17 +24,104 @@ class PvcSpec:
     storage_class: str | None = None
 
 
-def pvc_manifest(name: str, namespace: str, labels: Mapping[str, str], spec: PvcSpec) -> dict[str, Any]:
-    """No ownerReferences: a workspace outlives the runs that use it."""
-    body: dict[str, Any] = {
-        "accessModes": list(spec.access_modes),
-        "resources": {"requests": {"storage": spec.storage_size}},
-    }
-    if spec.storage_class is not None:
-        body["storageClassName"] = spec.storage_class
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **COMPONENT, **labels}},
-        "spec": body,
-    }
+@dataclass(frozen=True, slots=True)
+class PvcState:
+    """What the webhook knows of an existing workspace PVC (the watch cache keeps one per PVC):
+    enough to refuse a dying one, to colocate RWO runs and to clone it."""
+
+    phase: str  # Pending, Bound, Lost
+    deleting: bool  # has a deletionTimestamp
+    # Still held by the pvc-protection finalizer: a Pod mounts it (when deleting).
+    protected: bool
+    access_modes: tuple[str, ...]
+    storage_class: str | None
+    volume_mode: str | None
+    storage: str | None  # spec.resources.requests.storage
+    cloned_from: str | None = None
+
+
+def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
+    """The PvcState of a PVC as the API server returns it (a dict)."""
+    metadata, spec = pvc.get("metadata") or {}, pvc.get("spec") or {}
+    requests = (spec.get("resources") or {}).get("requests") or {}
+    return PvcState(
+        phase=str((pvc.get("status") or {}).get("phase") or "Pending"),
+        deleting=metadata.get("deletionTimestamp") is not None,
+        protected=PVC_PROTECTION in (metadata.get("finalizers") or ()),
+        # Interned: one copy of each mode string however many PVCs are cached.
+        access_modes=tuple(sys.intern(str(m)) for m in spec.get("accessModes") or ()),
+        storage_class=spec.get("storageClassName"),
+        volume_mode=spec.get("volumeMode"),
+        storage=requests.get("storage"),
+        cloned_from=(metadata.get("annotations") or {}).get(ANNOTATION_CLONED_FROM),
+    )
+
+
+@dataclass(frozen=True)
+class Clone:
+    """A new workspace seeded from an existing PVC: the rules the CSI external provisioner
+    enforces for clones (same class and volume mode, no smaller) are applied by pvc_manifest."""
+
+    source: str
+    state: PvcState
+
+
+def clone_problem(source: str, state: PvcState | None) -> str | None:
+    """Why the legacy PVC cannot be cloned, or None when it can."""
+    if state is None:
+        return f"there is no legacy PersistentVolumeClaim {source} to clone"
+    if state.deleting:
+        return f"the legacy PersistentVolumeClaim {source} is being deleted"
+    if state.phase != "Bound":
+        return f"the legacy PersistentVolumeClaim {source} is {state.phase}, not Bound"
+    return None
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE]|m|[eE][0-9]+)?$")
+_FACTORS: dict[str | None, Decimal] = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(["k", "M", "G", "T", "P", "E"])},
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])},
+}
+
+
+def quantity_bytes(value: str) -> Decimal | None:
+    """A Kubernetes quantity ("10Gi", "1.5G", "1e9") as a number, or None if it is not one."""
+    found = _QUANTITY.match(value.strip())
+    if found is None:
+        return None
+    number, suffix = Decimal(found.group(1)), found.group(2)
+    if suffix is not None and suffix[0] in "eE":
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _FACTORS[suffix]
+
+
+def larger(ours: str, theirs: str | None) -> str:
+    """The larger of two storage requests (ours when theirs cannot be read)."""
+    if theirs is None:
+        return ours
+    mine, other = quantity_bytes(ours), quantity_bytes(theirs)
+    return theirs if mine is not None and other is not None and other > mine else ours
+
+
+def pvc_manifest(
+    name: str, namespace: str, labels: Mapping[str, str], spec: PvcSpec, clone: Clone | None = None
+) -> dict[str, Any]:
+    """No ownerReferences: a workspace outlives the runs that use it. A clone takes the source's
+    storage class and volume mode and asks for at least the source's size."""
+    storage = spec.storage_size
+    body: dict[str, Any] = {"accessModes": list(spec.access_modes)}
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **COMPONENT, **labels}}
+    storage_class = spec.storage_class
+    if clone is not None:
+        storage = larger(storage, clone.state.storage)
+        storage_class = clone.state.storage_class
+        if clone.state.volume_mode is not None:
+            body["volumeMode"] = clone.state.volume_mode
+        body["dataSource"] = {"kind": "PersistentVolumeClaim", "name": clone.source}
+        metadata["annotations"] = {ANNOTATION_CLONED_FROM: clone.source}
+    body["resources"] = {"requests": {"storage": storage}}
+    if storage_class is not None:
+        body["storageClassName"] = storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": body}

@@ -166,6 +166,10 @@ def test_created_pvc_has_the_designed_spec_and_labels(make_client: MakeClient) -
         "agents.platform/service": "cto",
         "agents.platform/agent": "cleo",
         "agents.platform/workspace": "workspace-cto-cleo",
+        # the plain labels the platform's own tooling selects on
+        "service": "cto",
+        "agent": "cleo",
+        "component": "agent-workspace",
     }
     assert "ownerReferences" not in pvc["metadata"]
 

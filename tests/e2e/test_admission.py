@@ -51,6 +51,9 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Cluster, namespace:
             "agents.platform/service": "billing",
             "agents.platform/agent": agent,
             "agents.platform/workspace": f"workspace-billing-{agent}",
+            "service": "billing",
+            "agent": agent,
+            "component": "agent-workspace",
         }
         assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
         assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]

@@ -104,15 +104,18 @@ def manifest(backend: Backend, name: str) -> dict[str, Any]:
 
 def test_creates_a_missing_pvc_once(backend: Backend) -> None:
     wanted = manifest(backend, "workspace-cto-rex")
-    assert asyncio.run(backend.store.ensure_pvc(wanted, dry_run=False)) == "created"
+    assert asyncio.run(backend.store.get_pvc(backend.namespace, "workspace-cto-rex")) is None
+    assert asyncio.run(backend.store.create_pvc(wanted, dry_run=False)) == "created"
     stored = backend.get_pvc("workspace-cto-rex")
     assert stored is not None
     assert stored["metadata"]["labels"] == wanted["metadata"]["labels"]
     assert stored["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert stored["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert asyncio.run(backend.store.ensure_pvc(wanted, dry_run=False)) == "exists"
-    assert asyncio.run(backend.store.pvc_exists(backend.namespace, "workspace-cto-rex")) is True
-    assert asyncio.run(backend.store.pvc_exists(backend.namespace, "workspace-cto-cleo")) is False
+    assert asyncio.run(backend.store.create_pvc(wanted, dry_run=False)) == "exists"
+    state = asyncio.run(backend.store.get_pvc(backend.namespace, "workspace-cto-rex"))
+    assert state is not None and state.access_modes == ("ReadWriteOnce",) and state.storage == "2Gi"
+    assert not state.deleting
+    assert asyncio.run(backend.store.get_pvc(backend.namespace, "workspace-cto-cleo")) is None
 
 
 def test_existing_pvc_is_left_exactly_as_it_was(backend: Backend) -> None:
@@ -124,21 +127,23 @@ def test_existing_pvc_is_left_exactly_as_it_was(backend: Backend) -> None:
     }
     backend.put_pvc(theirs)
     before = backend.get_pvc("workspace-cto-rex")
-    assert asyncio.run(backend.store.ensure_pvc(manifest(backend, "workspace-cto-rex"), dry_run=False)) == "exists"
+    state = asyncio.run(backend.store.get_pvc(backend.namespace, "workspace-cto-rex"))
+    assert state is not None and state.access_modes == ("ReadWriteMany",) and state.storage == "5Gi"
+    assert asyncio.run(backend.store.create_pvc(manifest(backend, "workspace-cto-rex"), dry_run=False)) == "exists"
     assert backend.get_pvc("workspace-cto-rex") == before
 
 
 def test_dry_run_creates_nothing(backend: Backend) -> None:
-    answer = asyncio.run(backend.store.ensure_pvc(manifest(backend, "workspace-cto-tess"), dry_run=True))
+    answer = asyncio.run(backend.store.create_pvc(manifest(backend, "workspace-cto-tess"), dry_run=True))
     assert answer == "would-create"
     assert backend.get_pvc("workspace-cto-tess") is None
 
 
-def test_concurrent_ensures_create_exactly_once(backend: Backend) -> None:
+def test_concurrent_creates_create_exactly_once(backend: Backend) -> None:
     wanted = manifest(backend, "workspace-cto-blaze")
 
     async def race() -> list[str]:
-        return list(await asyncio.gather(*(backend.store.ensure_pvc(wanted, dry_run=False) for _ in range(10))))
+        return list(await asyncio.gather(*(backend.store.create_pvc(wanted, dry_run=False) for _ in range(10))))
 
     results = asyncio.run(race())
     assert results.count("created") == 1 and results.count("exists") == 9

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kubectl (same version, for `apply -k` and the demo), etcd and helm (for
 # charts/) from Go modules (the only source reachable here) into .cache/controlplane/bin/, once
-# per machine. Each section has its own stamp (STAMP.<section>) keyed on its pinned version and
-# the Go version: a second run is a no-op, and a new or bumped tool rebuilds only its section.
-# A cold build takes several minutes on 2 cores.
+# per machine; and, for a cluster that runs Pods and provisions volumes without a kubelet,
+# kube-scheduler, kube-controller-manager, kwok (fake nodes, with its stages in kwok-stages.yaml),
+# csi-provisioner and workspaces-csi-driver (controlplane/csi-driver). Each section has its own
+# stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
+# second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
+# several minutes on 2 cores.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,33 +20,46 @@ work=$cache/work
 mkdir -p "$bin" "$work"
 
 go_version=$(go env GOVERSION)
-kubernetes_stamp="kubernetes=$KUBERNETES_VERSION go=$go_version tools=kube-apiserver,kubectl"
+kubernetes_tools=(kube-apiserver kubectl kube-scheduler kube-controller-manager)
+kubernetes_stamp="kubernetes=$KUBERNETES_VERSION go=$go_version tools=$(IFS=,; echo "${kubernetes_tools[*]}")"
 etcd_stamp="etcd=$ETCD_VERSION go=$go_version tools=etcd"
 helm_stamp="helm=$HELM_VERSION go=$go_version tools=helm"
+# kwok's node and pod stages, not its volume ones: volumes come from csi-provisioner and our driver.
+kwok_stages=(node/fast pod/fast)
+kwok_stamp="kwok=$KWOK_VERSION go=$go_version stages=$(IFS=,; echo "${kwok_stages[*]}") tools=kwok,kwok-stages.yaml"
+csi_provisioner_stamp="csi-provisioner=$CSI_PROVISIONER_VERSION go=$go_version tools=csi-provisioner"
+# Our own driver has no version to pin: its stamp is a hash of its sources.
+csi_driver_hash=$(cd "$here/csi-driver" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+csi_driver_stamp="csi-driver=$csi_driver_hash go=$go_version tools=workspaces-csi-driver"
 
 # Before helm, one STAMP covered kube-apiserver, kubectl and etcd; if it matches, carry it over
-# into the sections' stamps rather than rebuild them.
+# into the sections' stamps rather than rebuild etcd.
 if [[ -f $bin/STAMP ]]; then
   if [[ $(cat "$bin/STAMP") == "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION go=$go_version tools=kube-apiserver,kubectl,etcd" ]]; then
-    echo "$kubernetes_stamp" >"$bin/STAMP.kubernetes"
+    # (the tools list has grown since: this stamp no longer matches, so that section rebuilds)
+    echo "kubernetes=$KUBERNETES_VERSION go=$go_version tools=kube-apiserver,kubectl" >"$bin/STAMP.kubernetes"
     echo "$etcd_stamp" >"$bin/STAMP.etcd"
   fi
   rm "$bin/STAMP"
 fi
 
-# current SECTION STAMP BINARY...: the section's binaries are there and were built for STAMP.
+# current SECTION STAMP FILE...: the section's files (binaries, or a .yaml) are there and were
+# built for STAMP.
 current() {
-  local section=$1 stamp=$2 binary
+  local section=$1 stamp=$2 file
   shift 2
-  for binary in "$@"; do
-    [[ -x $bin/$binary ]] || return 1
+  for file in "$@"; do
+    [[ -x $bin/$file || ($file == *.yaml && -s $bin/$file) ]] || return 1
   done
   [[ -f $bin/STAMP.$section && $(cat "$bin/STAMP.$section") == "$stamp" ]]
 }
 
-if current kubernetes "$kubernetes_stamp" kube-apiserver kubectl && current etcd "$etcd_stamp" etcd &&
-  current helm "$helm_stamp" helm; then
-  echo "controlplane: cached binaries match ($kubernetes_stamp; $etcd_stamp; $helm_stamp), nothing to build"
+if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current etcd "$etcd_stamp" etcd &&
+  current helm "$helm_stamp" helm && current kwok "$kwok_stamp" kwok kwok-stages.yaml &&
+  current csi-provisioner "$csi_provisioner_stamp" csi-provisioner &&
+  current csi-driver "$csi_driver_stamp" workspaces-csi-driver; then
+  echo "controlplane: cached binaries match ($kubernetes_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
+    "$csi_provisioner_stamp; $csi_driver_stamp), nothing to build"
   exit 0
 fi
 
@@ -51,7 +67,7 @@ say() { echo "controlplane: [$(date +%H:%M:%S)] $*"; }
 export GOFLAGS=-mod=mod
 started=$SECONDS
 
-# --- kube-apiserver, kubectl ---------------------------------------------------------------
+# --- kube-apiserver, kubectl, kube-scheduler, kube-controller-manager ----------------------
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging
 # paths that only exist in its own repository, so `go install` fails. A wrapper module
 # replaces each of them with the published k8s.io/X v0.MINOR.PATCH instead.
@@ -80,6 +96,8 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -92,9 +110,12 @@ GO
   say "go build kube-apiserver (the slow part: about 2.5 minutes on 2 cores when cold)"
   (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$bin/kube-apiserver.new" "$bin/kube-apiserver"
-  say "go build kubectl"
-  (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl.new" k8s.io/kubernetes/cmd/kubectl)
-  mv "$bin/kubectl.new" "$bin/kubectl"
+  # The rest share most packages with kube-apiserver: about a minute for all three once it is built.
+  for tool in kubectl kube-scheduler kube-controller-manager; do
+    say "go build $tool"
+    (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$tool.new" "k8s.io/kubernetes/cmd/$tool")
+    mv "$bin/$tool.new" "$bin/$tool"
+  done
 }
 
 # --- etcd ----------------------------------------------------------------------------------
@@ -145,7 +166,88 @@ build_helm() {
   mv "$hdir/helm" "$bin/helm"
 }
 
-# section SECTION STAMP BINARY...: build a section unless its binaries and stamp are current.
+# --- kwok ----------------------------------------------------------------------------------
+# kwok plays the kubelet for Node objects annotated kwok.x-k8s.io/node=fake, driven by Stage
+# objects it refuses to start without. Its stages ship in its module as kustomizations; their
+# resources are concatenated into one file for `kwok --config`.
+build_kwok() {
+  local wdir=$work/kwok mdir stage file
+  mkdir -p "$wdir"
+  cat >"$wdir/go.mod" <<MOD
+module local/kwok-build
+
+go 1.26
+
+require sigs.k8s.io/kwok $KWOK_VERSION
+MOD
+  cat >"$wdir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "sigs.k8s.io/kwok/cmd/kwok"
+GO
+  say "go mod tidy (kwok $KWOK_VERSION)"
+  (cd "$wdir" && go mod tidy)
+  say "go build kwok (about 70 s on 2 cores when cold)"
+  (cd "$wdir" && go build -trimpath -ldflags "-s -w" -o "$bin/kwok.new" sigs.k8s.io/kwok/cmd/kwok)
+  mdir=$(cd "$wdir" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  for stage in "${kwok_stages[@]}"; do
+    for file in $(sed -n 's/^- \(.*\.yaml\)$/\1/p' "$mdir/kustomize/stage/$stage/kustomization.yaml"); do
+      echo "# kwok $KWOK_VERSION kustomize/stage/$stage/$file"
+      cat "$mdir/kustomize/stage/$stage/$file"
+      echo "---"
+    done
+  done >"$bin/kwok-stages.yaml.new"
+  mv "$bin/kwok-stages.yaml.new" "$bin/kwok-stages.yaml"
+  mv "$bin/kwok.new" "$bin/kwok"
+}
+
+# --- csi-provisioner -----------------------------------------------------------------------
+# external-provisioner's go.mod replaces the k8s.io modules (as k8s.io/kubernetes needs), so
+# `go install` refuses it; a wrapper module that requires it and copies its replace lines builds.
+build_csi-provisioner() {
+  local wdir=$work/csi-provisioner pmod module=github.com/kubernetes-csi/external-provisioner/v6
+  mkdir -p "$wdir"
+  say "resolving $module $CSI_PROVISIONER_VERSION"
+  pmod=$(cd "$wdir" && GOFLAGS='' go mod download -json "$module@$CSI_PROVISIONER_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module local/csi-provisioner-build"
+    echo
+    echo "go $(sed -n 's/^go \(.*\)$/\1/p' "$pmod")"
+    echo
+    echo "require $module $CSI_PROVISIONER_VERSION"
+    echo
+    # both forms: `replace a => b v` lines and `replace ( ... )` blocks
+    sed -n -e '/^replace ($/,/^)$/p' -e '/^replace [^(]/p' "$pmod"
+  } >"$wdir/go.mod"
+  cat >"$wdir/tools.go" <<GO
+//go:build tools
+
+package tools
+
+import _ "$module/cmd/csi-provisioner"
+GO
+  say "go mod tidy (csi-provisioner)"
+  (cd "$wdir" && go mod tidy)
+  say "go build csi-provisioner (about 2 minutes on 2 cores)"
+  (cd "$wdir" && go build -trimpath -ldflags "-s -w -X main.version=$CSI_PROVISIONER_VERSION" \
+    -o "$bin/csi-provisioner.new" "$module/cmd/csi-provisioner")
+  mv "$bin/csi-provisioner.new" "$bin/csi-provisioner"
+}
+
+# --- workspaces-csi-driver -----------------------------------------------------------------
+# Our stand-in for csi-driver-host-path (see csi-driver/main.go). Built from the checkout with
+# its committed go.sum, read-only: the build never edits the source tree.
+build_csi-driver() {
+  say "go build workspaces-csi-driver"
+  (cd "$here/csi-driver" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -ldflags "-s -w" \
+    -o "$bin/workspaces-csi-driver.new" .)
+  mv "$bin/workspaces-csi-driver.new" "$bin/workspaces-csi-driver"
+}
+
+# section SECTION STAMP FILE...: build a section unless its binaries and stamp are current.
 section() {
   local section=$1 stamp=$2
   if current "$@"; then
@@ -157,8 +259,13 @@ section() {
   echo "$stamp" >"$bin/STAMP.$section"
 }
 
-section kubernetes "$kubernetes_stamp" kube-apiserver kubectl
+section kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}"
 section etcd "$etcd_stamp" etcd
 section helm "$helm_stamp" helm
+section kwok "$kwok_stamp" kwok kwok-stages.yaml
+section csi-provisioner "$csi_provisioner_stamp" csi-provisioner
+section csi-driver "$csi_driver_stamp" workspaces-csi-driver
 
-say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')"
+say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
+  "/ kwok $("$bin/kwok" --version | cut -d' ' -f3) / csi-provisioner $("$bin/csi-provisioner" --version | cut -d' ' -f2)" \
+  "/ workspaces-csi-driver $csi_driver_hash"

@@ -104,10 +104,11 @@ def probe_pod(generate_name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A control plane with the CRD, namespace and RBAC of manifests/ applied, and the webhook
-    running as the manifests' ServiceAccount, registered through manifests/webhook.yaml."""
+    """A living cluster (scheduler, controller manager, three simulated nodes, a CSI provisioner)
+    with the CRD, namespace and RBAC of manifests/ applied, and the webhook running as the
+    manifests' ServiceAccount, registered through manifests/webhook.yaml."""
     workdir = tmp_path_factory.mktemp("cluster")
-    plane = ControlPlane(workdir=workdir / "plane")
+    plane = ControlPlane(workdir=workdir / "plane", living=True)
     plane.workdir.mkdir()
     plane.start()
     admin = admin_client(plane)

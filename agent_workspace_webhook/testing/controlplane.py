@@ -1,8 +1,9 @@
-"""A real, throw-away Kubernetes control plane (etcd + kube-apiserver) on 127.0.0.1.
+"""A real, throw-away Kubernetes cluster on 127.0.0.1: etcd + kube-apiserver, and with
+`living=True` the rest of a cluster (testing/living.py) so that Pods run and PVCs bind.
 
 What envtest gives Go operators: the binaries come from `controlplane/build.sh`; this starts
-them on free loopback ports with an admin token, waits for /readyz, writes a kubeconfig, and
-stops exactly the processes it started. Nothing schedules pods: admission is what it proves.
+them on free loopback ports with an admin token, waits until each is ready, writes a
+kubeconfig, and stops exactly the processes it started, by pid.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+if TYPE_CHECKING:
+    from agent_workspace_webhook.testing.living import Living
 
 BIN_ENV = "CONTROLPLANE_BIN"
 # A source checkout: controlplane/build.sh builds into .cache/controlplane/bin beside it.
@@ -65,6 +71,13 @@ def stop_process(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
         proc.wait(timeout=10)
 
 
+def http_ok(url: str, context: ssl.SSLContext | None = None, token: str | None = None) -> bool:
+    """True when GET url answers 200."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=2, context=context) as response:
+        return bool(response.status == 200)
+
+
 def kubeconfig_text(server: str, ca_file: Path, token: str, user: str = "admin") -> str:
     return f"""apiVersion: v1
 kind: Config
@@ -94,6 +107,10 @@ class ControlPlane:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     # More kube-apiserver flags, e.g. --admission-control-config-file for mutual TLS to webhooks.
     apiserver_flags: list[str] = field(default_factory=list)
+    # Also run the controller manager, the scheduler, simulated nodes and a CSI provisioner
+    # (testing/living.py): Pods run and PVCs bind. Without it, admission is all that happens.
+    living: bool = False
+    components: Living | None = None
     _apiserver_args: list[str] = field(default_factory=list)
 
     @property
@@ -109,14 +126,32 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        binary = self.bin_dir / name
+    def spawn(self, name: str, args: list[str], binary_name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start one of the built binaries, its output in <workdir>/<name>.log."""
+        binary = self.bin_dir / (binary_name or name)
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing: {BUILD_HINT}")
         with (self.workdir / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
                 [str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
+
+    def wait_for(self, what: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
+        """Poll `ready` until it says so (errors count as not yet), while the process lives."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ControlPlaneError(
+                    f"{what} exited with {proc.returncode}; see {self.workdir}/{what}.log:\n{self.tail(what)}"
+                )
+            try:
+                if ready():
+                    return
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise ControlPlaneError(f"{what} not ready after {timeout}s ({last}); see {self.workdir}/{what}.log")
 
     def _wait(
         self,
@@ -127,22 +162,7 @@ class ControlPlane:
         context: ssl.SSLContext | None = None,
         token: str | None = None,
     ) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{what} exited with {proc.returncode}; see {self.workdir}/{what}.log:\n{self.tail(what)}"
-                )
-            request = urllib.request.Request(probe, headers={"Authorization": f"Bearer {token}"} if token else {})
-            try:
-                with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                    if response.status == 200:
-                        return
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise ControlPlaneError(f"{what} not ready after {timeout}s ({last}); see {self.workdir}/{what}.log")
+        self.wait_for(what, proc, lambda: http_ok(probe, context, token), timeout)
 
     def tail(self, what: str, lines: int = 20) -> str:
         path = self.workdir / f"{what}.log"
@@ -159,7 +179,7 @@ class ControlPlane:
     def _start(self, timeout: float) -> None:
         etcd_port, peer_port = free_port(), free_port()
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
-        self.etcd = self._spawn(
+        self.etcd = self.spawn(
             "etcd",
             [
                 "--name=devcluster",
@@ -207,10 +227,14 @@ class ControlPlane:
         ]
         self.start_apiserver(timeout)
         self.kubeconfig.write_text(kubeconfig_text(self.server, self.ca_file, self.token))
+        if self.living:
+            from agent_workspace_webhook.testing.living import Living
+
+            self.components = Living(self).start(timeout)
 
     def start_apiserver(self, timeout: float = 60) -> None:
         """(Re)start kube-apiserver on the same port, certificates and etcd."""
-        self.apiserver = self._spawn("kube-apiserver", self._apiserver_args)
+        self.apiserver = self.spawn("kube-apiserver", self._apiserver_args)
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # the CA file does not exist until the server has started
@@ -220,7 +244,10 @@ class ControlPlane:
         stop_process(self.apiserver, grace=10)
 
     def stop(self) -> None:
-        """API server first (it hangs without etcd), then etcd; each by its own pid."""
+        """The living cluster's components, the API server (it hangs without etcd), then etcd;
+        each by its own pid."""
+        if self.components is not None:
+            self.components.stop()
         self.stop_apiserver()
         stop_process(self.etcd, grace=10)
 

@@ -19,7 +19,7 @@ from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.objects import job_pod
 from tests.cluster import Cluster
-from tests.kube import MANIFESTS, create, load_yaml
+from tests.kube import MANIFESTS, bound, create, load_yaml
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,13 +219,15 @@ def test_workspaces_command_lists_agent_and_legacy_workspaces(cluster: Cluster, 
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
     }
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)
+    for name in ("workspace-ledger-cleo", "workspace-ledger-rex", "workspace-ledger"):
+        bound(cluster.admin, namespace, name)  # provisioned by the living cluster's CSI driver
     result = cli("workspaces", "--namespace", namespace, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:4]]
     assert rows == [
-        [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Pending", "10Gi", rows[0][6], "no"],
-        [namespace, "ledger", "rex", "workspace-ledger-rex", "Pending", "10Gi", rows[1][6], "no"],
-        [namespace, "ledger", "-", "workspace-ledger", "Pending", "5Gi", rows[2][6], "yes"],
+        [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Bound", "10Gi", rows[0][6], "no"],
+        [namespace, "ledger", "rex", "workspace-ledger-rex", "Bound", "10Gi", rows[1][6], "no"],
+        [namespace, "ledger", "-", "workspace-ledger", "Bound", "5Gi", rows[2][6], "yes"],
     ]
     assert f"1 legacy shared workspace(s) still exist: {namespace}/workspace-ledger" in result.stdout
 

@@ -206,7 +206,9 @@ def owner_gets(hook: LocalWebhook) -> float:
 
 def test_a_pod_with_1500_job_owners_costs_at_most_two_gets(cluster: Cluster, namespace: str) -> None:
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-9"))
-    job = create_job(cluster.admin, namespace, coderun_job(run, "task-9-job", job_pod(None, None)))
+    job = coderun_job(run, "task-9-job", job_pod(None, None))
+    job["spec"]["suspend"] = True  # the Job controller makes no Pod of its own: only ours is counted
+    job = create_job(cluster.admin, namespace, job)
     decoys = [
         {"apiVersion": "batch/v1", "kind": "Job", "name": f"decoy-{i}", "uid": str(uuid.uuid4())} for i in range(1500)
     ]

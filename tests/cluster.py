@@ -29,6 +29,7 @@ from agent_workspace_webhook.testing.install import (
 )
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, controller_pod
+from agent_workspace_webhook.testing.runs import wait_bound
 from tests.kube import create
 
 PROBE_NAMESPACE = "probe"
@@ -42,6 +43,13 @@ class Cluster:
     workdir: Path
     default: LocalWebhook | None = None
     processes: list[LocalWebhook] = field(default_factory=list)
+
+    def volume_dir(self, namespace: str, pvc: str) -> Path:
+        """The directory the living cluster's CSI driver keeps the PVC's volume in, once Bound."""
+        bound = wait_bound(self.admin, namespace, pvc)
+        pv = client.CoreV1Api(self.admin).read_persistent_volume(bound["spec"]["volumeName"])
+        assert pv.spec is not None and pv.spec.csi is not None and self.plane.components is not None
+        return self.plane.components.volume_dir(pv.spec.csi.volume_handle)
 
     def token_kubeconfig(self, service_account: str) -> Path:
         path = self.workdir / f"kubeconfig-{service_account}"

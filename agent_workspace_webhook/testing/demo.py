@@ -1,5 +1,6 @@
-"""`agent-workspace-webhook demo`: a real control plane, the webhook registered from manifests/,
-three agents' runs created, and a table of the workspaces they got."""
+"""`agent-workspace-webhook demo`: a living cluster, the webhook registered from manifests/,
+three agents' runs (CodeRun + Job, as the platform makes them) Running on their own Bound
+workspaces; then one agent cancelled and restarted without touching the others."""
 
 from __future__ import annotations
 
@@ -25,43 +26,72 @@ from agent_workspace_webhook.testing.install import (
     workspace_namespace,
 )
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
-from agent_workspace_webhook.testing.objects import controller_pod
+from agent_workspace_webhook.testing.runs import (
+    Run,
+    cancel,
+    pvc,
+    start_run,
+    wait_bound,
+    wait_gone,
+    wait_running,
+    workspace_of,
+)
 
 NAMESPACE = "demo"
 SERVICE = "cto"
+# (what, CodeRun name, how it names its agent): Rex and Cleo by GitHub App, Tess as today's CRD does.
+RUNS = (
+    ("Rex", "cto-task-1-rex", {"githubApp": "5DLabs-Rex"}),
+    ("Cleo", "cto-task-1-cleo", {"githubApp": "5DLabs-Cleo[bot]"}),
+    ("Tess", "cto-task-1-tess", {"implementationAgent": "tess"}),
+)
+HEADERS = ("RUN", "AGENT", "PVC", "WORKSPACE", "PVC PHASE", "SIZE", "NODE", "POD")
 
 
-def agent_pod(app_label: str) -> dict[str, Any]:
-    return controller_pod(SERVICE, app_label, generate_name=f"coderun-{app_label.removeprefix('5dlabs-')}-")
+def row(admin: Any, what: str, run: Run, existed: set[str]) -> tuple[str, ...]:
+    """One line of the table: the run's Pod (Running) and its workspace PVC (Bound)."""
+    pod = wait_running(admin, run)
+    claim = workspace_of(pod) or "-"
+    bound = wait_bound(admin, NAMESPACE, claim)
+    return (
+        what,
+        pod["metadata"].get("labels", {}).get("agents.platform/agent", "-"),
+        claim,
+        "reused" if claim in existed else "created",
+        bound["status"]["phase"],
+        bound["status"].get("capacity", {}).get("storage", "-"),
+        pod["spec"].get("nodeName", "-"),
+        pod["status"]["phase"],
+    )
 
 
-def code_run(name: str, app: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "agents.platform/v1",
-        "kind": "CodeRun",
-        "metadata": {"name": name},
-        "spec": {
-            "taskId": 1,
-            "service": SERVICE,
-            "githubApp": app,
-            "repositoryUrl": "https://github.com/5dlabs/cto",
-            "docsRepositoryUrl": "https://github.com/5dlabs/docs",
-            "workingDirectory": ".",
-            "model": "claude-sonnet",
-        },
-    }
+def pvc_names(admin: Any) -> set[str]:
+    from kubernetes import client
+
+    listed = client.CoreV1Api(admin).list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False)
+    return {p["metadata"]["name"] for p in json_body(listed)["items"]}
+
+
+def volumes(admin: Any) -> dict[str, str]:
+    """Each workspace PVC's bound volume: the same volume means the same data."""
+    return {name: pvc(admin, NAMESPACE, name)["spec"].get("volumeName", "-") for name in sorted(pvc_names(admin))}
 
 
 def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
     from kubernetes import client
 
-    plane = ControlPlane(workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")))
+    plane = ControlPlane(workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")), living=True)
     hook: LocalWebhook | None = None
-    say(f"starting etcd and kube-apiserver on 127.0.0.1 (in {plane.workdir}) ...")
+    say(
+        "starting a cluster on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
+        f"kwok (3 simulated nodes), csi-provisioner + a CSI driver (in {plane.workdir}) ..."
+    )
     try:
+        started = time.monotonic()
         plane.start()
+        say(f"cluster up in {time.monotonic() - started:.1f} s")
         admin = admin_client(plane)
-        core, custom = client.CoreV1Api(admin), client.CustomObjectsApi(admin)
+        core = client.CoreV1Api(admin)
         say("applying manifests/: namespace, CodeRun CRD, ServiceAccount and RBAC ...")
         install(admin)
         certs = write_certificates(plane.workdir / "webhook-certs", ["127.0.0.1"])
@@ -74,51 +104,40 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         register(admin, hook.url, certs.ca.read_bytes())
         core.create_namespace(workspace_namespace(NAMESPACE))  # type: ignore[arg-type]
         wait_until_mutating(admin, NAMESPACE)
-        say("registered from manifests/webhook.yaml; creating runs in namespace 'demo' ...\n")
+        say("registered from manifests/webhook.yaml; each run is a CodeRun and a Job, as the platform makes them\n")
 
+        runs: dict[str, Run] = {}
         lines = []
-        runs: list[tuple[str, dict[str, Any]]] = [
-            ("Rex pod", agent_pod("5dlabs-rex")),
-            ("Cleo pod", agent_pod("5dlabs-cleobot")),
-            ("Tess CodeRun", code_run("cto-task-1-tess", "5DLabs-Tess")),
-            ("Rex pod, again", agent_pod("5dlabs-rex")),
-        ]
-        for what, body in runs:
-            before = {
-                p["metadata"]["name"]
-                for p in json_body(core.list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False))[
-                    "items"
-                ]
-            }
-            if body["kind"] == "Pod":
-                stored = json_body(core.create_namespaced_pod(NAMESPACE, body, _preload_content=False))  # type: ignore[arg-type]
-            else:
-                stored = custom.create_namespaced_custom_object("agents.platform", "v1", NAMESPACE, "coderuns", body)
-            labels = stored["metadata"].get("labels", {})
-            pvc_name = stored["metadata"].get("annotations", {}).get("agents.platform/workspace", "-")
-            pvc = json_body(core.read_namespaced_persistent_volume_claim(pvc_name, NAMESPACE, _preload_content=False))
-            lines.append(
-                (
-                    what,
-                    labels.get("agents.platform/service", "-"),
-                    labels.get("agents.platform/agent", "-"),
-                    pvc_name,
-                    pvc["spec"]["resources"]["requests"]["storage"],
-                    "reused" if pvc_name in before else "created",
-                )
-            )
-        say(table(("RUN", "SERVICE", "AGENT", "PVC", "SIZE", "WORKSPACE"), lines))
+        for what, name, agent in RUNS:
+            existed = pvc_names(admin)
+            runs[what] = start_run(admin, NAMESPACE, SERVICE, name, **agent)
+            lines.append(row(admin, what, runs[what], existed))
+        say(table(HEADERS, lines))
+
+        before = volumes(admin)
+        others = {what: wait_running(admin, runs[what])["metadata"]["name"] for what in ("Rex", "Tess")}
+        say("\ncancelling Cleo (deleting its Job and so its Pod) ...")
+        cancel(admin, runs["Cleo"])
+        wait_gone(admin, runs["Cleo"])
+        untouched = all(wait_running(admin, runs[w])["metadata"]["name"] == pod for w, pod in others.items())
+        same = volumes(admin) == before
+        say(f"Rex's and Tess's Pods still Running, unchanged: {'yes' if untouched else 'NO'}")
+        say(f"all three workspaces still Bound to the same volumes: {'yes' if same else 'NO'}")
+        say("starting Cleo again ...\n")
+        existed = pvc_names(admin)
+        runs["Cleo"] = start_run(admin, NAMESPACE, SERVICE, "cto-task-2-cleo", githubApp="5DLabs-Cleo[bot]")
+        say(table(HEADERS, [row(admin, what, runs[what], existed) for what, _, _ in RUNS]))
         say(
             f"\nThe cluster keeps running. In another terminal:\n\n    export KUBECONFIG={plane.kubeconfig}\n"
-            f"    {plane.bin_dir / 'kubectl'} get pods,pvc,coderuns -n {NAMESPACE} -L agents.platform/agent\n"
+            f"    {plane.bin_dir / 'kubectl'} get pods,pvc,coderuns -n {NAMESPACE} -o wide -L agents.platform/agent\n"
         )
         if wait:
-            say("Ctrl-C stops the webhook, kube-apiserver and etcd.")
+            say("Ctrl-C stops the webhook and the cluster.")
             with contextlib.suppress(KeyboardInterrupt):
                 while hook.proc is not None and hook.proc.poll() is None:
                     time.sleep(1)
-        return 0
-    except ControlPlaneError as exc:
+        return 0 if untouched and same else 1
+    except (ControlPlaneError, TimeoutError) as exc:
         say(f"demo failed: {exc}")
         return 1
     finally:

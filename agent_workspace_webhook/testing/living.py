@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DRIVER = "workspaces.csi.local"
 STORAGE_CLASS = "workspaces"
 NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+NODE_SIZE = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 # Stopped in this order (the reverse of start): nothing that writes to the API outlives it.
 ORDER = ("csi-provisioner", "csi-driver", "kwok", "kube-scheduler", "kube-controller-manager")
 
@@ -161,6 +162,10 @@ def _apply_nodes_and_storage(admin: Any, timeout: float) -> None:
                 "annotations": {"kwok.x-k8s.io/node": "fake"},
                 "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
             },
+            # A node's size, as a kubelet would report it (a Node may be created with its status).
+            # kwok's default is 1k CPUs, on which every Pod scores the same and the scheduler
+            # piles them onto one node; on 8 it spreads them as on a real cluster.
+            "status": {"capacity": NODE_SIZE, "allocatable": NODE_SIZE},
         }
         core.create_node(node)  # type: ignore[arg-type]
     storage.create_csi_driver(

@@ -240,13 +240,27 @@ def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> 
 def test_demo_runs_end_to_end() -> None:
     result = cli("demo", "--exit")
     assert result.returncode == 0, result.stdout + result.stderr
-    table = {
-        line.split("  ")[0].strip(): line.split() for line in result.stdout.splitlines() if "workspace-cto-" in line
-    }
-    assert [table[k][-3:] for k in ("Rex pod", "Cleo pod", "Tess CodeRun", "Rex pod, again")] == [
-        ["workspace-cto-rex", "10Gi", "created"],
-        ["workspace-cto-cleo", "10Gi", "created"],
-        ["workspace-cto-tess", "10Gi", "created"],
-        ["workspace-cto-rex", "10Gi", "reused"],
-    ]
+    tables = result.stdout.split("RUN   ")[1:]
+    assert len(tables) == 2, result.stdout
+
+    def rows(text: str) -> dict[str, list[str]]:
+        return {line.split()[0]: line.split() for line in text.splitlines()[1:4]}
+
+    first, again = rows(tables[0]), rows(tables[1])
+    nodes = {"kwok-node-0", "kwok-node-1", "kwok-node-2"}
+    for agent, what in (("rex", "Rex"), ("cleo", "Cleo"), ("tess", "Tess")):
+        _, shown_agent, pvc, made, phase, size, node, pod = first[what]
+        assert (shown_agent, pvc, made, phase, size, pod) == (
+            agent,
+            f"workspace-cto-{agent}",
+            "created",
+            "Bound",
+            "10Gi",
+            "Running",
+        )
+        assert node in nodes
+        assert again[what][2:6] == [f"workspace-cto-{agent}", "reused", "Bound", "10Gi"] and again[what][7] == "Running"
+    assert first["Rex"][6] == again["Rex"][6] and first["Tess"][6] == again["Tess"][6]  # never moved
+    assert "Rex's and Tess's Pods still Running, unchanged: yes" in result.stdout
+    assert "all three workspaces still Bound to the same volumes: yes" in result.stdout
     assert "export KUBECONFIG=" in result.stdout and "stopped." in result.stdout

@@ -1,0 +1,143 @@
+"""Agent runs as the platform's controller makes them, in a living cluster: a CodeRun, then a Job
+owned by it whose Pod template carries the controller's labels and the shared workspace volume;
+the Job controller makes the Pod, the webhook gives it its agent's workspace, the provisioner
+binds the PVC and a simulated node runs the Pod. Shared by the demo and the e2e tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent_workspace_webhook.rules.agents import label_form
+from agent_workspace_webhook.testing.install import json_body
+from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod
+
+
+@dataclass(frozen=True)
+class Run:
+    namespace: str
+    coderun: str
+    job: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A CodeRun as stored, waiting for the controller to make its Job."""
+
+    namespace: str
+    coderun: dict[str, Any]
+    app: str | None
+
+
+def submit(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Submitted:
+    """Create the CodeRun `name`, its agent in `agent`: githubApp=... or implementationAgent=..."""
+    from kubernetes import client
+
+    app = agent.pop("githubApp", None)
+    stored: dict[str, Any] = client.CustomObjectsApi(admin).create_namespaced_custom_object(  # type: ignore[assignment]
+        "agents.platform", "v1", namespace, "coderuns", coderun(service, app, name=name, **agent)
+    )
+    return Submitted(namespace, stored, app)
+
+
+def launch(admin: Any, submitted: Submitted) -> Run:
+    """Create the Job for a CodeRun, as the platform's controller does: owned by the CodeRun,
+    its Pod template with the controller's labels (the app lower-cased without [ ]; none for an
+    implementationAgent run, whose Pod the webhook then follows to the CodeRun)."""
+    from kubernetes import client
+
+    run, app = submitted.coderun, submitted.app
+    service = run["spec"]["service"]
+    template = controller_pod(service if app else None, label_form(app) if app else None)
+    name = run["metadata"]["name"]
+    client.BatchV1Api(admin).create_namespaced_job(submitted.namespace, coderun_job(run, f"{name}-job", template))  # type: ignore[arg-type]
+    return Run(submitted.namespace, name, f"{name}-job")
+
+
+def start_run(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Run:
+    """A CodeRun and its Job."""
+    return launch(admin, submit(admin, namespace, service, name, **agent))
+
+
+def cancel(admin: Any, run: Run) -> None:
+    """Delete the run's Job and, through the garbage collector, its Pod (the CodeRun stays)."""
+    from kubernetes import client
+
+    client.BatchV1Api(admin).delete_namespaced_job(run.job, run.namespace, propagation_policy="Foreground")
+
+
+def run_pods(admin: Any, run: Run) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    response = client.CoreV1Api(admin).list_namespaced_pod(
+        run.namespace, label_selector=f"job-name={run.job}", _preload_content=False
+    )
+    items: list[dict[str, Any]] = json_body(response)["items"]
+    return items
+
+
+def wait_running(admin: Any, run: Run, timeout: float = 60) -> dict[str, Any]:
+    """The run's Pod once it is Running (on a node), with its workspace PVC Bound."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        pods = [p for p in run_pods(admin, run) if "deletionTimestamp" not in p["metadata"]]
+        if pods and pods[0]["status"].get("phase") == "Running":
+            return pods[0]
+        last = [p["status"] for p in pods] or job_status(admin, run)
+        time.sleep(0.1)
+    raise TimeoutError(f"the Pod of Job {run.namespace}/{run.job} is not Running after {timeout}s: {last}")
+
+
+def wait_gone(admin: Any, run: Run, timeout: float = 60) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.BatchV1Api(admin).read_namespaced_job(run.job, run.namespace)
+        except ApiException as exc:
+            if exc.status == 404 and not run_pods(admin, run):
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"Job {run.namespace}/{run.job} and its Pod still exist after {timeout}s")
+
+
+def job_status(admin: Any, run: Run) -> Any:
+    """The Job's status and its recent events: why a Pod did not appear (a denial shows here)."""
+    from kubernetes import client
+
+    events = client.CoreV1Api(admin).list_namespaced_event(
+        run.namespace, field_selector=f"involvedObject.name={run.job}", _preload_content=False
+    )
+    return [e["message"] for e in json_body(events)["items"]][-3:]
+
+
+def workspace_of(pod: dict[str, Any]) -> str | None:
+    for volume in pod["spec"].get("volumes", []):
+        if volume["name"] == "workspace":
+            claim: str | None = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            return claim
+    return None
+
+
+def pvc(admin: Any, namespace: str, name: str) -> dict[str, Any]:
+    from kubernetes import client
+
+    found: dict[str, Any] = json_body(
+        client.CoreV1Api(admin).read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
+    )
+    return found
+
+
+def wait_bound(admin: Any, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pvc(admin, namespace, name)
+        if found.get("status", {}).get("phase") == "Bound":
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PVC {namespace}/{name} is not Bound after {timeout}s: {found.get('status')}")
+        time.sleep(0.1)

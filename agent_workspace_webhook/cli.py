@@ -139,10 +139,11 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_workspaces(args: argparse.Namespace) -> int:
-    from agent_workspace_webhook.kube.client import list_pvcs
+    from agent_workspace_webhook.kube.client import list_pods, list_pvcs
     from agent_workspace_webhook.ops.workspaces import report, rows
 
-    print(report(rows(list_pvcs(_settings(args), args.namespace))))
+    settings = _settings(args)
+    print(report(rows(list_pvcs(settings, args.namespace), list_pods(settings, args.namespace))))
     return 0
 
 

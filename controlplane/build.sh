@@ -6,7 +6,7 @@
 # csi-provisioner and workspaces-csi-driver (controlplane/csi-driver). Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
-# several minutes on 2 cores.
+# about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -107,7 +107,7 @@ GO
   minor=${minor%%.*}
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
   ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  say "go build kube-apiserver (the slow part: about 2.5 minutes on 2 cores when cold)"
+  say "go build kube-apiserver (the slow part: about 3.5 minutes on 2 cores when cold)"
   (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$bin/kube-apiserver.new" "$bin/kube-apiserver"
   # The rest share most packages with kube-apiserver: about a minute for all three once it is built.

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.admission.context import Context, Refusal, Target, make_context, within
+from agent_workspace_webhook.admission.context import (
+    Context,
+    Refusal,
+    Target,
+    deadline_passed,
+    make_context,
+    within,
+)
 from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, errored
 from agent_workspace_webhook.admission.review import patched as patched_response
@@ -82,12 +89,16 @@ async def _route(request: AdmissionRequest, target: Target, ctx: Context) -> tup
     try:
         if request.operation != "CREATE":
             return allowed(request.uid, f"operation {request.operation} is left alone"), None
-        await _check_scope(target, ctx)
-        if _is_pod(request):
-            return await _admit_pod(request.uid, target, ctx)
-        return await _admit_coderun(request.uid, target, ctx)
+        # One deadline for every Kubernetes step of this admission (context.within names the step).
+        async with asyncio.timeout_at(target.deadline):
+            await _check_scope(target, ctx)
+            if _is_pod(request):
+                return await _admit_pod(request.uid, target, ctx)
+            return await _admit_coderun(request.uid, target, ctx)
     except (FactsError, NamingError) as exc:
         raise Refusal(400, f"{target.who}: {exc}") from None
+    except TimeoutError:
+        raise deadline_passed(target) from None
 
 
 async def _check_scope(target: Target, ctx: Context) -> None:

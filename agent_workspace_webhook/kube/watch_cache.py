@@ -110,9 +110,11 @@ class WatchCache(Generic[K, V]):
         self.last_error = error
 
     def _list(self) -> str:
-        """Read every PVC (in pages), replace the cache; the list's resourceVersion."""
+        """Read every object (in pages), replace the cache; the list's resourceVersion."""
+        started = time.monotonic()
         items: dict[K, V] = {}
         token: str | None = None
+        listed = 0
         while True:
             kwargs: dict[str, Any] = {"limit": self._page_size, "_preload_content": False, "_request_timeout": 30}
             if token:
@@ -120,6 +122,7 @@ class WatchCache(Generic[K, V]):
             with self._counted("list"):
                 response = self._list_call(**kwargs)
             page = json.loads(response.data)
+            listed += len(page.get("items", []))
             for item in page.get("items", []):
                 kept = self._keep(item)
                 if kept is not None:
@@ -130,7 +133,19 @@ class WatchCache(Generic[K, V]):
         with self._lock:
             self._items = items
         self.last_error = None
+        first = not self._synced.is_set()
         self._synced.set()
+        logs.logger().info(
+            "cache synced" if first else "cache re-listed",
+            extra={
+                "fields": {
+                    "resource": self._resource,
+                    "listed": listed,
+                    "kept": len(items),
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            },
+        )
         version: str = page["metadata"]["resourceVersion"]
         return version
 

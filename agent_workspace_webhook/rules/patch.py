@@ -1,15 +1,14 @@
 """Object -> the minimal JSON patch that records the workspace (pure).
 
-Only the parts the webhook may change are looked at: two maps of strings in metadata, written
-out as ops, and the one workspace volume, diffed with jsonpatch and rooted at its index.
+Only the parts the webhook may change are looked at, and their ops written out: two maps of
+strings in metadata, the one workspace volume, and (for a ReadWriteOnce workspace) the Pod's
+affinity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-import jsonpatch
 
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE, LABEL_WORKSPACE
 
@@ -51,19 +50,32 @@ def workspace_patch(
     (volume_index given), points that volume at the PVC. Empty when nothing needs to change.
 
     The object must have passed shape_problem() and volume_index come from find_volume().
-    Each part is diffed on its own (metadata's two maps, then the one volume) and the volume's
-    operations are rooted at its index: diffing the whole volume list costs far more."""
+    Every op is written out, rooted where it applies; tests/unit/test_mutation.py checks that they
+    reach what jsonpatch.make_patch would, with no more ops."""
     patch = _metadata_patch(obj, labels, pvc)
     if volume_index is not None:
-        old = obj["spec"]["volumes"][volume_index]
-        source = old.get("persistentVolumeClaim")
-        keep = {k: v for k, v in source.items() if k == "readOnly"} if isinstance(source, Mapping) else {}
-        # A volume has exactly one source, so an emptyDir (or any other) is replaced, not kept.
-        new = {"name": old["name"], "persistentVolumeClaim": {"claimName": pvc, **keep}}
-        root = f"/spec/volumes/{volume_index}"
-        for op in jsonpatch.make_patch(old, new).patch:
-            patch.append({**op, "path": root + op["path"]})
+        patch += _volume_patch(obj["spec"]["volumes"][volume_index], pvc, f"/spec/volumes/{volume_index}")
     return patch
+
+
+def _volume_patch(old: Mapping[str, Any], pvc: str, root: str) -> list[dict[str, Any]]:
+    """Ops that point the workspace volume at the PVC, written out (a generic diff cost more than
+    the rest of an admission): a PVC source gets its claimName set (readOnly kept); any other
+    source (emptyDir, ...) is replaced, since a volume has exactly one."""
+    source = old.get("persistentVolumeClaim")
+    if isinstance(source, Mapping) and set(old) == {"name", "persistentVolumeClaim"}:
+        if source.get("claimName") == pvc:
+            return []
+        op = "replace" if "claimName" in source else "add"
+        ops = [{"op": op, "path": f"{root}/persistentVolumeClaim/claimName", "value": pvc}]
+        return ops + [
+            {"op": "remove", "path": f"{root}/persistentVolumeClaim/{_escape(key)}"}
+            for key in source
+            if key not in ("claimName", "readOnly")
+        ]
+    return [
+        {"op": "replace", "path": root, "value": {"name": old["name"], "persistentVolumeClaim": {"claimName": pvc}}}
+    ]
 
 
 def _escape(key: str) -> str:

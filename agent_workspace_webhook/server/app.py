@@ -9,9 +9,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.admission.admit import Context, admit, make_context
@@ -21,10 +23,6 @@ from agent_workspace_webhook.kube.store import WorkspaceStore
 from agent_workspace_webhook.server.metrics import OTHER, Metrics
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
-
-
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
 
 
 class BodyTooLarge(Exception):
@@ -46,8 +44,56 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _problem(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+@dataclass(frozen=True)
+class Answer:
+    """What /mutate sends back (status, JSON body), and what the metrics count it under."""
+
+    status: int
+    body: bytes
+    kind: str = OTHER
+    operation: str = OTHER
+    decision: str = "invalid"
+
+
+class Mutator:
+    """Everything /mutate does after reading the body: parse, admit, log, encode. Apart from HTTP
+    so that bench/micro.py can time one admission's Python cost on its own."""
+
+    def __init__(self, ctx: Context, metrics: Metrics) -> None:
+        self.ctx, self.metrics, self.log = ctx, metrics, logs.logger()
+        self.max_in_flight = ctx.settings.max_in_flight
+
+    def invalid(self, status: int, message: str) -> Answer:
+        self.log.info("rejected", extra={"fields": {"status": status, "message": message}})
+        return Answer(status, orjson.dumps({"error": message}))
+
+    async def answer(self, body: bytes, started: float, overloaded: bool = False) -> Answer:
+        try:
+            review = parse_review(body)
+        except ReviewError as exc:
+            return self.invalid(400, str(exc))
+        uid, kind, operation = review.request.uid, review.request.kind.kind, review.request.operation
+        if overloaded:
+            message = (
+                f"agent-workspace-webhook is already answering {self.max_in_flight} requests "
+                "(WEBHOOK_MAX_IN_FLIGHT); refused at once rather than queued past the API server's "
+                "timeout: retry the create, or add replicas"
+            )
+            self.log.warning("overloaded", extra={"fields": {"uid": uid, "max_in_flight": self.max_in_flight}})
+            return Answer(200, errored(uid, 429, message).encode(), kind, operation, "error")
+        try:
+            response, record = await admit(review.request, self.ctx)
+        except Exception:  # a bug must still answer, with a denial the user can report
+            self.log.exception("admission failed", extra={"fields": {"uid": uid}})
+            message = f"internal error in agent-workspace-webhook (uid {uid}); see its logs"
+            return Answer(200, errored(uid, 500, message).encode(), kind, operation, "error")
+        if record.pvc_action == "created":
+            self.metrics.pvcs_created.inc()
+        level = logging.WARNING if record.decision == "error" else logging.INFO
+        if self.log.isEnabledFor(level):
+            fields = {**record.log_fields(), "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+            self.log.log(level, "admission", extra={"fields": fields})
+        return Answer(200, response.encode(), kind, operation, record.decision)
 
 
 def create_app(
@@ -59,7 +105,7 @@ def create_app(
     is watched for rotation while the app runs."""
     metrics = Metrics()
     ctx: Context = make_context(settings, store if store is not None else make_store(settings, metrics.kube_call))
-    log = logs.logger()
+    mutator = Mutator(ctx, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -85,55 +131,27 @@ def create_app(
         in_flight += 1
         metrics.in_flight.inc()
         try:
-            response, kind, operation, decision = await _answer(request, started, in_flight > settings.max_in_flight)
+            answer = await _answer(request, started, in_flight > settings.max_in_flight)
         finally:
             in_flight -= 1
             metrics.in_flight.dec()
-        metrics.admission(kind, operation, decision, time.perf_counter() - started)
-        return response
+        metrics.admission(answer.kind, answer.operation, answer.decision, time.perf_counter() - started)
+        return Response(answer.body, status_code=answer.status, media_type="application/json")
 
-    async def _answer(request: Request, started: float, overloaded: bool) -> tuple[Response, str, str, str]:
-        """The HTTP answer, and the kind, operation and decision to count it under."""
+    async def _answer(request: Request, started: float, overloaded: bool) -> Answer:
         try:
             # Together with the header deadline (server/connections.py): a slow client is dropped.
             async with asyncio.timeout(settings.request_timeout_seconds):
                 body = await read_body(request, settings.max_body_bytes)
         except TimeoutError:
             seconds = settings.request_timeout_seconds
-            message = f"request body not received within {seconds}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"
-            return _invalid(408, message), OTHER, OTHER, "invalid"
-        except BodyTooLarge:
-            message = f"request body is larger than {settings.max_body_bytes} bytes (WEBHOOK_MAX_BODY_BYTES)"
-            return _invalid(413, message), OTHER, OTHER, "invalid"
-        try:
-            review = parse_review(body)
-        except ReviewError as exc:
-            return _invalid(400, str(exc)), OTHER, OTHER, "invalid"
-        uid, kind, operation = review.request.uid, review.request.kind.kind, review.request.operation
-        if overloaded:
-            message = (
-                f"agent-workspace-webhook is already answering {settings.max_in_flight} requests "
-                "(WEBHOOK_MAX_IN_FLIGHT); refused at once rather than queued past the API server's "
-                "timeout: retry the create, or add replicas"
+            return mutator.invalid(
+                408, f"request body not received within {seconds}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"
             )
-            log.warning("overloaded", extra={"fields": {"uid": uid, "max_in_flight": settings.max_in_flight}})
-            return _json(errored(uid, 429, message).encode()), kind, operation, "error"
-        try:
-            response, record = await admit(review.request, ctx)
-        except Exception:  # a bug must still answer, with a denial the user can report
-            log.exception("admission failed", extra={"fields": {"uid": uid}})
-            message = f"internal error in agent-workspace-webhook (uid {uid}); see its logs"
-            return _json(errored(uid, 500, message).encode()), kind, operation, "error"
-        if record.pvc_action == "created":
-            metrics.pvcs_created.inc()
-        level = logging.WARNING if record.decision == "error" else logging.INFO
-        fields = {**record.log_fields(), "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
-        log.log(level, "admission", extra={"fields": fields})
-        return _json(response.encode()), kind, operation, record.decision
-
-    def _invalid(status: int, message: str) -> Response:
-        log.info("rejected", extra={"fields": {"status": status, "message": message}})
-        return _problem(status, message)
+        except BodyTooLarge:
+            limit = settings.max_body_bytes
+            return mutator.invalid(413, f"request body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)")
+        return await mutator.answer(body, started, overloaded)
 
     # A plain Starlette route: /mutate reads its own body and needs none of FastAPI's request
     # parsing, which costs a noticeable share of each admission.

@@ -62,8 +62,13 @@ def serve(
             }
         },
     )
+    # httptools: the C HTTP parser (h11, pure Python, cost a third of each request).
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds
+        app,
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     config.load()
     if certificate is not None:
@@ -77,7 +82,11 @@ def serve(
     probes = None
     if probe_sock is not None:
         probe_config = uvicorn.Config(
-            create_probe_app(app.state.ctx, app.state.metrics), log_config=None, access_log=False, lifespan="off"
+            create_probe_app(app.state.ctx, app.state.metrics),
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
         probe_config.load()
         probe_config.http_protocol_class = guarded(
@@ -94,13 +103,15 @@ def serve(
 
 
 def _handshake_bounded(seconds: float) -> Callable[[], asyncio.AbstractEventLoop]:
-    """An event loop whose TLS servers drop a client that has not finished its handshake within
-    `seconds`. uvicorn has no setting for it, and asyncio's default of 60 s lets a client that
-    opens TCP connections and never sends a ClientHello hold each one (and its memory) for a
-    minute, before the per-connection limits in connections.py can see it."""
+    """uvloop's event loop (libuv: the fastest loop for uvicorn, measured in bench/README.md),
+    whose TLS servers drop a client that has not finished its handshake within `seconds`.
+    uvicorn has no setting for it, and the default of 60 s lets a client that opens TCP
+    connections and never sends a ClientHello hold each one (and its memory) for a minute,
+    before the per-connection limits in connections.py can see it."""
+    import uvloop
 
-    class Loop(asyncio.SelectorEventLoop):
-        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+    class Loop(uvloop.Loop):
+        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:  # type: ignore[override]
             if kwargs.get("ssl") is not None:
                 kwargs.setdefault("ssl_handshake_timeout", seconds)
             return await super().create_server(*args, **kwargs)

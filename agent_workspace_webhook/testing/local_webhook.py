@@ -52,7 +52,7 @@ class LocalWebhook:
         return {name: float(value) for name, value in lines}
 
     def admissions(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log().splitlines() if '"event": "admission"' in line]
+        return [json.loads(line) for line in self.log().splitlines() if '"event":"admission"' in line]
 
     def start(self, timeout: float = 30) -> LocalWebhook:
         args = [sys.executable, "-m", "agent_workspace_webhook", "serve", "--port", str(self.port)]
@@ -66,7 +66,7 @@ class LocalWebhook:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ControlPlaneError(f"webhook exited with {self.proc.returncode}:\n{self.log()}")
-            if '"event": "serving"' in self.log():  # this very process listens (the port may be shared)
+            if '"event":"serving"' in self.log():  # this very process listens (the port may be shared)
                 with contextlib.suppress(OSError):
                     if self.get("/healthz")[0] == 200:
                         return self

@@ -124,7 +124,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
             for line in log.read_text().splitlines():
                 record = json.loads(line) if line.startswith("{") else {}
                 ca_file = record.get("ca_file", ca_file)
-            if ca_file and f'"port": {port}' in log.read_text():
+            if ca_file and f'"port":{port}' in log.read_text():
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as r:
                         assert json.loads(r.read()) == {"status": "ok"}
@@ -151,7 +151,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    admissions = [json.loads(line) for line in log.read_text().splitlines() if '"event": "admission"' in line]
+    admissions = [json.loads(line) for line in log.read_text().splitlines() if '"event":"admission"' in line]
     assert admissions and admissions[0]["pvc"] == "workspace-cto-cleo" and admissions[0]["decision"] == "patched"
 
 

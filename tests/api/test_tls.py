@@ -43,7 +43,7 @@ def serve(tmp_path: Path, cert: Path, key: Path, **settings: str) -> tuple[subpr
             [sys.executable, "-m", "agent_workspace_webhook", *args], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     deadline = time.monotonic() + 30
-    while b'"event": "serving"' not in log.read_bytes():
+    while b'"event":"serving"' not in log.read_bytes():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
     return proc, log, port

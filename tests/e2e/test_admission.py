@@ -13,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE
-from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod
+from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
+from agent_workspace_webhook.testing.runs import Run, wait_running, workspace_of
 from tests.cluster import Cluster
 from tests.kube import MANIFESTS, apply, bound, create, create_job, denial, load_yaml, pvcs
 
@@ -74,12 +75,13 @@ def test_tess_coderun_is_labelled_and_gets_its_pvc(cluster: Cluster, namespace: 
 
 
 def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Cluster, namespace: str) -> None:
+    # The platform's controller makes the CodeRun and its Job; the Job controller makes the Pod,
+    # with no agent labels here, so the webhook follows Pod -> Job -> CodeRun.
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Cleo[bot]", name="task-4"))
-    job = coderun_job(run, "task-4-job", job_pod(None, None))
-    pod = job_pod(None, None)
-    pod["metadata"]["ownerReferences"] = [controller_ref(create_job(cluster.admin, namespace, job))]
-    stored, _ = create(cluster.admin, namespace, pod)
-    assert claim(stored) == "workspace-billing-cleo"
+    create_job(cluster.admin, namespace, coderun_job(run, "task-4-job", job_pod(None, None)))
+    pod = wait_running(cluster.admin, Run(namespace, "task-4", "task-4-job"))
+    assert workspace_of(pod) == "workspace-billing-cleo"
+    assert pod["metadata"]["labels"]["agents.platform/agent"] == "cleo"
 
 
 def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Cluster, namespace: str) -> None:

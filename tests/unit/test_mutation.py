@@ -86,6 +86,10 @@ def test_find_volume_and_shape_problems() -> None:
 
 PODS = [
     job_pod("cto", "5dlabs-rex"),
+    {"spec": {"volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": "x", "readOnly": True}}]}},
+    {"spec": {"volumes": [{"name": "workspace", "persistentVolumeClaim": {}}]}},
+    {"spec": {"volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": "x", "bogus": 1}}]}},
+    {"spec": {"volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": "x"}, "emptyDir": {}}]}},
     job_pod(volume={"name": "workspace", "emptyDir": {"medium": "Memory"}}),
     {"kind": "CodeRun", "spec": {}},
     {"metadata": {"annotations": {"a/b~c": "1"}}, "spec": {"volumes": [{"name": "workspace"}]}},
@@ -115,3 +119,10 @@ def test_patch_matches_what_jsonpatch_computes_from_before_and_after(obj: dict[s
     assert desired["metadata"]["annotations"][ANNOTATION_WORKSPACE] == "workspace-cto-rex"
     if index is not None:
         assert claim(desired) == "workspace-cto-rex"
+        volume = desired["spec"]["volumes"][index]
+        assert set(volume) == {"name", "persistentVolumeClaim"}
+        assert set(volume["persistentVolumeClaim"]) <= {"claimName", "readOnly"}
+        before = obj["spec"]["volumes"][index]
+        only_a_claim = set(before) == {"name", "persistentVolumeClaim"}  # else the volume is replaced
+        read_only = before["persistentVolumeClaim"].get("readOnly") if only_a_claim else None
+        assert volume["persistentVolumeClaim"].get("readOnly") == read_only

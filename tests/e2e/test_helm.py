@@ -57,6 +57,8 @@ OPERATOR_VALUES: dict[str, Any] = {
         "agentPattern": r"^acme[-_](?P<agent>[a-z][a-z0-9-]*?)(\[bot\])?$",
         "sharedGroups": [{"agents": ["rex", "blaze"], "suffix": "impl"}],
         "storage": {"size": "20Gi", "className": "fast-ssd", "accessModes": ["ReadWriteMany"]},
+        "seedFromLegacy": "clone",
+        "colocate": False,
     },
     "extraEnv": [{"name": "WEBHOOK_KUBE_DEADLINE_SECONDS", "value": "1.5"}],
 }
@@ -224,6 +226,7 @@ def test_operator_values_reach_the_deployment_pdb_and_webhooks(tmp_path: Path) -
     assert env["WEBHOOK_STORAGE_SIZE"] == "20Gi"
     assert env["WEBHOOK_STORAGE_CLASS"] == "fast-ssd"
     assert json.loads(env["WEBHOOK_ACCESS_MODES"]) == ["ReadWriteMany"]
+    assert (env["WEBHOOK_SEED_FROM_LEGACY"], env["WEBHOOK_COLOCATE"]) == ("clone", "false")
     assert env["WEBHOOK_KUBE_DEADLINE_SECONDS"] == "1.5"
     assert one(rendered, "PodDisruptionBudget")["spec"] == {
         "maxUnavailable": 1,
@@ -342,6 +345,11 @@ def test_namespace_and_crd_can_be_left_to_others(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"settings": {"storage": {"accessModes": ["RWO"]}}}, '"RWO" is not ReadWriteOnce', id="accessModes"
+        ),
+        pytest.param(
+            {"settings": {"seedFromLegacy": "copy"}},
+            "/settings/seedFromLegacy': value must be one of",
+            id="seedFromLegacy",
         ),
         pytest.param(
             {"extraEnv": [{"name": "WEBHOOK_NAMING_MODE", "value": "agent"}]},

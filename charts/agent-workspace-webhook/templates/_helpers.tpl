@@ -61,6 +61,8 @@ defaults (its settings.py, README.md "Settings") apply to the rest.
 {{- with $s.storage.size }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_SIZE" "value" (toString .)) }}{{ end }}
 {{- with $s.storage.className }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_CLASS" "value" .) }}{{ end }}
 {{- with $s.storage.accessModes }}{{ $env = append $env (dict "name" "WEBHOOK_ACCESS_MODES" "value" (toJson .)) }}{{ end }}
+{{- with $s.seedFromLegacy }}{{ $env = append $env (dict "name" "WEBHOOK_SEED_FROM_LEGACY" "value" .) }}{{ end }}
+{{- if not (kindIs "invalid" $s.colocate) }}{{ $env = append $env (dict "name" "WEBHOOK_COLOCATE" "value" (toString $s.colocate)) }}{{ end }}
 {{- $set := dict }}
 {{- range $env }}{{ $_ := set $set .name true }}{{ end }}
 {{- range .Values.extraEnv }}

@@ -39,22 +39,22 @@ def _timestamp(created: float) -> str:
     return f"{_SINK.prefix}.{int(created * 1000) % 1000:03d}Z"
 
 
+def _line(created: float, level: str, event: str, fields: Mapping[str, Any]) -> bytes:
+    """One log line's JSON (orjson: a quarter of the standard encoder's cost)."""
+    return orjson.dumps({"ts": _timestamp(created), "level": level, "event": event, **fields}, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-        }
+        fields: dict[str, Any] = {}
         if not record.name.startswith(LOGGER):
-            line["logger"] = record.name  # uvicorn, asyncio: say whose line it is
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line.update(fields)
+            fields["logger"] = record.name  # uvicorn, asyncio: say whose line it is
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            fields.update(extra)
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        # orjson: a quarter of the standard encoder's cost, on every admission's line.
-        return orjson.dumps(line, default=str).decode()
+            fields["exception"] = self.formatException(record.exc_info)
+        return _line(record.created, record.levelname.lower(), record.getMessage(), fields).decode()
 
 
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
@@ -89,8 +89,7 @@ def event(level: int, name: str, fields: Mapping[str, Any]) -> None:
     if stream is None:  # not configured (tests, a library user): through logging as usual
         ours.log(level, name, extra={"fields": dict(fields)})
         return
-    line = {"ts": _timestamp(time.time()), "level": logging.getLevelName(level).lower(), "event": name, **fields}
-    stream.write(orjson.dumps(line, default=str) + b"\n")
+    stream.write(_line(time.time(), logging.getLevelName(level).lower(), name, fields) + b"\n")
     if _SINK.flush_pending:
         return
     # Under load many admissions end in one turn of the event loop: their lines go out in one

@@ -170,7 +170,7 @@ class Scale:
                 "p50": statistics.median(seconds) * 1000,
                 "p99": percentile(seconds, 0.99) * 1000,
                 "errors": errors,
-                "pvcs": len(pvcs) - sum(1 for p in pvcs if p == "workspace-probe-rex"),
+                "pvcs": len(pvcs),
                 "created": created,
                 "per_process": [h.metrics().get("agent_workspace_webhook_pvcs_created_total", 0.0) for h in hooks],
             }

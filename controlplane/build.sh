@@ -67,6 +67,15 @@ say() { echo "controlplane: [$(date +%H:%M:%S)] $*"; }
 export GOFLAGS=-mod=mod
 started=$SECONDS
 
+# wrapper DIR GO MODULE VERSION PACKAGE: a module in DIR that requires MODULE at VERSION and
+# imports PACKAGE, so that `go mod tidy` and `go build PACKAGE` there use MODULE's own versions.
+wrapper() {
+  local dir=$1 go=$2 module=$3 version=$4 package=$5
+  mkdir -p "$dir"
+  printf 'module local/%s-build\n\ngo %s\n\nrequire %s %s\n' "$(basename "$dir")" "$go" "$module" "$version" >"$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" >"$dir/tools.go"
+}
+
 # --- kube-apiserver, kubectl, kube-scheduler, kube-controller-manager ----------------------
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging
 # paths that only exist in its own repository, so `go install` fails. A wrapper module
@@ -123,21 +132,7 @@ GO
 # its main package is the module root.
 build_etcd() {
   local edir=$work/etcd
-  mkdir -p "$edir"
-  cat >"$edir/go.mod" <<MOD
-module local/etcd-build
-
-go 1.24
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-MOD
-  cat >"$edir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "go.etcd.io/etcd/server/v3"
-GO
+  wrapper "$edir" 1.24 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
   say "go mod tidy (etcd $ETCD_VERSION)"
   (cd "$edir" && go mod tidy)
   say "go build etcd"
@@ -172,21 +167,7 @@ build_helm() {
 # resources are concatenated into one file for `kwok --config`.
 build_kwok() {
   local wdir=$work/kwok mdir stage file
-  mkdir -p "$wdir"
-  cat >"$wdir/go.mod" <<MOD
-module local/kwok-build
-
-go 1.26
-
-require sigs.k8s.io/kwok $KWOK_VERSION
-MOD
-  cat >"$wdir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "sigs.k8s.io/kwok/cmd/kwok"
-GO
+  wrapper "$wdir" 1.26 sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
   say "go mod tidy (kwok $KWOK_VERSION)"
   (cd "$wdir" && go mod tidy)
   say "go build kwok (about 70 s on 2 cores when cold)"

@@ -4,7 +4,6 @@ and out, warnings kept."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from kubernetes import client
@@ -13,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.testing.install import MANIFESTS, apply
 
-__all__ = ["MANIFESTS", "apply", "bound", "create", "create_job", "denial", "load_yaml", "pvcs"]
+__all__ = ["MANIFESTS", "apply", "create", "create_job", "denial", "load_yaml", "pvcs"]
 
 
 def create(
@@ -51,15 +50,3 @@ def denial(exc: ApiException) -> str:
 def pvcs(api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
     response = client.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace, _preload_content=False)
     return {item["metadata"]["name"]: item for item in json.loads(response.data)["items"]}
-
-
-def bound(api: client.ApiClient, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
-    """The PVC once the living cluster has provisioned and bound it (from then on it only changes
-    if someone changes it: what "never changed" is checked against)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = pvcs(api, namespace).get(name)
-        if found is not None and found.get("status", {}).get("phase") == "Bound":
-            return found
-        assert time.monotonic() < deadline, f"PVC {namespace}/{name} not Bound within {timeout}s: {found}"
-        time.sleep(0.1)

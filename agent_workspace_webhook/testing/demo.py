@@ -29,7 +29,6 @@ from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.runs import (
     Run,
     cancel,
-    pvc,
     start_run,
     wait_bound,
     wait_gone,
@@ -65,16 +64,16 @@ def row(admin: Any, what: str, run: Run, existed: set[str]) -> tuple[str, ...]:
     )
 
 
-def pvc_names(admin: Any) -> set[str]:
+def volumes(admin: Any) -> dict[str, str]:
+    """Each PVC of the demo and its bound volume (the same volume means the same data)."""
     from kubernetes import client
 
     listed = client.CoreV1Api(admin).list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False)
-    return {p["metadata"]["name"] for p in json_body(listed)["items"]}
+    return {p["metadata"]["name"]: p["spec"].get("volumeName", "-") for p in json_body(listed)["items"]}
 
 
-def volumes(admin: Any) -> dict[str, str]:
-    """Each workspace PVC's bound volume: the same volume means the same data."""
-    return {name: pvc(admin, NAMESPACE, name)["spec"].get("volumeName", "-") for name in sorted(pvc_names(admin))}
+def pvc_names(admin: Any) -> set[str]:
+    return set(volumes(admin))
 
 
 def run(wait: bool = True, say: Callable[[str], None] = print) -> int:

@@ -140,12 +140,11 @@ def agent_run_stages(upstream: str) -> str:
     """kwok's stages with one change: its pod-complete stage (Pods of Jobs finish at once) leaves
     Pods that have a workspace (agent runs) Running."""
     stages = [doc for doc in yaml.safe_load_all(upstream) if doc]
-    for stage in stages:
-        if stage["metadata"]["name"] == "pod-complete":
-            expressions = stage["spec"]["selector"]["matchExpressions"]
-            expressions.append({"key": f'.metadata.labels["{LABEL_WORKSPACE}"]', "operator": "DoesNotExist"})
-    if not any(stage["metadata"]["name"] == "pod-complete" for stage in stages):
+    complete = next((stage for stage in stages if stage["metadata"]["name"] == "pod-complete"), None)
+    if complete is None:
         raise ValueError("kwok-stages.yaml has no pod-complete stage: rebuild with controlplane/build.sh")
+    expressions = complete["spec"]["selector"]["matchExpressions"]
+    expressions.append({"key": f'.metadata.labels["{LABEL_WORKSPACE}"]', "operator": "DoesNotExist"})
     return yaml.safe_dump_all(stages, sort_keys=False)
 
 

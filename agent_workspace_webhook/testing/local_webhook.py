@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -50,6 +51,20 @@ class LocalWebhook:
         _, text = self.get("/metrics")
         lines = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
         return {name: float(value) for name, value in lines}
+
+    def review(self, body: dict[str, Any], client: CertFiles | None = None, timeout: float = 30) -> dict[str, Any]:
+        """POST an AdmissionReview over TLS, trusting the webhook's CA and presenting `client`'s
+        certificate if given (as any caller in the cluster could): the answer's `response`."""
+        import httpx
+
+        context = ssl.create_default_context(cafile=str(self.certs.ca))
+        if client is not None:
+            context.load_cert_chain(client.cert, client.key)
+        answer = httpx.post(self.url, json=body, verify=context, timeout=timeout)
+        if answer.status_code != 200:
+            raise ControlPlaneError(f"{self.url} answered {answer.status_code}: {answer.text}")
+        response: dict[str, Any] = answer.json()["response"]
+        return response
 
     def admissions(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if '"event":"admission"' in line]

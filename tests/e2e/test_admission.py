@@ -14,9 +14,9 @@ from kubernetes.client.exceptions import ApiException
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
-from agent_workspace_webhook.testing.runs import Run, wait_running, workspace_of
+from agent_workspace_webhook.testing.runs import Run, wait_bound, wait_running, workspace_of
 from tests.cluster import Cluster
-from tests.kube import MANIFESTS, apply, bound, create, create_job, denial, load_yaml, pvcs
+from tests.kube import MANIFESTS, apply, create, create_job, denial, load_yaml, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def create_pvc(
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}},
     }
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, body)
-    return bound(cluster.admin, namespace, name)
+    return wait_bound(cluster.admin, namespace, name)
 
 
 def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Cluster, namespace: str) -> None:
@@ -93,7 +93,7 @@ def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Cluster, namespace
 
 def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Cluster, namespace: str) -> None:
     create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
-    first = bound(cluster.admin, namespace, "workspace-billing-rex")
+    first = wait_bound(cluster.admin, namespace, "workspace-billing-rex")
     again, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     assert claim(again) == "workspace-billing-rex"
     assert (

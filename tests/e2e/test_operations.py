@@ -18,9 +18,9 @@ from kubernetes import client
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.objects import job_pod
-from agent_workspace_webhook.testing.runs import start_run, wait_running
+from agent_workspace_webhook.testing.runs import start_run, wait_bound, wait_running
 from tests.cluster import Cluster
-from tests.kube import MANIFESTS, bound, create, load_yaml
+from tests.kube import MANIFESTS, create, load_yaml
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,7 +218,7 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Cluster, namespa
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
     }
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)
-    bound(cluster.admin, namespace, "workspace-ledger")  # provisioned by the living cluster's CSI driver
+    wait_bound(cluster.admin, namespace, "workspace-ledger")  # provisioned by the living cluster's CSI driver
     with cluster.webhook(seed_from_legacy="clone"):
         runs = {
             a: start_run(cluster.admin, namespace, "ledger", f"ledger-{a.lower()}", githubApp=f"5DLabs-{a}")

@@ -16,7 +16,6 @@ import pytest
 from kubernetes import client
 
 from agent_workspace_webhook.ops.certs import (
-    CertFiles,
     write_api_server_client,
     write_certificates,
     write_client_certificate,
@@ -38,17 +37,6 @@ from tests.cluster import Cluster
 from tests.kube import create, create_job, denial, pvcs
 
 pytestmark = pytest.mark.e2e
-
-
-def forge(hook: LocalWebhook, ca: Path, body: dict[str, Any], client_cert: CertFiles | None = None) -> dict[str, Any]:
-    """POST a review straight to the webhook, as any Pod in the cluster could."""
-    context = ssl.create_default_context(cafile=str(ca))
-    if client_cert is not None:
-        context.load_cert_chain(client_cert.cert, client_cert.key)
-    response = httpx.post(hook.url, json=body, verify=context, timeout=30)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()["response"]
-    return answer
 
 
 # --- mutual TLS -----------------------------------------------------------------------------
@@ -113,7 +101,7 @@ def test_anyone_else_cannot_complete_the_handshake_and_nothing_is_created(
     if who != "no certificate":  # same name as the API server's, signed by a CA of its own
         stranger = write_client_certificate(workdir / f"stranger-{uuid.uuid4().hex[:6]}", "kube-apiserver")
     with pytest.raises((ssl.SSLError, httpx.TransportError)):
-        forge(hook, hook.certs.ca, review(job_pod("forged", "5dlabs-rex"), namespace="secure"), stranger)
+        hook.review(review(job_pod("forged", "5dlabs-rex"), namespace="secure"), stranger)
     assert "workspace-forged-rex" not in pvcs(admin, "secure")
 
 
@@ -137,7 +125,7 @@ def test_forged_reviews_outside_the_scope_create_nothing(cluster: Cluster, targe
     if target == "unlabelled":
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     assert cluster.default is not None
-    answer = forge(cluster.default, cluster.certs.ca, review(job_pod("forged", "5dlabs-rex"), namespace=namespace))
+    answer = cluster.default.review(review(job_pod("forged", "5dlabs-rex"), namespace=namespace))
     assert answer["allowed"] is False and answer["status"]["code"] == code, answer
     assert says in answer["status"]["message"] and namespace in answer["status"]["message"]
     if target != "missing":
@@ -183,7 +171,7 @@ def test_a_terminating_namespace_is_named_as_such(cluster: Cluster) -> None:
     assert cluster.default is not None
     # The API server refuses to create a Pod there before any webhook is called, so the run
     # arrives as a review straight to the webhook, whose namespace cache still says in scope.
-    answer = forge(cluster.default, cluster.certs.ca, review(job_pod("billing", "5dlabs-rex"), namespace=name))
+    answer = cluster.default.review(review(job_pod("billing", "5dlabs-rex"), namespace=name))
     assert answer["allowed"] is False and answer["status"]["code"] == 403, answer
     message = answer["status"]["message"]
     assert f"namespace {name} is being deleted" in message and "being terminated" in message

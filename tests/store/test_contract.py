@@ -20,7 +20,8 @@ from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.install import workspace_namespace
 from agent_workspace_webhook.testing.objects import coderun
-from tests.kube import bound, pvcs
+from agent_workspace_webhook.testing.runs import wait_bound
+from tests.kube import pvcs
 
 SPEC = PvcSpec(storage_size="2Gi", access_modes=["ReadWriteOnce"])
 
@@ -67,7 +68,7 @@ class KubeBackend:
 
     def put_pvc(self, manifest: dict[str, Any]) -> None:
         client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
-        bound(self.admin, self.namespace, manifest["metadata"]["name"])  # the living cluster binds it first
+        wait_bound(self.admin, self.namespace, manifest["metadata"]["name"])  # the living cluster binds it first
         if self.cache is not None:  # made behind the store's back: wait for its watch to see it
             deadline = time.monotonic() + 10
             while (self.cache.lookup((self.namespace, manifest["metadata"]["name"])) or (False,))[0] is not True:

@@ -476,3 +476,12 @@ def test_readyz_waits_for_the_pvc_cache(tmp_path: Any) -> None:
     with TestClient(create_app(settings)) as http:
         response = probes(http).get("/readyz")
     assert response.status_code == 503 and "PVC cache not synced yet" in response.json()["error"]
+
+
+def test_other_paths_and_methods_get_a_specific_error(client: Client) -> None:
+    http, store = client
+    wrong_method = http.get("/mutate")
+    assert wrong_method.status_code == 405 and "takes POST" in wrong_method.json()["error"]
+    elsewhere = http.post("/metrics", json=review(job_pod()))
+    assert elsewhere.status_code == 404 and "POST /mutate only" in elsewhere.json()["error"]
+    assert store.pvcs == {}

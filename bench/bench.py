@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
 from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
 from agent_workspace_webhook.testing.install import (

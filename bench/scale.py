@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
 from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
 from agent_workspace_webhook.testing.install import (

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from agent_workspace_webhook import logs
-from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 

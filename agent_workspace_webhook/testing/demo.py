@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
 from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, free_port
 from agent_workspace_webhook.testing.install import (

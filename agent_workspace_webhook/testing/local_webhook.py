@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_workspace_webhook.ops.certs import CertFiles
+from agent_workspace_webhook.certificates import CertFiles
 from agent_workspace_webhook.testing.controlplane import ControlPlaneError, free_port, stop_process
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_workspace_webhook.ops.certs import CertFiles, write_certificates, write_client_certificate
+from agent_workspace_webhook.certificates import CertFiles, write_certificates, write_client_certificate
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent_workspace_webhook.ops.certs import write_certificates
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.testing.controlplane import free_port
 

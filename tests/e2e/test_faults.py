@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent_workspace_webhook.ops.certs import CertFiles, write_certificates
+from agent_workspace_webhook.certificates import CertFiles, write_certificates
 from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port, kubeconfig_text
 from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,

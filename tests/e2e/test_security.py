@@ -15,11 +15,8 @@ import httpx
 import pytest
 from kubernetes import client
 
-from agent_workspace_webhook.ops.certs import (
-    write_api_server_client,
-    write_certificates,
-    write_client_certificate,
-)
+from agent_workspace_webhook.certificates import write_certificates, write_client_certificate
+from agent_workspace_webhook.ops.certs import write_api_server_client
 from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
 from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,

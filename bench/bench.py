@@ -12,15 +12,12 @@ and, through kube-apiserver, the time to create a Pod with the webhook registere
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,19 +26,9 @@ from typing import Any
 
 import httpx
 
-from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
-from agent_workspace_webhook.testing.install import (
-    WEBHOOK_NAMESPACE,
-    WEBHOOK_SERVICE_ACCOUNT,
-    admin_client,
-    install,
-    register,
-    service_account_kubeconfig,
-    wait_until_mutating,
-    workspace_namespace,
-)
+from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod, review
 
@@ -132,28 +119,20 @@ def api_calls(hook: LocalWebhook) -> float:
 class Bench:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.workdir = Path(tempfile.mkdtemp(prefix="agent-workspace-bench-"))
-        self.plane = ControlPlane(workdir=self.workdir / "plane")
-        self.plane.workdir.mkdir()
+        self.env = Environment()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.hook: LocalWebhook | None = None
 
     def start(self) -> None:
         from kubernetes import client
 
-        self.plane.start()
-        self.admin = admin_client(self.plane)
-        install(self.admin)
+        env = self.env.start()
+        assert env.workdir is not None
+        self.workdir, self.admin, self.certs = env.workdir, env.admin, env.certs
         self.core = client.CoreV1Api(self.admin)
-        self.core.create_namespace(workspace_namespace(NAMESPACE))
-        self.certs = write_certificates(self.workdir / "certs", ["127.0.0.1"])
-        kubeconfig = service_account_kubeconfig(
-            self.plane, self.admin, self.workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
-        )
+        env.namespace(NAMESPACE)
         # The log level of production (INFO): each admission's JSON line is part of its cost.
-        env = {"WEBHOOK_KUBECONFIG": str(kubeconfig)}
-        self.hook = LocalWebhook(free_port(), env, self.certs, self.workdir / "webhook.log").start()
-        self._wait_ready()
+        self.hook = env.start_webhook().wait_ready()
         # (b)'s workspace exists before the run
         self.core.create_namespaced_persistent_volume_claim(
             NAMESPACE,
@@ -179,8 +158,7 @@ class Bench:
         command = [sys.executable, str(Path(__file__).with_name("baseline.py")), "--port", str(self.baseline_port)]
         command += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
         command += ["--answer", str(self.body_a_answer)]
-        env = dict(os.environ)
-        self.baseline = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.baseline = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         self.procs.append(self.baseline)
         deadline = time.monotonic() + 30
         while True:
@@ -191,21 +169,11 @@ class Bench:
                 assert time.monotonic() < deadline, "baseline server did not start"
                 time.sleep(0.1)
 
-    def _wait_ready(self) -> None:
-        assert self.hook is not None
-        deadline = time.monotonic() + 30
-        while self.hook.get("/readyz")[0] != 200:
-            assert time.monotonic() < deadline, "webhook not ready"
-            time.sleep(0.2)
-
     def stop(self) -> None:
         for proc in self.procs:
             proc.terminate()
             proc.wait(timeout=20)
-        if self.hook is not None:
-            self.hook.stop()
-        self.plane.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.env.stop()
 
     def scenario(self, name: str, connections: int, seconds: int) -> Result:
         assert self.hook is not None and self.hook.proc is not None
@@ -236,17 +204,12 @@ class Bench:
         """Create Pods through kube-apiserver with and without the webhook registered, in
         alternating rounds; milliseconds per create."""
         assert self.hook is not None
-        from kubernetes import client
-
-        admission = client.AdmissionregistrationV1Api(self.admin)
         times: dict[str, list[float]] = {"without": [], "with": []}
         for arm in ["without", "with", "without", "with"]:
             if arm == "with":
-                register(self.admin, self.hook.url, self.certs.ca.read_bytes())
+                self.env.register(self.hook)
             else:
-                with contextlib.suppress(client.ApiException):
-                    admission.delete_mutating_webhook_configuration("agent-workspace-webhook")
-            wait_until_mutating(self.admin, NAMESPACE, mutated=arm == "with")
+                self.env.unregister()
             for _ in range(per_arm // 2):
                 started = time.perf_counter()
                 self.core.create_namespaced_pod(NAMESPACE, pod("hot"), _preload_content=False)

@@ -19,26 +19,14 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
-from agent_workspace_webhook.testing.install import (
-    WEBHOOK_NAMESPACE,
-    WEBHOOK_SERVICE_ACCOUNT,
-    admin_client,
-    install,
-    register,
-    service_account_kubeconfig,
-    wait_until_mutating,
-    workspace_namespace,
-)
+from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import review
 from bench import NAMESPACE, pod, rss_and_fds, wrk
@@ -72,24 +60,18 @@ def in_parallel(count: int, work: Callable[[int], Any], threads: int) -> tuple[l
 
 class Scale:
     def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="agent-workspace-scale-"))
-        self.plane = ControlPlane(workdir=self.workdir / "plane")
-        self.plane.workdir.mkdir()
+        self.env = Environment()
         self.made = 0
 
     def start(self) -> None:
         from kubernetes import client
 
-        self.plane.start()
-        self.admin = admin_client(self.plane, pool=64)
-        install(self.admin)
+        env = self.env.start()
+        assert env.workdir is not None
+        self.workdir, self.admin = env.workdir, env.admin
         self.core = client.CoreV1Api(self.admin)
         for name in (NAMESPACE, "burst"):
-            self.core.create_namespace(workspace_namespace(name))
-        self.certs = write_certificates(self.workdir / "certs", ["127.0.0.1"])
-        self.kubeconfig = service_account_kubeconfig(
-            self.plane, self.admin, self.workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
-        )
+            env.namespace(name)
         body = {
             "metadata": {"name": "workspace-hot-rex"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
@@ -114,14 +96,12 @@ class Scale:
         self.made = size
         return time.monotonic() - started
 
-    def webhook(self, name: str, port: int | None = None, reuse_port: bool = False) -> LocalWebhook:
-        env = {"WEBHOOK_KUBECONFIG": str(self.kubeconfig)}
-        hook = LocalWebhook(port or free_port(), env, self.certs, self.workdir / f"{name}.log", reuse_port)
-        return hook.start(timeout=120)
+    def webhook(self, port: int | None = None, reuse_port: bool = False) -> LocalWebhook:
+        return self.env.start_webhook(port=port, reuse_port=reuse_port, timeout=120)
 
     def measure(self, size: int) -> dict[str, float]:
         started = time.monotonic()
-        hook = self.webhook(f"webhook-{size}")
+        hook = self.webhook()
         try:
             while hook.get("/readyz")[0] != 200:
                 assert time.monotonic() - started < 300, "webhook not ready"
@@ -150,10 +130,9 @@ class Scale:
 
     def burst(self, runs: int = 500, threads: int = 50) -> dict[str, float]:
         port = free_port()
-        hooks = [self.webhook(f"burst-{i}", port, reuse_port=True) for i in range(2)]
+        hooks = [self.webhook(port, reuse_port=True) for _ in range(2)]
         try:
-            register(self.admin, hooks[0].url, self.certs.ca.read_bytes())
-            wait_until_mutating(self.admin, "burst")
+            self.env.register(*hooks)
 
             def create(i: int) -> None:
                 self.core.create_namespaced_pod("burst", pod(f"burst{i}"), _preload_content=False)
@@ -179,8 +158,7 @@ class Scale:
                 hook.stop()
 
     def stop(self) -> None:
-        self.admin.close()
-        self.plane.remove()
+        self.env.stop()
 
 
 def main(quick: bool) -> int:

@@ -5,36 +5,20 @@ workspaces; then one agent cancelled and restarted without touching the others."
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, free_port
-from agent_workspace_webhook.testing.install import (
-    WEBHOOK_NAMESPACE,
-    WEBHOOK_SERVICE_ACCOUNT,
-    admin_client,
-    install,
-    json_body,
-    register,
-    service_account_kubeconfig,
-    wait_until_mutating,
-    workspace_namespace,
-)
-from agent_workspace_webhook.testing.local_webhook import LocalWebhook
-from agent_workspace_webhook.testing.runs import (
-    Run,
-    cancel,
-    start_run,
-    wait_bound,
-    wait_gone,
-    wait_running,
-    workspace_of,
-)
+from agent_workspace_webhook.testing.controlplane import ControlPlaneError
+from agent_workspace_webhook.testing.env import Environment
+from agent_workspace_webhook.testing.install import WEBHOOK_SERVICE_ACCOUNT
+from agent_workspace_webhook.testing.kube import pvcs, wait_bound
+from agent_workspace_webhook.testing.objects import claim
+from agent_workspace_webhook.testing.runs import Run, cancel, start_run, wait_gone, wait_running
 
 NAMESPACE = "demo"
 SERVICE = "cto"
@@ -50,13 +34,13 @@ HEADERS = ("RUN", "AGENT", "PVC", "WORKSPACE", "PVC PHASE", "SIZE", "NODE", "POD
 def row(admin: Any, what: str, run: Run, existed: set[str]) -> tuple[str, ...]:
     """One line of the table: the run's Pod (Running) and its workspace PVC (Bound)."""
     pod = wait_running(admin, run)
-    claim = workspace_of(pod) or "-"
-    bound = wait_bound(admin, NAMESPACE, claim)
+    pvc = claim(pod) or "-"
+    bound = wait_bound(admin, NAMESPACE, pvc)
     return (
         what,
         pod["metadata"].get("labels", {}).get("agents.platform/agent", "-"),
-        claim,
-        "reused" if claim in existed else "created",
+        pvc,
+        "reused" if pvc in existed else "created",
         bound["status"]["phase"],
         bound["status"].get("capacity", {}).get("storage", "-"),
         pod["spec"].get("nodeName", "-"),
@@ -66,49 +50,29 @@ def row(admin: Any, what: str, run: Run, existed: set[str]) -> tuple[str, ...]:
 
 def volumes(admin: Any) -> dict[str, str]:
     """Each PVC of the demo and its bound volume (the same volume means the same data)."""
-    from kubernetes import client
-
-    listed = client.CoreV1Api(admin).list_namespaced_persistent_volume_claim(NAMESPACE, _preload_content=False)
-    return {p["metadata"]["name"]: p["spec"].get("volumeName", "-") for p in json_body(listed)["items"]}
-
-
-def pvc_names(admin: Any) -> set[str]:
-    return set(volumes(admin))
+    return {name: p["spec"].get("volumeName", "-") for name, p in pvcs(admin, NAMESPACE).items()}
 
 
 def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
-    from kubernetes import client
-
-    plane = ControlPlane(workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")), living=True)
-    hook: LocalWebhook | None = None
+    env = Environment(living=True, workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")))
     say(
         "starting a cluster on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
-        f"kwok (3 simulated nodes), csi-provisioner + a CSI driver (in {plane.workdir}) ..."
+        f"kwok (3 simulated nodes), csi-provisioner + a CSI driver (in {env.workdir}) ..."
     )
     try:
         started = time.monotonic()
-        plane.start()
-        say(f"cluster up in {time.monotonic() - started:.1f} s")
-        admin = admin_client(plane)
-        core = client.CoreV1Api(admin)
-        say("applying manifests/: namespace, CodeRun CRD, ServiceAccount and RBAC ...")
-        install(admin)
-        certs = write_certificates(plane.workdir / "webhook-certs", ["127.0.0.1"])
-        kubeconfig = service_account_kubeconfig(
-            plane, admin, plane.workdir / "kubeconfig-webhook", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
-        )
-        hook = LocalWebhook(free_port(), {"WEBHOOK_KUBECONFIG": str(kubeconfig)}, certs, plane.workdir / "webhook.log")
-        hook.start()
+        env.start()
+        say(f"cluster up in {time.monotonic() - started:.1f} s; manifests/ applied: namespace, CodeRun CRD, RBAC")
+        hook = env.serve()
         say(f"webhook serving {hook.url} with fresh certificates, as ServiceAccount {WEBHOOK_SERVICE_ACCOUNT}")
-        register(admin, hook.url, certs.ca.read_bytes())
-        core.create_namespace(workspace_namespace(NAMESPACE))  # type: ignore[arg-type]
-        wait_until_mutating(admin, NAMESPACE)
+        admin = env.admin
+        env.namespace(NAMESPACE)
         say("registered from manifests/webhook.yaml; each run is a CodeRun and a Job, as the platform makes them\n")
 
         runs: dict[str, Run] = {}
         lines = []
         for what, name, agent in RUNS:
-            existed = pvc_names(admin)
+            existed = set(volumes(admin))
             runs[what] = start_run(admin, NAMESPACE, SERVICE, name, **agent)
             lines.append(row(admin, what, runs[what], existed))
         say(table(HEADERS, lines))
@@ -123,12 +87,13 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         say(f"Rex's and Tess's Pods still Running, unchanged: {'yes' if untouched else 'NO'}")
         say(f"all three workspaces still Bound to the same volumes: {'yes' if same else 'NO'}")
         say("starting Cleo again ...\n")
-        existed = pvc_names(admin)
+        existed = set(volumes(admin))
         runs["Cleo"] = start_run(admin, NAMESPACE, SERVICE, "cto-task-2-cleo", githubApp="5DLabs-Cleo[bot]")
         say(table(HEADERS, [row(admin, what, runs[what], existed) for what, _, _ in RUNS]))
+        kubectl = env.plane.bin_dir / "kubectl"
         say(
-            f"\nThe cluster keeps running. In another terminal:\n\n    export KUBECONFIG={plane.kubeconfig}\n"
-            f"    {plane.bin_dir / 'kubectl'} get pods,pvc,coderuns -n {NAMESPACE} -o wide -L agents.platform/agent\n"
+            f"\nThe cluster keeps running. In another terminal:\n\n    export KUBECONFIG={env.plane.kubeconfig}\n"
+            f"    {kubectl} get pods,pvc,coderuns -n {NAMESPACE} -o wide -L agents.platform/agent\n"
         )
         if wait:
             say("Ctrl-C stops the webhook and the cluster.")
@@ -140,7 +105,6 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         say(f"demo failed: {exc}")
         return 1
     finally:
-        if hook is not None:
-            hook.stop()
-        plane.remove()
+        env.stop()
+        shutil.rmtree(env.workdir or "", ignore_errors=True)
         say("stopped.")

@@ -75,18 +75,30 @@ class LocalWebhook:
         args += ["--metrics-port", str(self.metrics_port)]
         if self.reuse_port:
             args.append("--reuse-port")
-        with self.log_path.open("wb") as out:
+        # Appended: a restarted webhook keeps the lines of its earlier life (what tests count).
+        offset = len(self.log())
+        with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ControlPlaneError(f"webhook exited with {self.proc.returncode}:\n{self.log()}")
-            if '"event":"serving"' in self.log():  # this very process listens (the port may be shared)
+                raise ControlPlaneError(f"webhook exited with {self.proc.returncode}:\n{self.log()[offset:]}")
+            if '"event":"serving"' in self.log()[offset:]:  # this very process listens (the port may be shared)
                 with contextlib.suppress(OSError):
                     if self.get("/healthz")[0] == 200:
                         return self
             time.sleep(0.1)
         raise ControlPlaneError(f"webhook on port {self.port} not healthy after {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 30) -> LocalWebhook:
+        """Until /readyz answers 200: the API answers and the watch caches are synced."""
+        deadline = time.monotonic() + timeout
+        while self.get("/readyz")[0] != 200:
+            if time.monotonic() > deadline:
+                tail = self.log()[-2000:]
+                raise ControlPlaneError(f"webhook on port {self.port} not ready after {timeout}s:\n{tail}")
+            time.sleep(0.1)
+        return self
 
     def stop(self) -> None:
         stop_process(self.proc, grace=10)

@@ -3,13 +3,13 @@ ones the platform's controller and the API server make (pure: no Kubernetes clie
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import uuid
 from typing import Any
 
 import jsonpatch
-
-from agent_workspace_webhook.admission.review import decode_patch
 
 
 def controller_pod(
@@ -142,6 +142,15 @@ def review(
             "dryRun": dry_run,
         },
     }
+
+
+def decode_patch(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch inside an AdmissionReview answer (empty when there is none)."""
+    encoded = answer.get("response", {}).get("patch")
+    if not encoded:
+        return []
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(encoded))
+    return patch
 
 
 def applied(obj: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_workspace_webhook.rules.agents import label_form
-from agent_workspace_webhook.testing.install import json_body
+from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod
 
 
@@ -113,31 +113,3 @@ def job_status(admin: Any, run: Run) -> Any:
         run.namespace, field_selector=f"involvedObject.name={run.job}", _preload_content=False
     )
     return [e["message"] for e in json_body(events)["items"]][-3:]
-
-
-def workspace_of(pod: dict[str, Any]) -> str | None:
-    for volume in pod["spec"].get("volumes", []):
-        if volume["name"] == "workspace":
-            claim: str | None = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-            return claim
-    return None
-
-
-def pvc(admin: Any, namespace: str, name: str) -> dict[str, Any]:
-    from kubernetes import client
-
-    found: dict[str, Any] = json_body(
-        client.CoreV1Api(admin).read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
-    )
-    return found
-
-
-def wait_bound(admin: Any, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = pvc(admin, namespace, name)
-        if found.get("status", {}).get("phase") == "Bound":
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"PVC {namespace}/{name} is not Bound after {timeout}s: {found.get('status')}")
-        time.sleep(0.1)

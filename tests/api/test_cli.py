@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent_workspace_webhook.admission.review import decode_patch
-from agent_workspace_webhook.testing.objects import applied, claim, job_pod, review
+from agent_workspace_webhook.testing.objects import applied, claim, decode_patch, job_pod, review
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

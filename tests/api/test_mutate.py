@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_workspace_webhook.admission.review import decode_patch
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.kube.store import ClusterError
-from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, job_pod, review
+from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, decode_patch, job_pod, review
 from tests.api.conftest import MakeClient, probes
 
 Client = tuple[TestClient, MemoryStore]

@@ -11,12 +11,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent_workspace_webhook.ops.manifests import load_yaml
+from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import free_port
-from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE
+from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE
+from agent_workspace_webhook.testing.kube import apply, create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
-from agent_workspace_webhook.testing.runs import Run, wait_bound, wait_running, workspace_of
-from tests.cluster import Cluster
-from tests.kube import MANIFESTS, apply, create, create_job, denial, load_yaml, pvcs
+from agent_workspace_webhook.testing.runs import Run, wait_running
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +25,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "agent-workspace-webhook", "app.kuber
 
 
 def create_pvc(
-    cluster: Cluster, namespace: str, name: str, size: str = "1Gi", labels: dict[str, str] | None = None
+    cluster: Environment, namespace: str, name: str, size: str = "1Gi", labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
     body = {
         "apiVersion": "v1",
@@ -36,7 +37,7 @@ def create_pvc(
     return wait_bound(cluster.admin, namespace, name)
 
 
-def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Cluster, namespace: str) -> None:
+def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namespace: str) -> None:
     rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
     assert claim(rex) == "workspace-billing-rex"
@@ -67,31 +68,31 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Cluster, namespace:
     ]
 
 
-def test_tess_coderun_is_labelled_and_gets_its_pvc(cluster: Cluster, namespace: str) -> None:
+def test_tess_coderun_is_labelled_and_gets_its_pvc(cluster: Environment, namespace: str) -> None:
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-3-tess"))
     assert run["metadata"]["labels"]["agents.platform/agent"] == "tess"
     assert run["metadata"]["annotations"]["agents.platform/workspace"] == "workspace-billing-tess"
     assert "workspace-billing-tess" in pvcs(cluster.admin, namespace)
 
 
-def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Cluster, namespace: str) -> None:
+def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Environment, namespace: str) -> None:
     # The platform's controller makes the CodeRun and its Job; the Job controller makes the Pod,
     # with no agent labels here, so the webhook follows Pod -> Job -> CodeRun.
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Cleo[bot]", name="task-4"))
     create_job(cluster.admin, namespace, coderun_job(run, "task-4-job", job_pod(None, None)))
     pod = wait_running(cluster.admin, Run(namespace, "task-4", "task-4-job"))
-    assert workspace_of(pod) == "workspace-billing-cleo"
+    assert claim(pod) == "workspace-billing-cleo"
     assert pod["metadata"]["labels"]["agents.platform/agent"] == "cleo"
 
 
-def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Cluster, namespace: str) -> None:
+def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Environment, namespace: str) -> None:
     pod, warnings = create(cluster.admin, namespace, job_pod("billing", "5dlabs-tess"), dry_run=True)
     assert claim(pod) == "workspace-billing-tess"
     assert any("would be created" in w for w in warnings), warnings
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Cluster, namespace: str) -> None:
+def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Environment, namespace: str) -> None:
     create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     first = wait_bound(cluster.admin, namespace, "workspace-billing-rex")
     again, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
@@ -110,7 +111,7 @@ def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Cluster,
     assert after["spec"]["resources"]["requests"]["storage"] == "3Gi"
 
 
-def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Cluster, namespace: str) -> None:
+def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Environment, namespace: str) -> None:
     legacy = create_pvc(cluster, namespace, "workspace-billing")
     with cluster.webhook(naming_mode="legacy"):
         rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
@@ -123,7 +124,7 @@ def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Cluster, na
     )
 
 
-def test_dual_mode_with_a_legacy_owner(cluster: Cluster, namespace: str) -> None:
+def test_dual_mode_with_a_legacy_owner(cluster: Environment, namespace: str) -> None:
     legacy = create_pvc(cluster, namespace, "workspace-billing")
     with cluster.webhook(naming_mode="dual", legacy_owner="rex"):
         rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
@@ -138,7 +139,7 @@ def test_dual_mode_with_a_legacy_owner(cluster: Cluster, namespace: str) -> None
     assert stored["workspace-billing"]["metadata"]["resourceVersion"] == legacy["metadata"]["resourceVersion"]
 
 
-def test_binding_without_create_is_a_clear_denial_not_a_hang(cluster: Cluster, namespace: str) -> None:
+def test_binding_without_create_is_a_clear_denial_not_a_hang(cluster: Environment, namespace: str) -> None:
     rules = next(doc for doc in load_yaml(MANIFESTS / "rbac.yaml") if doc["kind"] == "ClusterRole")["rules"]
     for rule in rules:
         rule["verbs"] = [verb for verb in rule["verbs"] if verb != "create"]
@@ -178,7 +179,7 @@ def test_binding_without_create_is_a_clear_denial_not_a_hang(cluster: Cluster, n
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_concurrent_pods_against_two_webhook_processes(cluster: Cluster, namespace: str) -> None:
+def test_concurrent_pods_against_two_webhook_processes(cluster: Environment, namespace: str) -> None:
     port = free_port()  # two processes on one port (SO_REUSEPORT), like two replicas behind a Service
     first = cluster.start_webhook(port=port, reuse_port=True)
     second = cluster.start_webhook(port=port, reuse_port=True)
@@ -212,7 +213,7 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Cluster, namespa
     assert sum(served) == 50 and min(served) > 0, served
 
 
-def test_unparseable_github_app_in_agent_mode_names_field_and_value(cluster: Cluster, namespace: str) -> None:
+def test_unparseable_github_app_in_agent_mode_names_field_and_value(cluster: Environment, namespace: str) -> None:
     with cluster.webhook(naming_mode="agent"), pytest.raises(ApiException) as err:
         create(cluster.admin, namespace, coderun("billing", "Octo Cat!", name="bad-app"))
     message = denial(err.value)

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent_workspace_webhook.certificates import CertFiles, write_certificates
-from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port, kubeconfig_text
-from agent_workspace_webhook.testing.install import (
-    WEBHOOK_NAMESPACE,
-    WEBHOOK_SERVICE_ACCOUNT,
-    admin_client,
-    install,
-    service_account_kubeconfig,
-    workspace_namespace,
-)
+from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.controlplane import kubeconfig_text
+from agent_workspace_webhook.testing.kube import create, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import job_pod, review
-from tests.cluster import Cluster
 from tests.e2e.slowproxy import SlowProxy
-from tests.kube import create, denial, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -45,39 +35,19 @@ def post(hook: LocalWebhook, body: dict[str, Any]) -> tuple[dict[str, Any], floa
     return answer, time.monotonic() - started
 
 
-def wait_ready(hook: LocalWebhook, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if hook.get("/readyz")[0] == 200:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"webhook not ready after {timeout}s:\n{hook.log()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
-def own_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any, CertFiles, Path]]:
-    """A control plane of this module's own, since these tests stop its API server."""
-    workdir = tmp_path_factory.mktemp("faults")
-    plane = ControlPlane(workdir=workdir / "plane")
-    plane.workdir.mkdir()
-    plane.start()
-    admin = admin_client(plane)
-    try:
-        install(admin)
-        yield plane, admin, write_certificates(workdir / "certs", ["127.0.0.1"]), workdir
-    finally:
-        admin.close()
-        plane.stop()
+def own_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
+    """An environment of this module's own (API server only), since these tests stop its API server."""
+    with Environment(workdir=tmp_path_factory.mktemp("faults")) as env:
+        yield env
 
 
-def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any, CertFiles, Path]) -> None:
-    plane, admin, certs, workdir = own_plane
-    kubeconfig = service_account_kubeconfig(plane, admin, workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE)
-    env = {"WEBHOOK_KUBECONFIG": str(kubeconfig), "WEBHOOK_KUBE_DEADLINE_SECONDS": "1.5"}
-    hook = LocalWebhook(free_port(), env, certs, workdir / "webhook.log").start()
+def test_api_server_stopped_mid_run_then_back(own_env: Environment) -> None:
+    plane, admin = own_env.plane, own_env.admin
+    hook = own_env.start_webhook(kube_deadline_seconds="1.5")
     try:
-        wait_ready(hook)
-        client.CoreV1Api(admin).create_namespace(workspace_namespace("outage"))
+        hook.wait_ready()
+        own_env.namespace("outage")
         first, _ = post(hook, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
         assert first["allowed"] and "workspace-outage-rex" in pvcs(admin, "outage")
 
@@ -91,7 +61,7 @@ def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any
         assert hook.get("/readyz")[0] == 503
 
         plane.start_apiserver()
-        wait_ready(hook)
+        hook.wait_ready()
         lists_before = hook.metrics().get(
             'agent_workspace_webhook_kube_requests_total{code="200",resource="persistentvolumeclaims",verb="list"}', 0
         )
@@ -105,22 +75,16 @@ def test_api_server_stopped_mid_run_then_back(own_plane: tuple[ControlPlane, Any
             plane.start_apiserver()
 
 
-def test_slow_api_server_cannot_stretch_the_deadline(own_plane: tuple[ControlPlane, Any, CertFiles, Path]) -> None:
-    plane, admin, certs, workdir = own_plane
-    token_file = service_account_kubeconfig(
-        plane, admin, workdir / "sa-slow", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
-    )
+def test_slow_api_server_cannot_stretch_the_deadline(own_env: Environment) -> None:
+    plane, workdir = own_env.plane, own_env.workdir
+    assert workdir is not None
+    token_file = own_env.kubeconfig_for()
     token = next(line.split(": ", 1)[1] for line in token_file.read_text().splitlines() if "token:" in line)
-    client.CoreV1Api(admin).create_namespace(workspace_namespace("slow"))
+    own_env.namespace("slow")
     with SlowProxy(plane.port, delay=3.0) as proxy:
         kubeconfig = workdir / "kubeconfig-slow"
         kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{proxy.port}", plane.ca_file, token, "slow"))
-        env = {
-            "WEBHOOK_KUBECONFIG": str(kubeconfig),
-            "WEBHOOK_KUBE_DEADLINE_SECONDS": "1.0",
-            "WEBHOOK_PVC_CACHE": "false",
-        }
-        hook = LocalWebhook(free_port(), env, certs, workdir / "webhook-slow.log").start()
+        hook = own_env.start_webhook(kubeconfig=kubeconfig, kube_deadline_seconds="1.0", pvc_cache="false")
         try:
             answer, elapsed = post(hook, review(job_pod("slow", "5dlabs-tess"), namespace="slow"))
         finally:
@@ -132,7 +96,7 @@ def test_slow_api_server_cannot_stretch_the_deadline(own_plane: tuple[ControlPla
     assert elapsed < 1.0 + 1.0
 
 
-def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Cluster, namespace: str) -> None:
+def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Environment, namespace: str) -> None:
     with cluster.webhook(storage_class="Not_A_Valid_Name!"), pytest.raises(ApiException) as err:
         create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
     message = denial(err.value)
@@ -141,7 +105,7 @@ def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Cluster, namesp
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster: Cluster, namespace: str) -> None:
+def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster: Environment, namespace: str) -> None:
     hook = cluster.default
     assert hook is not None
     start = hook.metrics()
@@ -157,7 +121,7 @@ def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster
 
     core = client.CoreV1Api(cluster.admin)
     core.delete_namespaced_persistent_volume_claim("workspace-cache-rex", namespace)
-    # No controller-manager runs here to drop the pvc-protection finalizer once unused: do its part.
+    # The Pods above still mount it (kwok runs them), so pvc-protection would hold it: let it go now.
     core.patch_namespaced_persistent_volume_claim("workspace-cache-rex", namespace, {"metadata": {"finalizers": None}})
     deadline = time.monotonic() + 15
     while True:  # until the watch has told the cache, a dry run says the PVC would be created

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
-from tests.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agent-workspace-webhook"
@@ -255,6 +255,95 @@ def test_the_webhook_accepts_the_rendered_settings(github_app: str, agent: str, 
     assert json.loads(result.stdout)["pvc"] == pvc
 
 
+# --- every setting of settings.py, all the way to the Deployment --------------------------------
+
+# The settings the chart does not take as settings.*, and why (a new setting belongs in SAMPLES).
+NOT_CHART_SETTINGS = {
+    "namespace_selector": "from workspaceNamespaces, which also sets the webhooks' namespaceSelector",
+    "own_namespace": "the release's namespace",
+    "metrics_port": "the Deployment's container and probe port, 8080",
+    "store": "the in-memory store is for `serve` on a laptop",
+    "kubeconfig": "in a cluster the webhook uses its ServiceAccount",
+}
+# Where the chart keeps a setting when not under its own camelCase name.
+CHART_PATH = {
+    "storage_size": "storage.size",
+    "storage_class": "storage.className",
+    "access_modes": "storage.accessModes",
+}
+# A value for each setting, other than its default, as an operator would write it in values.yaml.
+SAMPLES: dict[str, Any] = {
+    "naming_mode": "agent",
+    "legacy_owner": "rex",
+    "agent_table": {"Acme-Builder": "builder"},
+    "agent_pattern": r"^acme[-_](?P<agent>[a-z][a-z0-9-]*?)(\[bot\])?$",
+    "shared_groups": [{"agents": ["rex", "blaze"], "suffix": "impl"}],
+    "workspace_volume": "scratch",
+    "pod_service_label": "platform/service",
+    "pod_app_label": "platform/app",
+    "coderun_group": "runs.example.com",
+    "coderun_version": "v2",
+    "coderun_plural": "agentruns",
+    "storage_size": "20Gi",
+    "storage_class": "fast-ssd",
+    "access_modes": ["ReadWriteMany"],
+    "seed_from_legacy": "clone",
+    "colocate": False,
+    "kube_deadline_seconds": 1.5,
+    "ready_timeout_seconds": 2,
+    "kube_pool_size": 16,
+    "pvc_cache": False,
+    "max_body_bytes": 4194304,
+    "max_in_flight": 512,
+    "tls_reload_seconds": 30,
+    "shutdown_grace_seconds": 8,
+    "request_timeout_seconds": 5,
+    "max_connections": 400,
+    "client_ca_file": "/tls/client-ca.crt",
+    "client_names": ["kube-apiserver"],
+}
+
+
+def chart_path(setting: str) -> list[str]:
+    head, *rest = setting.split("_")
+    return CHART_PATH.get(setting, head + "".join(word.title() for word in rest)).split(".")
+
+
+def test_every_setting_has_a_chart_value_a_schema_entry_and_reaches_the_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_workspace_webhook.settings import Settings, load_settings
+
+    chartable = set(Settings.model_fields) - set(NOT_CHART_SETTINGS)
+    assert chartable == set(SAMPLES), (
+        "settings.py and the chart disagree: give each new setting a key in values.yaml (settings.*), "
+        f"an entry in values.schema.json and a sample here; unmatched: {sorted(chartable ^ set(SAMPLES))}"
+    )
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["settings"]
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]
+    values: dict[str, Any] = {}
+    for setting, sample in SAMPLES.items():
+        *parents, key = chart_path(setting)
+        where_default, where_schema, where_values = defaults, schema, values
+        for parent in parents:
+            where_default, where_schema = where_default[parent], where_schema["properties"][parent]
+            where_values = where_values.setdefault(parent, {})
+        assert key in where_default, f"values.yaml has no settings.{'.'.join(chart_path(setting))}"
+        assert key in where_schema["properties"], f"values.schema.json has no settings.{'.'.join(chart_path(setting))}"
+        where_values[key] = sample
+    env = env_of(objects(template(tmp_path, {"settings": values})))
+    webhook_env = {name for name in env if name.startswith("WEBHOOK_")}
+    expected = {f"WEBHOOK_{name.upper()}" for name in SAMPLES} | {"WEBHOOK_NAMESPACE_SELECTOR", "WEBHOOK_OWN_NAMESPACE"}
+    assert webhook_env == expected
+    for name, value in env.items():  # as the webhook reads them at start-up
+        monkeypatch.setenv(name, value)
+    loaded = load_settings()
+    for setting, sample in SAMPLES.items():
+        got = getattr(loaded, setting)
+        got = [g.model_dump() for g in got] if setting == "shared_groups" else got
+        assert (str(got) if setting == "client_ca_file" else got) == sample, setting
+
+
 def test_cert_manager_with_an_issuer_of_ones_own(tmp_path: Path) -> None:
     issuer = {"name": "platform-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     rendered = objects(template(tmp_path, {"tls": {"source": "certManager", "certManager": {"issuerRef": issuer}}}))
@@ -382,7 +471,7 @@ def test_a_wrong_value_stops_the_render_naming_it(values: dict[str, Any], messag
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("values", ["default", "inline", "operator"])
-def test_rendered_chart_applies_server_side(values: str, cluster: Cluster, certs: Path, tmp_path: Path) -> None:
+def test_rendered_chart_applies_server_side(values: str, cluster: Environment, certs: Path, tmp_path: Path) -> None:
     chosen = {"default": None, "inline": inline_values(certs), "operator": OPERATOR_VALUES}[values]
     rendered = template(tmp_path, chosen)
     kubectl = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]
@@ -401,7 +490,7 @@ def test_rendered_chart_applies_server_side(values: str, cluster: Cluster, certs
 
 
 @pytest.mark.e2e
-def test_helm_install_and_upgrade_as_the_readme_says(cluster: Cluster, certs: Path) -> None:
+def test_helm_install_and_upgrade_as_the_readme_says(cluster: Environment, certs: Path) -> None:
     """`helm install --create-namespace --set namespace.create=false` (helm stores the release in
     the namespace before it creates the chart's objects), then an upgrade that changes a setting.
     A release of its own name and namespace, without the CRD, beside the fixture's install."""

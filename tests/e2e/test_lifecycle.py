@@ -10,23 +10,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from agent_workspace_webhook.testing.runs import (
-    job_status,
-    launch,
-    start_run,
-    submit,
-    wait_bound,
-    wait_running,
-    workspace_of,
-)
-from tests.cluster import Cluster
+from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.kube import denial, pvcs, wait_bound
+from agent_workspace_webhook.testing.objects import claim
+from agent_workspace_webhook.testing.runs import job_status, launch, start_run, submit, wait_running
 from tests.e2e.test_living import AGENTS
-from tests.kube import denial, pvcs
 
 pytestmark = pytest.mark.e2e
 
 
-def legacy_workspace(cluster: Cluster, namespace: str, service: str) -> dict[str, Any]:
+def legacy_workspace(cluster: Environment, namespace: str, service: str) -> dict[str, Any]:
     body = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -37,14 +30,14 @@ def legacy_workspace(cluster: Cluster, namespace: str, service: str) -> dict[str
     return wait_bound(cluster.admin, namespace, f"workspace-{service}")
 
 
-def test_moving_to_per_agent_workspaces_keeps_the_shared_context(cluster: Cluster, namespace: str) -> None:
+def test_moving_to_per_agent_workspaces_keeps_the_shared_context(cluster: Environment, namespace: str) -> None:
     legacy = legacy_workspace(cluster, namespace, "cto")
     shared = cluster.volume_dir(namespace, "workspace-cto")
     (shared / "CONTEXT.md").write_text("what the team learned so far\n")
     with cluster.webhook(seed_from_legacy="clone"):
         for agent, how in AGENTS:
             pod = wait_running(cluster.admin, start_run(cluster.admin, namespace, "cto", f"cto-{agent}", **dict(how)))
-            assert workspace_of(pod) == f"workspace-cto-{agent}"
+            assert claim(pod) == f"workspace-cto-{agent}"
     dirs = {}
     for agent, _ in AGENTS:
         pvc = wait_bound(cluster.admin, namespace, f"workspace-cto-{agent}")
@@ -67,7 +60,7 @@ def test_moving_to_per_agent_workspaces_keeps_the_shared_context(cluster: Cluste
     assert finalizers == set(legacy["metadata"]["finalizers"])
 
 
-def test_a_workspace_deleted_while_its_pod_runs_is_not_handed_out(cluster: Cluster, namespace: str) -> None:
+def test_a_workspace_deleted_while_its_pod_runs_is_not_handed_out(cluster: Environment, namespace: str) -> None:
     core = client.CoreV1Api(cluster.admin)
     first = start_run(cluster.admin, namespace, "api", "api-1-rex", githubApp="5DLabs-Rex")
     wait_running(cluster.admin, first)
@@ -94,29 +87,29 @@ def test_a_workspace_deleted_while_its_pod_runs_is_not_handed_out(cluster: Clust
 
     client.BatchV1Api(cluster.admin).delete_namespaced_job(first.job, namespace, propagation_policy="Foreground")
     pod = wait_running(cluster.admin, second, timeout=120)  # the Job controller's retries recover by themselves
-    assert workspace_of(pod) == "workspace-api-rex"
+    assert claim(pod) == "workspace-api-rex"
     fresh = wait_bound(cluster.admin, namespace, "workspace-api-rex")
     assert fresh["metadata"]["uid"] != old["metadata"]["uid"]
 
 
-def nodes_of_six_rex_runs(cluster: Cluster, namespace: str) -> set[str]:
+def nodes_of_six_rex_runs(cluster: Environment, namespace: str) -> set[str]:
     runs = [start_run(cluster.admin, namespace, "web", f"web-{i}-rex", githubApp="5DLabs-Rex") for i in range(6)]
     return {wait_running(cluster.admin, run)["spec"]["nodeName"] for run in runs}
 
 
-def test_runs_of_one_read_write_once_workspace_share_a_node(cluster: Cluster, namespace: str) -> None:
+def test_runs_of_one_read_write_once_workspace_share_a_node(cluster: Environment, namespace: str) -> None:
     assert len(nodes_of_six_rex_runs(cluster, namespace)) == 1
 
 
-def test_without_colocation_the_scheduler_spreads_them(cluster: Cluster, namespace: str) -> None:
+def test_without_colocation_the_scheduler_spreads_them(cluster: Environment, namespace: str) -> None:
     with cluster.webhook(colocate="false"):
         assert len(nodes_of_six_rex_runs(cluster, namespace)) > 1
 
 
-def test_a_coderun_naming_only_its_implementation_agent(cluster: Cluster, namespace: str) -> None:
+def test_a_coderun_naming_only_its_implementation_agent(cluster: Environment, namespace: str) -> None:
     run = start_run(cluster.admin, namespace, "docs", "docs-1", implementationAgent="cleo")
     stored = client.CustomObjectsApi(cluster.admin).get_namespaced_custom_object(
         "agents.platform", "v1", namespace, "coderuns", run.coderun
     )
     assert stored["metadata"]["labels"]["agents.platform/workspace"] == "workspace-docs-cleo"  # type: ignore[index]
-    assert workspace_of(wait_running(cluster.admin, run)) == "workspace-docs-cleo"
+    assert claim(wait_running(cluster.admin, run)) == "workspace-docs-cleo"

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.kube import denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.living import DRIVER, NODES
+from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import (
     Run,
     cancel,
@@ -18,13 +21,9 @@ from agent_workspace_webhook.testing.runs import (
     launch,
     start_run,
     submit,
-    wait_bound,
     wait_gone,
     wait_running,
-    workspace_of,
 )
-from tests.cluster import Cluster
-from tests.kube import denial, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -35,18 +34,18 @@ AGENTS = (
 )
 
 
-def start_all(cluster: Cluster, namespace: str, service: str, suffix: str = "1") -> dict[str, Run]:
+def start_all(cluster: Environment, namespace: str, service: str, suffix: str = "1") -> dict[str, Run]:
     return {
         agent: start_run(cluster.admin, namespace, service, f"{service}-{suffix}-{agent}", **dict(how))
         for agent, how in AGENTS
     }
 
 
-def test_three_runs_get_three_bound_workspaces_and_running_pods(cluster: Cluster, namespace: str) -> None:
+def test_three_runs_get_three_bound_workspaces_and_running_pods(cluster: Environment, namespace: str) -> None:
     runs = start_all(cluster, namespace, "billing")
     for agent, run in runs.items():
         pod = wait_running(cluster.admin, run)
-        assert workspace_of(pod) == f"workspace-billing-{agent}"
+        assert claim(pod) == f"workspace-billing-{agent}"
         assert pod["spec"]["nodeName"] in NODES
         owner = pod["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["controller"]) == (
@@ -62,7 +61,7 @@ def test_three_runs_get_three_bound_workspaces_and_running_pods(cluster: Cluster
 
 
 def test_cancelling_one_agent_leaves_the_others_and_its_workspace_keeps_its_context(
-    cluster: Cluster, namespace: str
+    cluster: Environment, namespace: str
 ) -> None:
     runs = start_all(cluster, namespace, "billing")
     pods = {agent: wait_running(cluster.admin, run)["metadata"]["uid"] for agent, run in runs.items()}
@@ -81,7 +80,7 @@ def test_cancelling_one_agent_leaves_the_others_and_its_workspace_keeps_its_cont
 
     again = start_run(cluster.admin, namespace, "billing", "billing-2-cleo", githubApp="5DLabs-Cleo[bot]")
     pod = wait_running(cluster.admin, again)
-    assert workspace_of(pod) == "workspace-billing-cleo"
+    assert claim(pod) == "workspace-billing-cleo"
     assert (
         pvcs(cluster.admin, namespace)["workspace-billing-cleo"]["spec"]["volumeName"]
         == volumes["workspace-billing-cleo"]
@@ -89,12 +88,14 @@ def test_cancelling_one_agent_leaves_the_others_and_its_workspace_keeps_its_cont
     assert notes.read_text() == "what Cleo learned in run 1\n"
 
 
-def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Cluster, namespace: str) -> None:
+def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Environment, namespace: str) -> None:
     hook = cluster.default
     assert hook is not None
     submitted = {
         agent: submit(cluster.admin, namespace, "ledger", f"ledger-{agent}", **dict(how)) for agent, how in AGENTS
     }
+    before = {name: pvc["metadata"]["uid"] for name, pvc in pvcs(cluster.admin, namespace).items()}
+    assert set(before) == {f"workspace-ledger-{a}" for a, _ in AGENTS}  # made at the CodeRuns' admission
     hook.stop()
     try:
         runs = {agent: launch(cluster.admin, s) for agent, s in submitted.items()}  # the controller makes the Jobs
@@ -111,9 +112,13 @@ def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Clust
     finally:
         hook.start()
     for agent, run in runs.items():  # the Job controller retries by itself
-        assert workspace_of(wait_running(cluster.admin, run, timeout=90)) == f"workspace-ledger-{agent}"
+        assert claim(wait_running(cluster.admin, run, timeout=90)) == f"workspace-ledger-{agent}"
     submit(cluster.admin, namespace, "ledger", "ledger-blaze", githubApp="5DLabs-Blaze")  # the platform's retry
-    created = [a["pvc"] for a in hook.admissions() if a.get("pvc_action") == "created"]
-    assert sorted(created) == sorted(set(created)), "a PVC created twice"
     names = {f"workspace-ledger-{a}" for a in ("rex", "cleo", "tess", "blaze")}
     assert set(pvcs(cluster.admin, namespace)) == names
+    # The log spans both lives of the process: each PVC created exactly once, none by anyone else
+    # (rex, cleo and tess at their CodeRuns' admission before the stop, blaze after the restart).
+    created = [a["pvc"] for a in hook.admissions() if a.get("pvc_action") == "created" and a["namespace"] == namespace]
+    assert sorted(created) == sorted(names), created
+    uids = {name: pvc["metadata"]["uid"] for name, pvc in pvcs(cluster.admin, namespace).items()}
+    assert uids == before | {"workspace-ledger-blaze": uids["workspace-ledger-blaze"]}, "a PVC was replaced"

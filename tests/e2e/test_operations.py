@@ -15,18 +15,19 @@ import pytest
 import yaml
 from kubernetes import client
 
+from agent_workspace_webhook.ops.manifests import load_yaml
+from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
-from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
+from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
+from agent_workspace_webhook.testing.kube import create, wait_bound
 from agent_workspace_webhook.testing.objects import job_pod
-from agent_workspace_webhook.testing.runs import start_run, wait_bound, wait_running
-from tests.cluster import Cluster
-from tests.kube import MANIFESTS, create, load_yaml
+from agent_workspace_webhook.testing.runs import start_run, wait_running
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+def kubectl(cluster: Environment, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(binaries_dir() / "kubectl"), "--kubeconfig", str(cluster.plane.kubeconfig), *args],
         capture_output=True,
@@ -47,7 +48,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_whole_kustomize_output_applies_server_side(cluster: Cluster) -> None:
+def test_whole_kustomize_output_applies_server_side(cluster: Environment) -> None:
     # The tests' own registration points clientConfig at a URL; an apply over it would merge in
     # `service` beside `url`. Take it away for the dry run, as on a cluster without the webhook.
     admission = client.AdmissionregistrationV1Api(cluster.admin)
@@ -63,7 +64,7 @@ def test_whole_kustomize_output_applies_server_side(cluster: Cluster) -> None:
         assert lines and lines[0].endswith("(server dry run)"), result.stdout
 
 
-def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Cluster, tmp_path: Path) -> None:
+def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Environment, tmp_path: Path) -> None:
     out = tmp_path / "generated"
     made = cli("certs", "--out", str(out))
     assert made.returncode == 0, made.stderr
@@ -84,7 +85,7 @@ def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Cluster, tmp_p
     assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied.stdout
 
 
-def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Cluster, tmp_path: Path) -> None:
+def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Environment, tmp_path: Path) -> None:
     out = tmp_path / "generated"
     made = cli("certs", "--out", str(out), "--api-server-client")
     assert made.returncode == 0, made.stderr
@@ -128,7 +129,7 @@ def test_cert_manager_overlay_builds() -> None:
     )
 
 
-def can(cluster: Cluster, verb: str, resource: str, group: str = "") -> bool:
+def can(cluster: Environment, verb: str, resource: str, group: str = "") -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
@@ -142,7 +143,7 @@ def can(cluster: Cluster, verb: str, resource: str, group: str = "") -> bool:
     return bool(answer.status.allowed)
 
 
-def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Cluster) -> None:
+def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Environment) -> None:
     # the tests' webhook authenticates as this ServiceAccount, bound by manifests/base/rbac.yaml
     kubeconfig = yaml.safe_load(Path(cluster.default.env["WEBHOOK_KUBECONFIG"]).read_text())  # type: ignore[union-attr]
     assert kubeconfig["users"][0]["name"] == WEBHOOK_SERVICE_ACCOUNT
@@ -159,12 +160,12 @@ def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Cluster) -> None:
     assert not can(cluster, "list", "secrets") and not can(cluster, "create", "pods")
 
 
-def _scrape(cluster: Cluster) -> dict[str, float]:
+def _scrape(cluster: Environment) -> dict[str, float]:
     assert cluster.default is not None
     return cluster.default.metrics()
 
 
-def test_metrics_follow_admissions_and_api_calls(cluster: Cluster, namespace: str) -> None:
+def test_metrics_follow_admissions_and_api_calls(cluster: Environment, namespace: str) -> None:
     before = _scrape(cluster)
     create(cluster.admin, namespace, job_pod("metrics", "5dlabs-rex"))
     after = _scrape(cluster)
@@ -182,7 +183,7 @@ def test_metrics_follow_admissions_and_api_calls(cluster: Cluster, namespace: st
     assert after["agent_workspace_webhook_requests_in_flight"] == 0
 
 
-def test_one_json_log_line_per_admission_and_no_secrets(cluster: Cluster, namespace: str) -> None:
+def test_one_json_log_line_per_admission_and_no_secrets(cluster: Environment, namespace: str) -> None:
     assert cluster.default is not None
     create(cluster.admin, namespace, job_pod("logs", "5dlabs-tess"))
     lines = [a for a in cluster.default.admissions() if a.get("namespace") == namespace]
@@ -212,7 +213,7 @@ def test_one_json_log_line_per_admission_and_no_secrets(cluster: Cluster, namesp
     assert token not in cluster.default.log() and cluster.plane.token not in cluster.default.log()
 
 
-def test_workspaces_command_shows_each_workspaces_life(cluster: Cluster, namespace: str) -> None:
+def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, namespace: str) -> None:
     legacy: dict[str, Any] = {
         "metadata": {"name": "workspace-ledger"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},

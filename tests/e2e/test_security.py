@@ -8,30 +8,19 @@ from __future__ import annotations
 import ssl
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from kubernetes import client
 
-from agent_workspace_webhook.certificates import write_certificates, write_client_certificate
+from agent_workspace_webhook.certificates import write_client_certificate
 from agent_workspace_webhook.ops.certs import write_api_server_client
-from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
-from agent_workspace_webhook.testing.install import (
-    WEBHOOK_NAMESPACE,
-    WEBHOOK_SERVICE_ACCOUNT,
-    admin_client,
-    install,
-    register,
-    service_account_kubeconfig,
-    wait_until_mutating,
-    workspace_namespace,
-)
+from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, workspace_namespace
+from agent_workspace_webhook.testing.kube import create, create_job, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod, review
-from tests.cluster import Cluster
-from tests.kube import create, create_job, denial, pvcs
 
 pytestmark = pytest.mark.e2e
 
@@ -40,48 +29,26 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any, LocalWebhook, Path]]:
-    """A control plane whose API server presents a client certificate to the webhook (its own
-    plane: the flag is given at start), and the webhook requiring it."""
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Environment, LocalWebhook]]:
+    """An environment whose API server presents a client certificate to the webhook (its own:
+    the flag is given at start), and the webhook requiring it."""
     workdir = tmp_path_factory.mktemp("mtls")
     port = free_port()  # known before the API server starts: its kubeconfig names host:port
     api_server_client, configuration = write_api_server_client(
         workdir / "api-server", f"127.0.0.1:{port}", "kube-apiserver", days=1
     )
-    plane = ControlPlane(
-        workdir=workdir / "plane", apiserver_flags=[f"--admission-control-config-file={configuration}"]
-    )
-    plane.workdir.mkdir()
-    plane.start()
-    admin = admin_client(plane)
-    hook = None
-    try:
-        install(admin)
-        client.CoreV1Api(admin).create_namespace(workspace_namespace("secure"))
-        certs = write_certificates(workdir / "certs", ["127.0.0.1"])
-        kubeconfig = service_account_kubeconfig(
-            plane, admin, workdir / "sa", WEBHOOK_SERVICE_ACCOUNT, WEBHOOK_NAMESPACE
-        )
-        env = {
-            "WEBHOOK_KUBECONFIG": str(kubeconfig),
-            "WEBHOOK_CLIENT_CA_FILE": str(api_server_client.ca),
-            "WEBHOOK_CLIENT_NAMES": '["kube-apiserver"]',
-        }
-        hook = LocalWebhook(port, env, certs, workdir / "webhook.log").start()
-        register(admin, hook.url, certs.ca.read_bytes())
-        wait_until_mutating(admin, "secure")
-        yield plane, admin, hook, workdir
-    finally:
-        if hook is not None:
-            hook.stop()
-        admin.close()
-        plane.stop()
+    flags = [f"--admission-control-config-file={configuration}"]
+    with Environment(workdir=workdir / "env", apiserver_flags=flags) as env:
+        env.namespace("secure")
+        hook = env.start_webhook(port=port, client_ca_file=str(api_server_client.ca), client_names='["kube-apiserver"]')
+        env.register(hook)
+        yield env, hook
 
 
 def test_the_api_server_with_its_client_certificate_gets_workspaces(
-    mtls: tuple[ControlPlane, Any, LocalWebhook, Path],
+    mtls: tuple[Environment, LocalWebhook],
 ) -> None:
-    _, admin, _, _ = mtls
+    admin = mtls[0].admin
     # The webhook completes no handshake without a certificate from the client CA: a patched
     # Pod means the API server presented the one its AdmissionConfiguration names.
     stored, _ = create(admin, "secure", job_pod("billing", "5dlabs-rex"))
@@ -91,9 +58,11 @@ def test_the_api_server_with_its_client_certificate_gets_workspaces(
 
 @pytest.mark.parametrize("who", ["no certificate", "a certificate from another CA"])
 def test_anyone_else_cannot_complete_the_handshake_and_nothing_is_created(
-    mtls: tuple[ControlPlane, Any, LocalWebhook, Path], who: str
+    mtls: tuple[Environment, LocalWebhook], who: str
 ) -> None:
-    _, admin, hook, workdir = mtls
+    env, hook = mtls
+    admin, workdir = env.admin, env.workdir
+    assert workdir is not None
     stranger = None
     if who != "no certificate":  # same name as the API server's, signed by a CA of its own
         stranger = write_client_certificate(workdir / f"stranger-{uuid.uuid4().hex[:6]}", "kube-apiserver")
@@ -114,7 +83,9 @@ def test_anyone_else_cannot_complete_the_handshake_and_nothing_is_created(
         ("missing", 404, "does not exist"),
     ],
 )
-def test_forged_reviews_outside_the_scope_create_nothing(cluster: Cluster, target: str, code: int, says: str) -> None:
+def test_forged_reviews_outside_the_scope_create_nothing(
+    cluster: Environment, target: str, code: int, says: str
+) -> None:
     core = client.CoreV1Api(cluster.admin)
     namespace = target
     if target in ("unlabelled", "missing"):
@@ -137,7 +108,7 @@ def test_forged_reviews_outside_the_scope_create_nothing(cluster: Cluster, targe
 # --- refusals named by their real cause ------------------------------------------------------
 
 
-def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Cluster, namespace: str) -> None:
+def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Environment, namespace: str) -> None:
     core = client.CoreV1Api(cluster.admin)
     quota = {
         "apiVersion": "v1",
@@ -159,7 +130,7 @@ def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Cluster, nam
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_a_terminating_namespace_is_named_as_such(cluster: Cluster) -> None:
+def test_a_terminating_namespace_is_named_as_such(cluster: Environment) -> None:
     core = client.CoreV1Api(cluster.admin)
     name = f"ending-{uuid.uuid4().hex[:6]}"
     core.create_namespace(workspace_namespace(name))
@@ -189,7 +160,7 @@ def owner_gets(hook: LocalWebhook) -> float:
     )
 
 
-def test_a_pod_with_1500_job_owners_costs_at_most_two_gets(cluster: Cluster, namespace: str) -> None:
+def test_a_pod_with_1500_job_owners_costs_at_most_two_gets(cluster: Environment, namespace: str) -> None:
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-9"))
     job = coderun_job(run, "task-9-job", job_pod(None, None))
     job["spec"]["suspend"] = True  # the Job controller makes no Pod of its own: only ours is counted

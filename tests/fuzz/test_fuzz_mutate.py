@@ -13,11 +13,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_workspace_webhook.admission.review import decode_patch
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.server.app import create_app
 from agent_workspace_webhook.settings import load_settings
-from agent_workspace_webhook.testing.objects import coderun, job_pod, review
+from agent_workspace_webhook.testing.objects import coderun, decode_patch, job_pod, review
 
 BUDGET = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -19,9 +19,8 @@ from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
 from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.install import workspace_namespace
+from agent_workspace_webhook.testing.kube import pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import coderun
-from agent_workspace_webhook.testing.runs import wait_bound
-from tests.kube import pvcs
 
 SPEC = PvcSpec(storage_size="2Gi", access_modes=["ReadWriteOnce"])
 
@@ -58,7 +57,7 @@ class KubeBackend:
         self.admin = cluster.admin
         self.namespace = f"store-{uuid.uuid4().hex[:8]}"
         client.CoreV1Api(self.admin).create_namespace(workspace_namespace(self.namespace))
-        kubeconfig = cluster.token_kubeconfig("agent-workspace-webhook")
+        kubeconfig = cluster.kubeconfig_for("agent-workspace-webhook")
         self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), pvc_cache=cached))
         self.cache = self.store.cache
         if self.cache is not None:

@@ -44,8 +44,9 @@ app.kubernetes.io/name: {{ include "agent-workspace-webhook.name" . }}
 {{- end }}
 
 {{/*
-The WEBHOOK_* variables of the Deployment, as a YAML list. Only what is set: the webhook's own
-defaults (its settings.py, README.md "Settings") apply to the rest.
+The WEBHOOK_* variables of the Deployment, as a YAML list: every key of .Values.settings that is
+set, named WEBHOOK_<KEY IN SNAKE CASE> (maps and lists as JSON, whole numbers without an
+exponent); the webhook's own defaults (settings.py) apply to the rest.
 */}}
 {{- define "agent-workspace-webhook.env" -}}
 {{- $s := .Values.settings }}
@@ -54,15 +55,16 @@ defaults (its settings.py, README.md "Settings") apply to the rest.
 {{- range $key, $value := .Values.workspaceNamespaces }}{{ $selector = append $selector (printf "%s=%s" $key $value) }}{{ end }}
 {{- $env = append $env (dict "name" "WEBHOOK_NAMESPACE_SELECTOR" "value" (join "," $selector)) }}
 {{- $env = append $env (dict "name" "WEBHOOK_OWN_NAMESPACE" "value" .Release.Namespace) }}
-{{- with $s.legacyOwner }}{{ $env = append $env (dict "name" "WEBHOOK_LEGACY_OWNER" "value" .) }}{{ end }}
-{{- with $s.agentTable }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_TABLE" "value" (toJson .)) }}{{ end }}
-{{- with $s.agentPattern }}{{ $env = append $env (dict "name" "WEBHOOK_AGENT_PATTERN" "value" .) }}{{ end }}
-{{- with $s.sharedGroups }}{{ $env = append $env (dict "name" "WEBHOOK_SHARED_GROUPS" "value" (toJson .)) }}{{ end }}
-{{- with $s.storage.size }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_SIZE" "value" (toString .)) }}{{ end }}
-{{- with $s.storage.className }}{{ $env = append $env (dict "name" "WEBHOOK_STORAGE_CLASS" "value" .) }}{{ end }}
-{{- with $s.storage.accessModes }}{{ $env = append $env (dict "name" "WEBHOOK_ACCESS_MODES" "value" (toJson .)) }}{{ end }}
-{{- with $s.seedFromLegacy }}{{ $env = append $env (dict "name" "WEBHOOK_SEED_FROM_LEGACY" "value" .) }}{{ end }}
-{{- if not (kindIs "invalid" $s.colocate) }}{{ $env = append $env (dict "name" "WEBHOOK_COLOCATE" "value" (toString $s.colocate)) }}{{ end }}
+{{- $storage := dict "storageSize" $s.storage.size "storageClass" $s.storage.className "accessModes" $s.storage.accessModes }}
+{{- range $key, $value := merge (omit $s "namingMode" "storage") $storage }}
+{{- $unset := or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value "")) (and (or (kindIs "map" $value) (kindIs "slice" $value)) (empty $value)) }}
+{{- if not $unset }}
+{{- $text := toString $value }}
+{{- if or (kindIs "map" $value) (kindIs "slice" $value) }}{{ $text = toJson $value }}
+{{- else if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}{{ $text = toString (int64 $value) }}{{ end }}
+{{- $env = append $env (dict "name" (printf "WEBHOOK_%s" (upper (snakecase $key))) "value" $text) }}
+{{- end }}
+{{- end }}
 {{- $set := dict }}
 {{- range $env }}{{ $_ := set $set .name true }}{{ end }}
 {{- range .Values.extraEnv }}

@@ -1,0 +1,216 @@
+"""One test environment, in the shape of controller-runtime's envtest.Environment with its
+WebhookInstallOptions: a dev control plane (API server only, or living), the webhook's install
+applied from manifests/ or the chart, certificates made, webhook processes started with given
+settings, registered at their local URL, and waited for until they mutate; `stop()` stops
+exactly what it started. The demo, the benchmarks and every test that needs a cluster use it.
+
+    with Environment(living=True) as env:
+        hook = env.serve()                         # started, registered, mutating
+        namespace = env.namespace()                # labelled for workspaces
+        with env.webhook(naming_mode="agent"):     # another process for a while, then `hook` again
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_workspace_webhook.certificates import CertFiles, write_certificates
+from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, free_port
+from agent_workspace_webhook.testing.install import (
+    WEBHOOK_NAMESPACE,
+    WEBHOOK_SERVICE_ACCOUNT,
+    Source,
+    install,
+    register,
+    service_account_kubeconfig,
+    unregister,
+    workspace_namespace,
+)
+from agent_workspace_webhook.testing.kube import admin_client, create, read_pvc, wait_bound
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.objects import claim, controller_pod
+
+# Where the environment dry-runs probe Pods to see which process the API server calls.
+PROBE_NAMESPACE = "probe"
+
+
+@dataclass
+class Environment:
+    """A dev cluster with the webhook installed; see the module's docstring."""
+
+    living: bool = False  # also the controller manager, scheduler, kwok nodes and a CSI provisioner
+    workdir: Path | None = None  # default: a temporary directory, removed by stop()
+    apiserver_flags: Sequence[str] = ()  # e.g. --admission-control-config-file for mutual TLS
+    install_from: Source = "manifests"
+    webhooks: list[LocalWebhook] = field(default_factory=list)
+    default: LocalWebhook | None = None  # what env.webhook() hands the admissions back to
+    _owns_workdir: bool = False
+
+    def start(self, timeout: float = 60) -> Environment:
+        if self.workdir is None:
+            self.workdir, self._owns_workdir = Path(tempfile.mkdtemp(prefix="agent-workspace-env-")), True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "plane").mkdir(exist_ok=True)
+        self.plane = ControlPlane(
+            workdir=self.workdir / "plane", living=self.living, apiserver_flags=list(self.apiserver_flags)
+        )
+        self.plane.start(timeout)
+        try:
+            self.admin = admin_client(self.plane)
+            install(self.admin, self.install_from, self.plane.bin_dir / "helm")
+            self.certs: CertFiles = write_certificates(self.workdir / "certs", ["127.0.0.1"])
+            self.namespace(PROBE_NAMESPACE)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Every webhook process, the client, the cluster (each by its pid); the workdir if it made it."""
+        for process in self.webhooks:
+            process.stop()
+        if getattr(self, "admin", None) is not None:
+            self.admin.close()
+        if getattr(self, "plane", None) is not None:
+            self.plane.stop()
+        if self._owns_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Environment:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # --- the cluster ---------------------------------------------------------------------------
+
+    def namespace(self, name: str | None = None) -> str:
+        """A namespace in the webhook's scope (a fresh name unless given)."""
+        from kubernetes import client
+
+        name = name or f"t-{uuid.uuid4().hex[:10]}"
+        client.CoreV1Api(self.admin).create_namespace(workspace_namespace(name))  # type: ignore[arg-type]
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with contextlib.suppress(ApiException):
+            client.CoreV1Api(self.admin).delete_namespace(name)
+
+    def kubeconfig_for(self, service_account: str = WEBHOOK_SERVICE_ACCOUNT) -> Path:
+        """A kubeconfig authenticating as that ServiceAccount of the webhook's namespace."""
+        assert self.workdir is not None
+        path = self.workdir / f"kubeconfig-{service_account}"
+        return service_account_kubeconfig(self.plane, self.admin, path, service_account, WEBHOOK_NAMESPACE)
+
+    def volume_dir(self, namespace: str, pvc: str) -> Path:
+        """The directory the living cluster's CSI driver keeps the PVC's volume in, once Bound."""
+        from kubernetes import client
+
+        bound = wait_bound(self.admin, namespace, pvc)
+        pv = client.CoreV1Api(self.admin).read_persistent_volume(bound["spec"]["volumeName"])
+        if pv.spec is None or pv.spec.csi is None or self.plane.components is None:
+            raise ControlPlaneError(f"PVC {namespace}/{pvc} is not on the living cluster's CSI driver")
+        return self.plane.components.volume_dir(pv.spec.csi.volume_handle)
+
+    def pvc(self, namespace: str, name: str) -> dict[str, Any]:
+        return read_pvc(self.admin, namespace, name)
+
+    # --- webhook processes ---------------------------------------------------------------------
+
+    def start_webhook(
+        self,
+        *,
+        port: int | None = None,
+        reuse_port: bool = False,
+        service_account: str = WEBHOOK_SERVICE_ACCOUNT,
+        kubeconfig: Path | None = None,
+        timeout: float = 30,
+        **settings: str,
+    ) -> LocalWebhook:
+        """`serve` as a process of its own with these settings (`naming_mode="agent"` is
+        WEBHOOK_NAMING_MODE=agent), as that ServiceAccount unless a kubeconfig is given; healthy,
+        not yet registered."""
+        return self._spawn(settings, port, reuse_port, service_account, kubeconfig, timeout)
+
+    def _spawn(
+        self,
+        settings: dict[str, str],
+        port: int | None = None,
+        reuse_port: bool = False,
+        service_account: str = WEBHOOK_SERVICE_ACCOUNT,
+        kubeconfig: Path | None = None,
+        timeout: float = 30,
+    ) -> LocalWebhook:
+        assert self.workdir is not None
+        env = {f"WEBHOOK_{key.upper()}": value for key, value in settings.items()}
+        env["WEBHOOK_KUBECONFIG"] = str(kubeconfig or self.kubeconfig_for(service_account))
+        log = self.workdir / f"webhook-{len(self.webhooks)}.log"
+        process = LocalWebhook(port or free_port(), env, self.certs, log, reuse_port)
+        self.webhooks.append(process)
+        return process.start(timeout)
+
+    def register(self, *processes: LocalWebhook, timeout: float = 30) -> None:
+        """Point the webhook configuration at these processes (sharing one port) and wait until
+        the API server calls one of them."""
+        register(self.admin, processes[0].url, self.certs.ca.read_bytes())
+        self.wait_until_called(*processes, timeout=timeout)
+
+    def unregister(self, timeout: float = 30) -> None:
+        """Remove the webhook configuration and wait until the API server stops calling it."""
+        unregister(self.admin)
+        self.wait_until_called(timeout=timeout)
+
+    def wait_until_called(self, *processes: LocalWebhook, timeout: float = 30) -> None:
+        """Dry-run probe Pods until one of these very processes is the one that mutates them (no
+        processes: until none does). A configuration takes a moment to reach admission."""
+        deadline = time.monotonic() + timeout
+        while True:
+            marker = f"probe-{uuid.uuid4().hex[:8]}-"
+            probe = controller_pod(
+                PROBE_NAMESPACE, "5dlabs-rex", volume={"name": "workspace", "emptyDir": {}}, generate_name=marker
+            )
+            stored, _ = create(self.admin, PROBE_NAMESPACE, probe, dry_run=True)
+            mutated = claim(stored) is not None
+            if processes and mutated and any(marker in process.log() for process in processes):
+                return
+            if not processes and not mutated:
+                return
+            if time.monotonic() > deadline:
+                which = f"port {processes[0].port}" if processes else "no webhook"
+                raise ControlPlaneError(f"the API server did not switch to {which} within {timeout}s")
+            time.sleep(0.2)
+
+    def serve(self, service_account: str = WEBHOOK_SERVICE_ACCOUNT, **settings: str) -> LocalWebhook:
+        """A webhook with these settings, started and registered; the first becomes the default."""
+        process = self._spawn(settings, service_account=service_account)
+        self.register(process)
+        if self.default is None:
+            self.default = process
+        return process
+
+    @contextlib.contextmanager
+    def webhook(self, service_account: str = WEBHOOK_SERVICE_ACCOUNT, **settings: str) -> Iterator[LocalWebhook]:
+        """Admissions served by a webhook with these settings for a while, then by the default."""
+        process = self.serve(service_account, **settings)
+        try:
+            yield process
+        finally:
+            self.restore()
+            process.stop()
+
+    def restore(self) -> None:
+        """Hand admissions back to the default webhook."""
+        if self.default is not None:
+            self.register(self.default)

@@ -18,10 +18,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates
 from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, free_port
@@ -35,7 +34,7 @@ from agent_workspace_webhook.testing.install import (
     unregister,
     workspace_namespace,
 )
-from agent_workspace_webhook.testing.kube import admin_client, create, read_pvc, wait_bound
+from agent_workspace_webhook.testing.kube import admin_client, create, wait_bound
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, controller_pod
 
@@ -124,37 +123,23 @@ class Environment:
             raise ControlPlaneError(f"PVC {namespace}/{pvc} is not on the living cluster's CSI driver")
         return self.plane.components.volume_dir(pv.spec.csi.volume_handle)
 
-    def pvc(self, namespace: str, name: str) -> dict[str, Any]:
-        return read_pvc(self.admin, namespace, name)
-
     # --- webhook processes ---------------------------------------------------------------------
 
     def start_webhook(
         self,
+        settings: Mapping[str, str] | None = None,
         *,
         port: int | None = None,
         reuse_port: bool = False,
         service_account: str = WEBHOOK_SERVICE_ACCOUNT,
         kubeconfig: Path | None = None,
         timeout: float = 30,
-        **settings: str,
     ) -> LocalWebhook:
-        """`serve` as a process of its own with these settings (`naming_mode="agent"` is
+        """`serve` as a process of its own with these settings (`{"naming_mode": "agent"}` is
         WEBHOOK_NAMING_MODE=agent), as that ServiceAccount unless a kubeconfig is given; healthy,
         not yet registered."""
-        return self._spawn(settings, port, reuse_port, service_account, kubeconfig, timeout)
-
-    def _spawn(
-        self,
-        settings: dict[str, str],
-        port: int | None = None,
-        reuse_port: bool = False,
-        service_account: str = WEBHOOK_SERVICE_ACCOUNT,
-        kubeconfig: Path | None = None,
-        timeout: float = 30,
-    ) -> LocalWebhook:
         assert self.workdir is not None
-        env = {f"WEBHOOK_{key.upper()}": value for key, value in settings.items()}
+        env = {f"WEBHOOK_{key.upper()}": value for key, value in (settings or {}).items()}
         env["WEBHOOK_KUBECONFIG"] = str(kubeconfig or self.kubeconfig_for(service_account))
         log = self.workdir / f"webhook-{len(self.webhooks)}.log"
         process = LocalWebhook(port or free_port(), env, self.certs, log, reuse_port)
@@ -194,7 +179,7 @@ class Environment:
 
     def serve(self, service_account: str = WEBHOOK_SERVICE_ACCOUNT, **settings: str) -> LocalWebhook:
         """A webhook with these settings, started and registered; the first becomes the default."""
-        process = self._spawn(settings, service_account=service_account)
+        process = self.start_webhook(settings, service_account=service_account)
         self.register(process)
         if self.default is None:
             self.default = process

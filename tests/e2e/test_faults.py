@@ -44,7 +44,7 @@ def own_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
 
 def test_api_server_stopped_mid_run_then_back(own_env: Environment) -> None:
     plane, admin = own_env.plane, own_env.admin
-    hook = own_env.start_webhook(kube_deadline_seconds="1.5")
+    hook = own_env.start_webhook({"kube_deadline_seconds": "1.5"})
     try:
         hook.wait_ready()
         own_env.namespace("outage")
@@ -84,7 +84,7 @@ def test_slow_api_server_cannot_stretch_the_deadline(own_env: Environment) -> No
     with SlowProxy(plane.port, delay=3.0) as proxy:
         kubeconfig = workdir / "kubeconfig-slow"
         kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{proxy.port}", plane.ca_file, token, "slow"))
-        hook = own_env.start_webhook(kubeconfig=kubeconfig, kube_deadline_seconds="1.0", pvc_cache="false")
+        hook = own_env.start_webhook({"kube_deadline_seconds": "1.0", "pvc_cache": "false"}, kubeconfig=kubeconfig)
         try:
             answer, elapsed = post(hook, review(job_pod("slow", "5dlabs-tess"), namespace="slow"))
         finally:

@@ -40,7 +40,9 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Environment
     flags = [f"--admission-control-config-file={configuration}"]
     with Environment(workdir=workdir / "env", apiserver_flags=flags) as env:
         env.namespace("secure")
-        hook = env.start_webhook(port=port, client_ca_file=str(api_server_client.ca), client_names='["kube-apiserver"]')
+        hook = env.start_webhook(
+            {"client_ca_file": str(api_server_client.ca), "client_names": '["kube-apiserver"]'}, port=port
+        )
         env.register(hook)
         yield env, hook
 

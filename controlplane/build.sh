@@ -3,7 +3,7 @@
 # charts/) from Go modules (the only source reachable here) into .cache/controlplane/bin/, once
 # per machine; and, for a cluster that runs Pods and provisions volumes without a kubelet,
 # kube-scheduler, kube-controller-manager, kwok (fake nodes, with its stages in kwok-stages.yaml),
-# csi-provisioner and workspaces-csi-driver (controlplane/csi-driver). Each section has its own
+# csi-provisioner, csi-resizer and workspaces-csi-driver (controlplane/csi-driver). Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
 # about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
@@ -28,6 +28,7 @@ helm_stamp="helm=$HELM_VERSION go=$go_version tools=helm"
 kwok_stages=(node/fast pod/fast)
 kwok_stamp="kwok=$KWOK_VERSION go=$go_version stages=$(IFS=,; echo "${kwok_stages[*]}") tools=kwok,kwok-stages.yaml"
 csi_provisioner_stamp="csi-provisioner=$CSI_PROVISIONER_VERSION go=$go_version tools=csi-provisioner"
+csi_resizer_stamp="csi-resizer=$CSI_RESIZER_VERSION go=$go_version tools=csi-resizer"
 # Our own driver has no version to pin: its stamp is a hash of its sources.
 csi_driver_hash=$(cd "$here/csi-driver" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 csi_driver_stamp="csi-driver=$csi_driver_hash go=$go_version tools=workspaces-csi-driver"
@@ -57,9 +58,10 @@ current() {
 if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current etcd "$etcd_stamp" etcd &&
   current helm "$helm_stamp" helm && current kwok "$kwok_stamp" kwok kwok-stages.yaml &&
   current csi-provisioner "$csi_provisioner_stamp" csi-provisioner &&
+  current csi-resizer "$csi_resizer_stamp" csi-resizer &&
   current csi-driver "$csi_driver_stamp" workspaces-csi-driver; then
   echo "controlplane: cached binaries match ($kubernetes_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
-    "$csi_provisioner_stamp; $csi_driver_stamp), nothing to build"
+    "$csi_provisioner_stamp; $csi_resizer_stamp; $csi_driver_stamp), nothing to build"
   exit 0
 fi
 
@@ -184,21 +186,22 @@ build_kwok() {
   mv "$bin/kwok.new" "$bin/kwok"
 }
 
-# --- csi-provisioner -----------------------------------------------------------------------
-# external-provisioner's go.mod replaces the k8s.io modules (as k8s.io/kubernetes needs), so
-# `go install` refuses it; a wrapper module that requires it and copies its replace lines builds.
-build_csi-provisioner() {
-  local wdir=$work/csi-provisioner pmod module=github.com/kubernetes-csi/external-provisioner/v6
+# --- csi-provisioner and csi-resizer ------------------------------------------------------
+# The kubernetes-csi sidecars' go.mod files replace the k8s.io modules (as k8s.io/kubernetes
+# needs), so `go install` refuses them; a wrapper module that requires one and copies its
+# replace lines builds it. sidecar NAME MODULE VERSION: builds MODULE/cmd/NAME into bin/NAME.
+sidecar() {
+  local name=$1 module=$2 version=$3 wdir=$work/$1 pmod
   mkdir -p "$wdir"
-  say "resolving $module $CSI_PROVISIONER_VERSION"
-  pmod=$(cd "$wdir" && GOFLAGS='' go mod download -json "$module@$CSI_PROVISIONER_VERSION" |
+  say "resolving $module $version"
+  pmod=$(cd "$wdir" && GOFLAGS='' go mod download -json "$module@$version" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   {
-    echo "module local/csi-provisioner-build"
+    echo "module local/$name-build"
     echo
     echo "go $(sed -n 's/^go \(.*\)$/\1/p' "$pmod")"
     echo
-    echo "require $module $CSI_PROVISIONER_VERSION"
+    echo "require $module $version"
     echo
     # both forms: `replace a => b v` lines and `replace ( ... )` blocks
     sed -n -e '/^replace ($/,/^)$/p' -e '/^replace [^(]/p' "$pmod"
@@ -208,15 +211,17 @@ build_csi-provisioner() {
 
 package tools
 
-import _ "$module/cmd/csi-provisioner"
+import _ "$module/cmd/$name"
 GO
-  say "go mod tidy (csi-provisioner)"
+  say "go mod tidy ($name)"
   (cd "$wdir" && go mod tidy)
-  say "go build csi-provisioner (about 2 minutes on 2 cores)"
-  (cd "$wdir" && go build -trimpath -ldflags "-s -w -X main.version=$CSI_PROVISIONER_VERSION" \
-    -o "$bin/csi-provisioner.new" "$module/cmd/csi-provisioner")
-  mv "$bin/csi-provisioner.new" "$bin/csi-provisioner"
+  say "go build $name (about 2 minutes on 2 cores)"
+  (cd "$wdir" && go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin/$name.new" "$module/cmd/$name")
+  mv "$bin/$name.new" "$bin/$name"
 }
+build_csi-provisioner() { sidecar csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$CSI_PROVISIONER_VERSION"; }
+# The resizer turns a PVC's raised request into ControllerExpandVolume (WEBHOOK_GROW_EXISTING).
+build_csi-resizer() { sidecar csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$CSI_RESIZER_VERSION"; }
 
 # --- workspaces-csi-driver -----------------------------------------------------------------
 # Our stand-in for csi-driver-host-path (see csi-driver/main.go). Built from the checkout with
@@ -245,8 +250,10 @@ section etcd "$etcd_stamp" etcd
 section helm "$helm_stamp" helm
 section kwok "$kwok_stamp" kwok kwok-stages.yaml
 section csi-provisioner "$csi_provisioner_stamp" csi-provisioner
+section csi-resizer "$csi_resizer_stamp" csi-resizer
 section csi-driver "$csi_driver_stamp" workspaces-csi-driver
 
 say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
   "/ kwok $("$bin/kwok" --version | cut -d' ' -f3) / csi-provisioner $("$bin/csi-provisioner" --version | cut -d' ' -f2)" \
+  "/ csi-resizer $CSI_RESIZER_VERSION" \
   "/ workspaces-csi-driver $csi_driver_hash"

@@ -28,11 +28,16 @@ if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane
 
 DRIVER = "workspaces.csi.local"
+# Three classes of the one driver: the default (volumes go with their PVC, may grow), one that
+# keeps a deleted PVC's volume as a Released PV (what the chart's workspace class does), and one
+# that cannot grow.
 STORAGE_CLASS = "workspaces"
+RETAIN_CLASS = "workspaces-retain"
+FIXED_CLASS = "workspaces-fixed"
 NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
 NODE_SIZE = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 # Stopped in this order (the reverse of start): nothing that writes to the API outlives it.
-ORDER = ("csi-provisioner", "csi-driver", "kwok", "kube-scheduler", "kube-controller-manager")
+ORDER = ("csi-resizer", "csi-provisioner", "csi-driver", "kwok", "kube-scheduler", "kube-controller-manager")
 
 
 @dataclass
@@ -113,12 +118,23 @@ class Living:
                 "--timeout=30s",
             ],
         )
+        self.procs["csi-resizer"] = plane.spawn(
+            "csi-resizer",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--csi-address={sock}",
+                "--leader-election=false",
+                f"--http-endpoint=127.0.0.1:{free_port()}",
+                "--timeout=30s",
+            ],
+        )
         checks = {
             "kube-controller-manager": lambda: http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure),
             "kube-scheduler": lambda: http_ok(f"https://127.0.0.1:{scheduler_port}/readyz", insecure),
             "kwok": lambda: http_ok(f"http://127.0.0.1:{kwok_port}/healthz"),
             # no health URL without leader election: its log says when it is working
             "csi-provisioner": lambda: "Started provisioner controller" in plane.tail("csi-provisioner", 200),
+            "csi-resizer": lambda: "Starting external resizer" in plane.tail("csi-resizer", 200),
         }
         for name, ready in checks.items():
             plane.wait_for(name, self.procs[name], ready, timeout)
@@ -175,20 +191,23 @@ def _apply_nodes_and_storage(admin: Any, timeout: float) -> None:
             "spec": {"attachRequired": False, "podInfoOnMount": False, "volumeLifecycleModes": ["Persistent"]},
         }
     )
-    storage.create_storage_class(
-        {  # type: ignore[arg-type]
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {
-                "name": STORAGE_CLASS,
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-            },
-            "provisioner": DRIVER,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-            "allowVolumeExpansion": False,
-        }
-    )
+    for name, reclaim, grows in (
+        (STORAGE_CLASS, "Delete", True),
+        (RETAIN_CLASS, "Retain", True),
+        (FIXED_CLASS, "Delete", False),
+    ):
+        default = {"storageclass.kubernetes.io/is-default-class": "true"} if name == STORAGE_CLASS else {}
+        storage.create_storage_class(
+            {  # type: ignore[arg-type]
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": name, "annotations": default},
+                "provisioner": DRIVER,
+                "reclaimPolicy": reclaim,
+                "volumeBindingMode": "Immediate",
+                "allowVolumeExpansion": grows,
+            }
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         nodes = core.list_node().items

@@ -6,7 +6,8 @@
 // kube-controller-manager and the provisioner as in a cluster, which kwok's volume stages do not.
 // A volume is the directory <state-dir>/<volume-id>, its size and source recorded beside it in
 // <volume-id>.json. kwok's nodes run no kubelet, so nothing is ever mounted: only the Identity and
-// Controller services are implemented; every other RPC answers Unimplemented.
+// Controller services are implemented (create, delete, clone, and expand, which only records the
+// new size: a directory has none of its own); every other RPC answers Unimplemented.
 package main
 
 import (
@@ -56,9 +57,10 @@ func (d *driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 func (d *driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{{
-		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}},
-	}}}, nil
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{
+		{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}}},
+		{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE}}},
+	}}, nil
 }
 
 func (d *driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
@@ -69,6 +71,7 @@ func (d *driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 	var caps []*csi.ControllerServiceCapability
 	for _, c := range []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME, csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	} {
 		caps = append(caps, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
@@ -169,6 +172,33 @@ func (d *driver) DeleteVolume(_ context.Context, req *csi.DeleteVolumeRequest) (
 	}
 	log.Printf("deleted volume %s", id)
 	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume records the larger size (never a smaller one); no node step follows.
+func (d *driver) ControllerExpandVolume(_ context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if !validID.MatchString(id) {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid volume id %q", id)
+	}
+	want := req.GetCapacityRange().GetRequiredBytes()
+	if want <= 0 {
+		return nil, status.Error(codes.InvalidArgument, "capacity range with required bytes missing")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, err := d.load(id)
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %q not found", id)
+	}
+	if want > v.Bytes {
+		v.Bytes = want
+		data, _ := json.Marshal(v)
+		if err := os.WriteFile(filepath.Join(d.dir, id+".json"), data, 0o644); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		log.Printf("expanded volume %s to %d bytes", id, want)
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: v.Bytes, NodeExpansionRequired: false}, nil
 }
 
 func (d *driver) ValidateVolumeCapabilities(_ context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {

@@ -1,7 +1,11 @@
 """Agent runs as the platform's controller makes them, in a living cluster: a CodeRun, then a Job
 owned by it whose Pod template carries the controller's labels and the shared workspace volume;
 the Job controller makes the Pod, the webhook gives it its agent's workspace, the provisioner
-binds the PVC and a simulated node runs the Pod. Shared by the demo and the e2e tests."""
+binds the PVC and a simulated node runs the Pod. Shared by the demo and the e2e tests.
+
+For a CodeRun that asks for a fresh workspace, `launch` first plays the controller's PVC step
+(5dlabs/cto, crates/controller/src/tasks/code/resources.rs): delete the PVC it computes for the
+run, poll up to 30 s for it to go, re-create that name, then create the Job."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_workspace_webhook.rules.agents import label_form
+from agent_workspace_webhook.rules.generations import wants_fresh
 from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod
 
@@ -49,10 +54,57 @@ def launch(admin: Any, submitted: Submitted) -> Run:
 
     run, app = submitted.coderun, submitted.app
     service = run["spec"]["service"]
+    if wants_fresh(run["spec"]):
+        fresh_pvc_step(admin, submitted.namespace, controller_pvc_name(service, app))
     template = controller_pod(service if app else None, label_form(app) if app else None)
     name = run["metadata"]["name"]
     client.BatchV1Api(admin).create_namespaced_job(submitted.namespace, coderun_job(run, f"{name}-job", template))  # type: ignore[arg-type]
     return Run(submitted.namespace, name, f"{name}-job")
+
+
+# The platform controller's implementation agents, which share workspace-{service}.
+IMPLEMENTATION_AGENTS = ("rex", "blaze", "vex")
+
+
+def controller_pvc_name(service: str, app: str | None) -> str:
+    """The PVC the platform's controller computes for a run (its AgentClassifier.get_pvc_name):
+    workspace-{service} for its implementation agents and for a run without a GitHub App,
+    workspace-{service}-{agent} for the others."""
+    agent = label_form(app).removeprefix("5dlabs-").removesuffix("bot") if app else None
+    return f"workspace-{service}" if agent is None or agent in IMPLEMENTATION_AGENTS else f"workspace-{service}-{agent}"
+
+
+def fresh_pvc_step(admin: Any, namespace: str, name: str, patience: float = 30) -> None:
+    """The controller's delete_pvc_if_exists + ensure_pvc_exists for a fresh run: delete, wait
+    up to `patience` seconds for it to go ("proceeding anyway" after), create it again (a 409 is
+    fine), with the controller's own labels and size."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(admin)
+    try:
+        core.delete_namespaced_persistent_volume_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+            raise
+        time.sleep(0.2)
+    body = {
+        "metadata": {"name": name, "labels": {"app": "orchestrator", "component": "code-runner"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    try:
+        core.create_namespaced_persistent_volume_claim(namespace, body)  # type: ignore[arg-type]
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def start_run(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Run:

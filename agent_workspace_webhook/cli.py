@@ -57,7 +57,7 @@ def _labels(text: str) -> dict[str, str]:
 def cmd_review(args: argparse.Namespace) -> int:
     from agent_workspace_webhook.admission.admit import admit, make_context
     from agent_workspace_webhook.admission.review import ReviewError, parse_review
-    from agent_workspace_webhook.kube.client import make_store
+    from agent_workspace_webhook.kube.factory import make_store
     from agent_workspace_webhook.kube.memory import MemoryStore
 
     settings = _settings(args, store="kube" if args.cluster else "memory")
@@ -139,7 +139,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_workspaces(args: argparse.Namespace) -> int:
-    from agent_workspace_webhook.kube.client import list_pods, list_pvcs
+    from agent_workspace_webhook.kube.listings import list_pods, list_pvcs
     from agent_workspace_webhook.ops.workspaces import report, rows
 
     settings = _settings(args)

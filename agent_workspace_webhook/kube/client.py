@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from agent_workspace_webhook.kube.memory import MemoryStore
-from agent_workspace_webhook.kube.store import RESOURCES, ClusterError, PvcAction, WorkspaceStore, describe_failure
+from agent_workspace_webhook.kube.connect import api_client
+from agent_workspace_webhook.kube.store import RESOURCES, PvcAction, describe_failure
 from agent_workspace_webhook.kube.watch_cache import CallCounter, namespace_cache, pvc_cache
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.names import one_line
@@ -20,13 +20,6 @@ from agent_workspace_webhook.rules.workspace import PREFIX
 from agent_workspace_webhook.settings import Settings
 
 T = TypeVar("T")
-
-
-def make_store(settings: Settings, count: CallCounter | None = None) -> WorkspaceStore:
-    """The store the settings name; `count` is told of every Kubernetes call (the metrics)."""
-    if settings.store == "memory":
-        return MemoryStore()
-    return KubeStore(settings, count)
 
 
 class KubeStore:
@@ -189,28 +182,6 @@ class KubeStore:
         self._api.close()
 
 
-def api_client(settings: Settings) -> Any:
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    try:
-        if settings.kubeconfig is not None:
-            config.load_kube_config(config_file=str(settings.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            try:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError) as exc:
-        raise ClusterError(
-            f"no Kubernetes API to talk to ({one_line(exc)}): run in a cluster, set WEBHOOK_KUBECONFIG, "
-            "or use the in-memory store (--store memory) for local debugging"
-        ) from None
-    configuration.connection_pool_maxsize = settings.kube_pool_size
-    configuration.retries = False  # the deadline is ours to spend, not urllib3's
-    return client.ApiClient(configuration)
-
-
 def _api_message(exc: Any) -> str:
     """The API server's own message from a Status body, else the HTTP reason."""
     try:
@@ -222,31 +193,3 @@ def _api_message(exc: Any) -> str:
 
 def _uncounted(verb: str, resource: str, code: str) -> None:
     pass
-
-
-def list_pvcs(settings: Settings, namespace: str | None) -> list[dict[str, Any]]:
-    """Every PVC, or those of one namespace, as the API returns them (for `workspaces`)."""
-    return _list(settings, namespace, "persistent_volume_claim", "PersistentVolumeClaims")
-
-
-def list_pods(settings: Settings, namespace: str | None) -> list[dict[str, Any]]:
-    """The Pods that have not finished, everywhere or in one namespace (who mounts a workspace)."""
-    return _list(settings, namespace, "pod", "Pods", field_selector="status.phase!=Succeeded,status.phase!=Failed")
-
-
-def _list(settings: Settings, namespace: str | None, kind: str, what: str, **options: Any) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    api = api_client(settings)
-    core = client.CoreV1Api(api)
-    try:
-        if namespace:
-            response = getattr(core, f"list_namespaced_{kind}")(namespace, _preload_content=False, **options)
-        else:
-            response = getattr(core, f"list_{kind}_for_all_namespaces")(_preload_content=False, **options)
-    except Exception as exc:
-        raise ClusterError(f"cannot list {what}: {one_line(exc)}") from None
-    finally:
-        api.close()
-    items: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
-    return items

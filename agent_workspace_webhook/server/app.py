@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from agent_workspace_webhook.admission.admit import Context, make_context
-from agent_workspace_webhook.kube.client import make_store
+from agent_workspace_webhook.kube.factory import make_store
 from agent_workspace_webhook.kube.store import WorkspaceStore
 from agent_workspace_webhook.server.metrics import Metrics
 from agent_workspace_webhook.server.mutator import Answer, Mutator

@@ -39,6 +39,10 @@ DEFAULT_AGENT_PATTERN = r"^5dlabs[-_]?(?P<agent>[a-z0-9][a-z0-9-]*?)(\[bot\])?$"
 # A Kubernetes resource quantity such as 10Gi, 500M or 1.5Ti.
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
+# Settings that were renamed: a deployment still setting the old name is stopped with the new one
+# rather than silently given the default.
+RENAMED = {"WEBHOOK_PVC_CACHE": "WEBHOOK_WATCH_CACHES (it switches the namespace cache too)"}
+
 
 def _label(value: str) -> str:
     if not is_dns1123_label(value):
@@ -126,8 +130,9 @@ class Settings(BaseSettings):
     kube_deadline_seconds: float = Field(default=2.0, gt=0, le=25)
     ready_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     kube_pool_size: int = Field(default=8, ge=1, le=256)
-    # Keep the names of workspace PVCs by list + watch, so that existing ones cost no API call.
-    pvc_cache: bool = True
+    # Keep the workspace PVCs and the namespaces' labels by list + watch (kube/watch_cache.py), so
+    # that an existing workspace and the scope check cost no API call; off, every admission asks.
+    watch_caches: bool = True
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
@@ -209,6 +214,9 @@ class SettingsError(Exception):
 
 def load_settings(**overrides: Any) -> Settings:
     """Load and validate the settings, turning pydantic's report into one message per setting."""
+    for old, new in RENAMED.items():
+        if old in os.environ:
+            raise SettingsError(f"invalid settings: {old} was renamed {new}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -39,8 +39,8 @@ class KubeStore:
         self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
         self._timeout = settings.kube_deadline_seconds
         # Answers "does it exist?" without a call once start() has run and the first list is in.
-        self.cache = pvc_cache(self._core, self._count) if settings.pvc_cache else None
-        self.namespaces = namespace_cache(self._core, self._count) if settings.pvc_cache else None
+        self.cache = pvc_cache(self._core, self._count) if settings.watch_caches else None
+        self.namespaces = namespace_cache(self._core, self._count) if settings.watch_caches else None
 
     def start(self) -> None:
         for cache in (self.cache, self.namespaces):

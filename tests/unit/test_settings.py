@@ -19,7 +19,9 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBHOOK_STORAGE_SIZE", "50Gi")
     monkeypatch.setenv("WEBHOOK_SHARED_GROUPS", '[{"agents": ["rex", "blaze"]}]')
     monkeypatch.setenv("WEBHOOK_AGENT_TABLE", '{"Acme-Rex": "rex"}')
+    monkeypatch.setenv("WEBHOOK_WATCH_CACHES", "false")
     s = load_settings()
+    assert s.watch_caches is False
     assert (s.naming_mode, s.storage_size) == ("agent", "50Gi")
     assert s.shared_groups[0].agents == ["rex", "blaze"] and s.shared_groups[0].suffix == ""
     assert s.agent_table == {"Acme-Rex": "rex"}
@@ -56,6 +58,7 @@ def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: st
             '[{"agents": ["rex"]}, {"agents": ["rex"], "suffix": "x"}]',
             "'rex' is in two groups",
         ),
+        ("WEBHOOK_PVC_CACHE", "false", "WEBHOOK_PVC_CACHE was renamed WEBHOOK_WATCH_CACHES"),
         ("WEBHOOK_NO_SUCH_KNOB", "1", None),  # unknown environment variables are not settings
     ],
 )

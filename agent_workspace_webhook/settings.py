@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label
+from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.rules.workspace import NamingMode
 
@@ -36,9 +37,6 @@ DEFAULT_AGENT_TABLE: dict[str, str] = {
 }
 DEFAULT_AGENT_PATTERN = r"^5dlabs[-_]?(?P<agent>[a-z0-9][a-z0-9-]*?)(\[bot\])?$"
 
-# A Kubernetes resource quantity such as 10Gi, 500M or 1.5Ti.
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-
 # Settings that were renamed: a deployment still setting the old name is stopped with the new one
 # rather than silently given the default.
 RENAMED = {"WEBHOOK_PVC_CACHE": "WEBHOOK_WATCH_CACHES (it switches the namespace cache too)"}
@@ -50,9 +48,12 @@ def _label(value: str) -> str:
     return value
 
 
-def _quantity(value: str) -> str:
-    if not _QUANTITY.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10Gi")
+def _storage_size(value: str) -> str:
+    size = parse_quantity(value)
+    if size is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10Gi, 500M or 1.5Ti")
+    if size <= 0 or size != size.to_integral_value():
+        raise ValueError(f"{value!r} is {size.normalize():f} bytes: a storage size is a positive whole number of bytes")
     return value
 
 
@@ -112,7 +113,7 @@ class Settings(BaseSettings):
     coderun_plural: str = "coderuns"
 
     # --- the PVC it creates ---------------------------------------------------------------------
-    storage_size: Annotated[str, AfterValidator(_quantity)] = "10Gi"
+    storage_size: Annotated[str, AfterValidator(_storage_size)] = "10Gi"
     storage_class: str | None = None
     access_modes: list[AccessMode] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]), min_length=1)
     # A new per-agent workspace of a service whose workspace-{service} exists and is Bound:

@@ -3,14 +3,13 @@ ones that exist, and the rules for seeding a new one as a clone of the legacy wo
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from agent_workspace_webhook.rules.labels import ANNOTATION_CLONED_FROM, COMPONENT, MANAGED_BY
+from agent_workspace_webhook.rules.quantity import parse_quantity
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 
@@ -77,31 +76,11 @@ def clone_problem(source: str, state: PvcState | None) -> str | None:
     return None
 
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE]|m|[eE][0-9]+)?$")
-_FACTORS: dict[str | None, Decimal] = {
-    None: Decimal(1),
-    "m": Decimal("0.001"),
-    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(["k", "M", "G", "T", "P", "E"])},
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])},
-}
-
-
-def quantity_bytes(value: str) -> Decimal | None:
-    """A Kubernetes quantity ("10Gi", "1.5G", "1e9") as a number, or None if it is not one."""
-    found = _QUANTITY.match(value.strip())
-    if found is None:
-        return None
-    number, suffix = Decimal(found.group(1)), found.group(2)
-    if suffix is not None and suffix[0] in "eE":
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * _FACTORS[suffix]
-
-
 def larger(ours: str, theirs: str | None) -> str:
     """The larger of two storage requests (ours when theirs cannot be read)."""
     if theirs is None:
         return ours
-    mine, other = quantity_bytes(ours), quantity_bytes(theirs)
+    mine, other = parse_quantity(ours), parse_quantity(theirs)
     return theirs if mine is not None and other is not None and other > mine else ours
 
 

@@ -17,7 +17,6 @@ from agent_workspace_webhook.rules.pvc import (
     larger,
     pvc_manifest,
     pvc_state,
-    quantity_bytes,
 )
 from agent_workspace_webhook.testing.objects import coderun, job_pod
 
@@ -78,15 +77,6 @@ def test_a_smaller_legacy_keeps_our_size_and_no_clone_keeps_our_class() -> None:
     plain = pvc_manifest("workspace-cto-rex", "agents", {}, SPEC)
     assert plain["spec"]["storageClassName"] == "fast-ssd" and "dataSource" not in plain["spec"]
     assert "annotations" not in plain["metadata"]
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("10Gi", 10 * 2**30), ("1G", 10**9), ("1.5Ki", 1536), ("500m", 0.5), ("1e3", 1000), ("12", 12), ("x", None)],
-)
-def test_quantities(value: str, expected: float | None) -> None:
-    parsed = quantity_bytes(value)
-    assert parsed == expected if expected is None else float(parsed or 0) == expected
 
 
 def test_larger_of_two_sizes() -> None:

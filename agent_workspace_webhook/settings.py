@@ -137,8 +137,8 @@ class Settings(BaseSettings):
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
-    # Past this many admissions at once, answer at once with a denial rather than queue
-    # beyond the API server's timeout.
+    # Past this many admissions at once, answer at once (an error, code 429: server/mutator.py)
+    # rather than queue beyond the API server's timeout.
     max_in_flight: int = Field(default=256, ge=1, le=100_000)
     # How often the serving certificate files are checked for rotation.
     tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)

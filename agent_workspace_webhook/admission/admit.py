@@ -2,8 +2,8 @@
 
 request -> the Pod's or the CodeRun's own path (facts) -> provision (provision.py: decide the
 workspace, find or create its PVC) -> patch -> Response, plus a Record of what happened for the
-log line and the metrics. Every "no" is raised as a Refusal (context.py) and turned into a
-Response in one place, here.
+log line and the metrics. Every failure is raised (a Denial, FactsError, NamingError,
+ClusterError or DeadlinePassed) and turned into a Response in one place, answer_failure.
 """
 
 from __future__ import annotations
@@ -13,22 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.admission.context import (
-    Context,
-    Refusal,
-    Target,
-    deadline_passed,
-    make_context,
-    within,
-)
+from agent_workspace_webhook.admission.context import Context, Denial, Target, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
-from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, errored
+from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
-from agent_workspace_webhook.kube.store import PvcAction
+from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import FactsError, coderun_facts, pod_facts
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
 from agent_workspace_webhook.rules.patch import colocation_patch, find_volume, shape_problem, workspace_patch
 from agent_workspace_webhook.rules.workspace import NamingError
+
+# Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
+Failure = Denial | FactsError | NamingError | ClusterError
 
 __all__ = ["Context", "Record", "admit", "make_context"]
 
@@ -59,13 +55,13 @@ async def admit(request: AdmissionRequest, ctx: Context) -> tuple[Response, Reco
     name = request.name or _object_name(request.object)
     namespace = request.namespace
     provisioned: Provisioned | None = None
+    who: str | None = None
     try:
         target = _target(request, name, ctx)
-        namespace = target.namespace
+        namespace, who = target.namespace, target.who
         response, provisioned = await _route(request, target, ctx)
-    except Refusal as refusal:
-        make = errored if refusal.decision == "error" else denied
-        response = make(request.uid, refusal.code, refusal.message)
+    except (Denial, FactsError, NamingError, ClusterError) as failure:
+        response = answer_failure(request.uid, who, failure)
     record = Record(
         uid=request.uid,
         kind=request.kind.kind,
@@ -84,39 +80,45 @@ async def admit(request: AdmissionRequest, ctx: Context) -> tuple[Response, Reco
     return response, record
 
 
+def answer_failure(uid: str, who: str | None, failure: Failure) -> Response:
+    """The one place a failure becomes an answer. The request's fault (a Denial, or facts or
+    naming the rules deny: 400) is `denied`; ours or the Kubernetes API's (a ClusterError, the
+    deadline among them) an `error`. Both reach the user as allowed: false with that code and the
+    message, led by the object's name once it is known; the decision is for the logs and metrics."""
+    lead = f"{who}: " if who else ""
+    if isinstance(failure, Denial):
+        return denied(uid, failure.code, lead + failure.message)
+    if isinstance(failure, ClusterError):
+        return error(uid, failure.code, f"{lead}{failure}")
+    return denied(uid, 400, f"{lead}{failure}")
+
+
 async def _route(request: AdmissionRequest, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
-    """Each kind its own path; bad facts in the object are the request's fault (400)."""
-    try:
-        if request.operation != "CREATE":
-            return allowed(request.uid, f"operation {request.operation} is left alone"), None
-        # One deadline for every Kubernetes step of this admission (context.within names the step).
-        async with asyncio.timeout_at(target.deadline):
-            await _check_scope(target, ctx)
-            if _is_pod(request):
-                return await _admit_pod(request.uid, target, ctx)
-            return await _admit_coderun(request.uid, target, ctx)
-    except (FactsError, NamingError) as exc:
-        raise Refusal(400, f"{target.who}: {exc}") from None
-    except TimeoutError:
-        raise deadline_passed(target) from None
+    """Each kind its own path, every Kubernetes step of it inside the one deadline."""
+    if request.operation != "CREATE":
+        return allowed(request.uid, f"operation {request.operation} is left alone"), None
+    # Every await below is a context.within step, which names itself if the deadline passes.
+    async with target.deadline:
+        await _check_scope(target, ctx)
+        if _is_pod(request):
+            return await _admit_pod(request.uid, target, ctx)
+        return await _admit_coderun(request.uid, target, ctx)
 
 
 async def _check_scope(target: Target, ctx: Context) -> None:
     """Only namespaces in scope get workspaces, whoever sends the review (a forged one included)."""
     namespace, selector = target.namespace, ctx.scope.text
     if namespace in (ctx.settings.own_namespace, "kube-system"):
-        raise Refusal(
-            403, f"{target.who}: namespace {namespace} never gets workspaces (the webhook's own, or kube-system)"
-        )
+        raise Denial(403, f"namespace {namespace} never gets workspaces (the webhook's own, or kube-system)")
     in_scope = await within(
         target, f"reading Namespace {namespace}", ctx.store.namespace_in_scope(namespace, ctx.scope)
     )
     if in_scope is None:
-        raise Refusal(404, f"{target.who}: namespace {namespace} does not exist")
+        raise Denial(404, f"namespace {namespace} does not exist")
     if not in_scope:
-        raise Refusal(
+        raise Denial(
             403,
-            f"{target.who}: namespace {namespace} is not in the webhook's scope: its labels do not match "
+            f"namespace {namespace} is not in the webhook's scope: its labels do not match "
             f"WEBHOOK_NAMESPACE_SELECTOR {selector!r}; label the namespace to match it if its runs should get "
             "workspaces",
         )
@@ -132,25 +134,24 @@ def _target(request: AdmissionRequest, name: str | None, ctx: Context) -> Target
     kind, settings = request.kind, ctx.settings
     coderun = (settings.coderun_group, settings.coderun_version, "CodeRun")
     if not _is_pod(request) and (kind.group, kind.version, kind.kind) != coderun:
-        raise Refusal(
+        raise Denial(
             400,
             f"kind {kind} is not handled by this webhook (it admits v1 Pod and {settings.coderun_group}/"
             f"{settings.coderun_version} CodeRun); fix the rules of its MutatingWebhookConfiguration",
         )
     obj = request.object
     if not isinstance(obj, dict):
-        raise Refusal(400, f"request.object must be a {kind.kind} object, not {type(obj).__name__}")
+        raise Denial(400, f"request.object must be a {kind.kind} object, not {type(obj).__name__}")
     problem = shape_problem(obj)
     if problem is not None:
-        raise Refusal(400, f"{kind.kind} {name or '(unnamed)'}: {problem}")
+        raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: {problem}")
     namespace = request.namespace or obj.get("metadata", {}).get("namespace")
     if not namespace or not isinstance(namespace, str):
-        raise Refusal(
-            400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced"
-        )
+        raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
     budget = settings.kube_deadline_seconds
     who = f"{kind.kind} {namespace}/{name or '(generated name)'}"
-    return Target(obj, namespace, who, request.dry_run, budget, asyncio.get_running_loop().time() + budget)
+    deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + budget)
+    return Target(obj, namespace, who, request.dry_run, budget, deadline)
 
 
 async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:

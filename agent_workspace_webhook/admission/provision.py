@@ -1,12 +1,12 @@
 """Provisioning, the step Pods and CodeRuns share: decide the workspace from the run's facts,
-then find its PVC (refusing one being deleted) or create it, empty or as a clone of the
+then find its PVC (denying one being deleted) or create it, empty or as a clone of the
 service's legacy workspace."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent_workspace_webhook.admission.context import Context, Refusal, Target, within
+from agent_workspace_webhook.admission.context import Context, Denial, Target, within
 from agent_workspace_webhook.kube.store import PvcAction
 from agent_workspace_webhook.rules.agents import AgentError, extract_agent
 from agent_workspace_webhook.rules.facts import RunFacts
@@ -48,7 +48,7 @@ async def provision(facts: RunFacts, target: Target, ctx: Context) -> Provisione
             target, f"reading PersistentVolumeClaim {namespace}/{name}", ctx.store.get_pvc(namespace, name)
         )
         if state is not None:
-            _refuse_if_dying(target, name, state)
+            _deny_if_dying(target.namespace, name, state)
             return Provisioned(service, agent, name, "exists", tuple(warnings), state.access_modes)
     clone = await _clone_source(workspace, target, ctx, warnings)
     labels = {**plain_pvc_labels(service, agent), **workspace_labels(service, agent, workspace.pvc)}
@@ -81,15 +81,15 @@ async def _clone_source(workspace: Workspace, target: Target, ctx: Context, warn
     return Clone(legacy, state)
 
 
-def _refuse_if_dying(target: Target, pvc: str, state: PvcState) -> None:
+def _deny_if_dying(namespace: str, pvc: str, state: PvcState) -> None:
     """A workspace being deleted cannot be mounted (the Pod would stay Pending, then for good
     once the PVC is gone): deny, and the Job controller's retry gets a fresh one later."""
     if not state.deleting:
         return
     held = ", still mounted by a Pod (finalizer kubernetes.io/pvc-protection)" if state.protected else ""
-    raise Refusal(
+    raise Denial(
         409,
-        f"{target.who}: its workspace PersistentVolumeClaim {target.namespace}/{pvc} is being deleted{held}; "
+        f"its workspace PersistentVolumeClaim {namespace}/{pvc} is being deleted{held}; "
         "the run will be admitted with a fresh workspace once it is gone (a Job's retries do that by "
         "themselves); delete the Pods that still mount it to speed that up",
     )

@@ -1,5 +1,5 @@
 """AdmissionReview v1 on the wire: the request parsed into a typed model, and the typed answers
-(allowed, patched, denied, errored) that become the response. No I/O."""
+(allowed, patched, denied, error: one constructor per decision) that become the response. No I/O."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def parse_review(body: bytes) -> AdmissionReview:
         raise ReviewError(f"AdmissionReview field {where}: {first['msg']}{more}") from None
 
 
+# The decisions, as the logs and the metrics' `decision` label name them; the constructors below
+# have the same names.
 Decision = Literal["allowed", "patched", "denied", "error"]
 
 
@@ -120,12 +122,12 @@ def patched(uid: str, patch: Sequence[dict[str, Any]], warnings: Sequence[str] =
 
 
 def denied(uid: str, code: int, message: str) -> Response:
-    """Refused because of the request: the message says what to fix in it."""
+    """Not admitted because of the request: the message says what to fix in it."""
     return Response(uid, "denied", code, message)
 
 
-def errored(uid: str, code: int, message: str) -> Response:
-    """Refused because the webhook could not do its part (the Kubernetes API failed, a bug)."""
+def error(uid: str, code: int, message: str) -> Response:
+    """Not admitted because the webhook could not do its part (the Kubernetes API failed, a bug)."""
     return Response(uid, "error", code, message)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_workspace_webhook.kube.store import ClusterError, PvcAction
+from agent_workspace_webhook.kube.store import ClusterError, PvcAction, describe_failure
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
@@ -26,9 +26,9 @@ MAX_CALLS = 1_000
 class MemoryStore:
     pvcs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     owners: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
-    # Set to make every call fail as the API server would (403, 422, unreachable, ...),
-    # or answer slowly.
-    failure: ClusterError | None = None
+    # verb ("get", "create") -> (the HTTP status, None for no answer; the API server's message):
+    # those calls fail as KubeStore reports such an answer (describe_failure). Or answer slowly.
+    failures: dict[str, tuple[int | None, str]] = field(default_factory=dict)
     delay: float = 0.0
     # Known namespaces and their labels; None: every name exists, labelled `labels_everywhere`, or
     # (that None too) in scope whatever the selector, as offline `review` assumes.
@@ -36,15 +36,16 @@ class MemoryStore:
     labels_everywhere: dict[str, str] | None = None
     calls: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=MAX_CALLS))
 
-    async def _call(self, verb: str, name: str) -> None:
+    async def _call(self, verb: str, what: str, namespace: str, name: str) -> None:
         self.calls.append((verb, name))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.failure is not None:
-            raise self.failure
+        failure = self.failures.get(verb)
+        if failure is not None:
+            raise describe_failure(verb, what, namespace, name, *failure)
 
     async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
-        await self._call("get", name)
+        await self._call("get", "PersistentVolumeClaim", namespace, name)
         found = self.pvcs.get((namespace, name))
         return None if found is None else pvc_state(found)
 
@@ -52,7 +53,7 @@ class MemoryStore:
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         if dry_run:
             return "would-create"
-        await self._call("create", name)
+        await self._call("create", "PersistentVolumeClaim", namespace, name)
         if (namespace, name) in self.pvcs:
             return "exists"  # what the API server's 409 means
         if len(self.pvcs) >= MAX_PVCS:
@@ -65,7 +66,7 @@ class MemoryStore:
         return "created"
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
-        await self._call("get", name)
+        await self._call("get", kind, namespace, name)
         return self.owners.get((kind, namespace, name))
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
@@ -76,7 +77,9 @@ class MemoryStore:
         return True if self.labels_everywhere is None else selector.matches(self.labels_everywhere)
 
     async def check_ready(self) -> str | None:
-        return None if self.failure is None else str(self.failure)
+        # As KubeStore's: an API server that answers is ready, whatever it answers.
+        away = [detail for status, detail in self.failures.values() if status is None]
+        return f"the Kubernetes API is unreachable: {away[0]}" if away else None
 
     def start(self) -> None:
         pass

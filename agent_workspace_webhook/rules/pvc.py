@@ -26,7 +26,7 @@ class PvcSpec:
 @dataclass(frozen=True, slots=True)
 class PvcState:
     """What the webhook knows of an existing workspace PVC (the watch cache keeps one per PVC):
-    enough to refuse a dying one, to colocate RWO runs and to clone it."""
+    enough to deny a dying one, to colocate RWO runs and to clone it."""
 
     phase: str  # Pending, Bound, Lost
     deleting: bool  # has a deletionTimestamp

@@ -1,6 +1,7 @@
 """The HTTP adaptor: /mutate, alone on the TLS port (the probes and metrics are on their own port:
-server/probes.py), as a bare ASGI app. All decisions live in admit; all work on a body in
-mutator.py.
+server/probes.py), as a bare ASGI app. All decisions on an admission live in admit, and all work
+on a body (the in-flight limit included) in mutator.py; here only what HTTP has: the body's limit
+and deadline.
 
 No framework here: FastAPI's routing and middleware stack cost about a third of each request
 under load (bench/README.md), and /mutate needs none of it: one path, one method, a bounded body.
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from types import SimpleNamespace
 from typing import Any
 
 from agent_workspace_webhook.admission.admit import Context, make_context
@@ -64,14 +64,11 @@ async def respond(send: Send, status: int, body: bytes) -> None:
 
 
 class WebhookApp:
-    """The ASGI app of the TLS port. `state` has the Context and the Metrics (the probe app and
-    the tests read them)."""
+    """The ASGI app of the TLS port; its `ctx` and `metrics` are the probe app's too."""
 
     def __init__(self, settings: Settings, ctx: Context, metrics: Metrics, certificate: ReloadingCertificate | None):
         self.settings, self.ctx, self.metrics, self.certificate = settings, ctx, metrics, certificate
         self.mutator = Mutator(ctx, metrics)
-        self.state = SimpleNamespace(ctx=ctx, metrics=metrics)
-        self.in_flight = 0  # one event loop: a plain counter is exact
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -87,19 +84,14 @@ class WebhookApp:
 
     async def mutate(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
-            answer = await self.answer(scope, receive, started, self.in_flight > self.settings.max_in_flight)
+            answer = await self.answer(scope, receive, started)
         except Disconnected:
             return
-        finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.dec()
         self.metrics.admission(answer.kind, answer.operation, answer.decision, time.perf_counter() - started)
         await respond(send, answer.status, answer.body)
 
-    async def answer(self, scope: Scope, receive: Receive, started: float, overloaded: bool) -> Answer:
+    async def answer(self, scope: Scope, receive: Receive, started: float) -> Answer:
         settings = self.settings
         try:
             # Together with the header deadline (server/connections.py): a slow client is dropped.
@@ -112,7 +104,7 @@ class WebhookApp:
         except BodyTooLarge:
             limit = settings.max_body_bytes
             return self.mutator.invalid(413, f"request body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)")
-        return await self.mutator.answer(body, started, overloaded)
+        return await self.mutator.answer(body, started)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         """Start the store's watches and the certificate's reload; stop them on shutdown."""

@@ -42,7 +42,17 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            f"{PREFIX}_requests_in_flight", "Admission requests being answered now.", registry=self.registry
+            f"{PREFIX}_requests_in_flight",
+            "Admissions under way now (past WEBHOOK_MAX_IN_FLIGHT a request is answered at once with code 429).",
+            registry=self.registry,
+        )
+        # Apart from decision="error" (the Kubernetes API failed, the deadline passed, overload):
+        # a count of bugs, as controller-runtime counts a webhook's panics apart.
+        self.internal_errors = Counter(
+            f"{PREFIX}_internal_errors_total",
+            "Admissions answered with code 500 because of a bug (an unexpected exception, logged with its "
+            "traceback as 'admission failed').",
+            registry=self.registry,
         )
         self.pvcs_created = Counter(
             f"{PREFIX}_pvcs_created_total", "Workspace PVCs this process created.", registry=self.registry

@@ -1,5 +1,6 @@
-"""Everything /mutate does with a request body: parse, admit, log one line, encode the answer.
-Apart from HTTP (server/app.py), so that bench/micro.py times one admission's Python cost alone."""
+"""Everything /mutate does with a request body: parse, admit (or, past WEBHOOK_MAX_IN_FLIGHT
+admissions under way, answer an error at once), log one line, encode the answer. Apart from HTTP (server/app.py), so
+that bench/micro.py times one admission's Python cost alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.admission.admit import Context, admit
-from agent_workspace_webhook.admission.review import ReviewError, errored, parse_review
+from agent_workspace_webhook.admission.review import ReviewError, error, parse_review
 from agent_workspace_webhook.server.metrics import OTHER, Metrics
 
 
@@ -32,31 +33,40 @@ class Mutator:
     def __init__(self, ctx: Context, metrics: Metrics) -> None:
         self.ctx, self.metrics, self.log = ctx, metrics, logs.logger()
         self.max_in_flight = ctx.settings.max_in_flight
+        # Admissions under way. One event loop: a plain counter is exact, and the gauge reads it
+        # when scraped, so what the metrics show is what the limit counts.
+        self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)
 
     def invalid(self, status: int, message: str) -> Answer:
         self.log.info("rejected", extra={"fields": {"status": status, "message": message}})
         return Answer(status, orjson.dumps({"error": message}))
 
-    async def answer(self, body: bytes, started: float, overloaded: bool = False) -> Answer:
+    async def answer(self, body: bytes, started: float) -> Answer:
         try:
             review = parse_review(body)
         except ReviewError as exc:
             return self.invalid(400, str(exc))
         uid, kind, operation = review.request.uid, review.request.kind.kind, review.request.operation
-        if overloaded:
+        if self.in_flight >= self.max_in_flight:
+            # Answered at once: queued, it would wait past the API server's timeout anyway.
             message = (
                 f"agent-workspace-webhook is already answering {self.max_in_flight} requests "
                 "(WEBHOOK_MAX_IN_FLIGHT); refused at once rather than queued past the API server's "
                 "timeout: retry the create, or add replicas"
             )
             self.log.warning("overloaded", extra={"fields": {"uid": uid, "max_in_flight": self.max_in_flight}})
-            return Answer(200, errored(uid, 429, message).encode(), kind, operation, "error")
+            return Answer(200, error(uid, 429, message).encode(), kind, operation, "error")
+        self.in_flight += 1
         try:
             response, record = await admit(review.request, self.ctx)
-        except Exception:  # a bug must still answer, with a denial the user can report
+        except Exception:  # a bug must still answer, with an error the user can report
+            self.metrics.internal_errors.inc()
             self.log.exception("admission failed", extra={"fields": {"uid": uid}})
             message = f"internal error in agent-workspace-webhook (uid {uid}); see its logs"
-            return Answer(200, errored(uid, 500, message).encode(), kind, operation, "error")
+            return Answer(200, error(uid, 500, message).encode(), kind, operation, "error")
+        finally:
+            self.in_flight -= 1
         if record.pvc_action == "created":
             self.metrics.pvcs_created.inc()
         level = logging.WARNING if record.decision == "error" else logging.INFO

@@ -1,11 +1,11 @@
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
-from agent_workspace_webhook.server.app import create_app
+from agent_workspace_webhook.server.app import WebhookApp, create_app
 from agent_workspace_webhook.server.probes import create_probe_app
 from agent_workspace_webhook.settings import load_settings
 
@@ -30,8 +30,8 @@ def make_client() -> Iterator[MakeClient]:
 
 def probes(http: TestClient) -> TestClient:
     """A client of the probe port's app (/healthz, /readyz, /metrics) beside this /mutate client."""
-    app = http.app
-    return TestClient(create_probe_app(app.state.ctx, app.state.metrics))  # type: ignore[attr-defined]
+    app = cast(WebhookApp, http.app)
+    return TestClient(create_probe_app(app.ctx, app.metrics))
 
 
 @pytest.fixture

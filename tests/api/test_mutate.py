@@ -8,7 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
-from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, decode_patch, job_pod, review
 from tests.api.conftest import MakeClient, probes
 
@@ -204,38 +203,52 @@ def test_dry_run_creates_nothing_and_says_what_would_be_created(client: Client) 
     assert any("workspace-cto-tess" in w and "would be created" in w for w in answer["response"]["warnings"])
 
 
+FORBIDDEN = (
+    'persistentvolumeclaims is forbidden: User "system:serviceaccount:agent-workspace-webhook:'
+    'agent-workspace-webhook" cannot create resource "persistentvolumeclaims" in API group "" in the '
+    'namespace "agents"'
+)
+QUOTA = (
+    'persistentvolumeclaims "workspace-cto-rex" is forbidden: exceeded quota: workspaces, requested: '
+    "requests.storage=10Gi, used: requests.storage=20Gi, limited: requests.storage=20Gi"
+)
+
+
 @pytest.mark.parametrize(
-    ("failure", "expected"),
+    ("verb", "status", "detail", "code", "fix"),
     [
-        (
-            ClusterError(
-                "cannot create PersistentVolumeClaim agents/workspace-cto-rex: forbidden (...); grant verb 'create'",
-                403,
-            ),
-            "grant verb 'create'",
-        ),
-        (
-            ClusterError(
-                "cannot get PersistentVolumeClaim agents/workspace-cto-rex: the Kubernetes API is unreachable (refused)"
-            ),
-            "unreachable",
-        ),
+        ("create", 403, FORBIDDEN, 500, "grant it verb 'create' on persistentvolumeclaims (see the ClusterRole"),
+        ("create", 403, QUOTA, 403, "refused by ResourceQuota agents/workspaces"),
+        ("get", None, "connection refused", 503, "the Kubernetes API is unreachable (connection refused)"),
     ],
 )
-def test_api_failures_are_clear_denials(make_client: MakeClient, failure: ClusterError, expected: str) -> None:
-    http, _ = make_client(MemoryStore(failure=failure))
+def test_api_failures_are_clear_denials(
+    make_client: MakeClient, verb: str, status: int | None, detail: str, code: int, fix: str
+) -> None:
+    """A failed call, injected as the API server's status and message where it happens: the answer
+    names the run and the PVC, says what to do, and carries the code for that cause."""
+    http, store = make_client(MemoryStore(failures={verb: (status, detail)}))
     response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
-    assert response["allowed"] is False
-    assert response["status"]["code"] == failure.code
-    assert "workspace-cto-rex" in response["status"]["message"] and expected in response["status"]["message"]
+    assert response["allowed"] is False and response["status"]["code"] == code
+    message = response["status"]["message"]
+    assert message.startswith(
+        f"Pod agents/code-run-: cannot {verb} PersistentVolumeClaim agents/workspace-cto-rex: "
+    ), message
+    assert fix in message
+    assert list(store.calls)[-1] == (verb, "workspace-cto-rex")  # failed where it was injected, and went no further
+    if verb == "create":  # the lookup before it answered: no such PVC
+        assert ("get", "workspace-cto-rex") in store.calls
+    assert store.pvcs == {}
 
 
 def test_slow_api_is_cut_off_at_the_deadline_with_a_message(make_client: MakeClient) -> None:
     http, _ = make_client(MemoryStore(delay=5), kube_deadline_seconds=0.2)
     response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert response["allowed"] is False and response["status"]["code"] == 504
-    message = response["status"]["message"]
-    assert "did not answer within 0.2s" in message and "agents/workspace-cto-rex" in message
+    assert response["status"]["message"] == (
+        "Pod agents/code-run-: the Kubernetes API did not answer within 0.2s while reading PersistentVolumeClaim "
+        "agents/workspace-cto-rex; check the API server's health and WEBHOOK_KUBE_DEADLINE_SECONDS"
+    )
 
 
 # --- 5. the answer --------------------------------------------------------------------------
@@ -394,9 +407,12 @@ def test_healthz(client: Client) -> None:
 def test_readyz_follows_the_store(make_client: MakeClient) -> None:
     http, store = make_client()
     assert probes(http).get("/readyz").status_code == 200
-    store.failure = ClusterError("cannot reach the Kubernetes API (connection refused)")
+    store.failures["create"] = (403, FORBIDDEN)  # answering, if not as we would like: still ready
+    assert probes(http).get("/readyz").status_code == 200
+    store.failures["get"] = (None, "connection refused")
     response = probes(http).get("/readyz")
-    assert response.status_code == 503 and "connection refused" in response.json()["error"]
+    assert response.status_code == 503
+    assert response.json()["error"] == "the Kubernetes API is unreachable: connection refused"
 
 
 # --- metrics ---------------------------------------------------------------------------------
@@ -426,6 +442,39 @@ def test_metrics_count_requests_by_decision(client: Client) -> None:
     assert _metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
     assert _metric(http, "agent_workspace_webhook_requests_in_flight") == 0
     assert probes(http).get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+class BrokenStore(MemoryStore):
+    """A store with a bug: an exception no admission step expects."""
+
+    async def get_pvc(self, namespace: str, name: str) -> Any:
+        raise RuntimeError("bug in get_pvc")
+
+
+def test_a_bug_is_a_500_counted_apart_from_api_errors(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    bugs = "agent_workspace_webhook_internal_errors_total"
+    errors = 'agent_workspace_webhook_requests_total{decision="error",kind="Pod",operation="CREATE"}'
+    failing, _ = make_client(MemoryStore(failures={"get": (None, "connection refused")}))
+    assert mutate(failing, review(job_pod("cto", "5dlabs-rex")))["response"]["status"]["code"] == 503
+    assert (_metric(failing, errors), _metric(failing, bugs)) == (1, 0)  # the API's failure is no bug
+
+    http, _ = make_client(BrokenStore())
+    with caplog.at_level("ERROR", logger="agent_workspace_webhook"):
+        response = mutate(http, review(job_pod("cto", "5dlabs-rex"), uid="uid-of-the-bug"))["response"]
+    assert response == {
+        "uid": "uid-of-the-bug",
+        "allowed": False,
+        "status": {
+            "code": 500,
+            "message": "internal error in agent-workspace-webhook (uid uid-of-the-bug); see its logs",
+        },
+    }
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.getMessage() == "admission failed" and logged.__dict__["fields"] == {"uid": "uid-of-the-bug"}
+    assert logged.exc_info is not None and str(logged.exc_info[1]) == "bug in get_pvc"
+    assert (_metric(http, errors), _metric(http, bugs)) == (1, 1)
 
 
 # --- limits ----------------------------------------------------------------------------------

@@ -28,6 +28,19 @@ def make_client() -> Iterator[MakeClient]:
         client.close()
 
 
+def mutate(http: TestClient, body: dict[str, Any] | bytes) -> dict[str, Any]:
+    """POST an AdmissionReview (a dict, or a file's bytes) to /mutate: the AdmissionReview answered,
+    which must come with HTTP 200 (a denial is in the answer, never in the HTTP status)."""
+    if isinstance(body, bytes):
+        response = http.post("/mutate", content=body, headers={"content-type": "application/json"})
+    else:
+        response = http.post("/mutate", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 def probes(http: TestClient) -> TestClient:
     """A client of the probe port's app (/healthz, /readyz, /metrics) beside this /mutate client."""
     app = cast(WebhookApp, http.app)

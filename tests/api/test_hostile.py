@@ -3,23 +3,14 @@ nothing that grows the metrics (issue 10)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.testing.objects import job_pod, review
-from tests.api.conftest import MakeClient, probes
+from tests.api.conftest import MakeClient, mutate, probes
 
 IN_SCOPE = {"agents.platform/workspaces": "enabled"}
-
-
-def answer(http: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = http.post("/mutate", json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["response"]
-    return result
 
 
 @pytest.mark.parametrize(
@@ -36,11 +27,11 @@ def test_forged_reviews_outside_the_scope_are_denied_and_create_nothing(
 ) -> None:
     store = MemoryStore(namespaces={"agents": IN_SCOPE, "unlabelled": {}, "kube-system": IN_SCOPE})
     http, _ = make_client(store)
-    response = answer(http, review(job_pod("cto", "5dlabs-rex"), namespace=namespace))
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex"), namespace=namespace))["response"]
     assert response["allowed"] is False and response["status"]["code"] == code
     assert says in response["status"]["message"] and namespace in response["status"]["message"]
     assert store.pvcs == {}
-    assert answer(http, review(job_pod("cto", "5dlabs-rex"), namespace="agents"))["allowed"] is True
+    assert mutate(http, review(job_pod("cto", "5dlabs-rex"), namespace="agents"))["response"]["allowed"] is True
     assert list(store.pvcs) == [("agents", "workspace-cto-rex")]
 
 
@@ -50,7 +41,7 @@ def test_thousands_of_forged_kinds_leave_the_metrics_small(client: tuple[TestCli
     for i in range(2000):
         body = review(job_pod("cto", "5dlabs-rex"), kind={"group": f"g{i}", "version": "v1", "kind": f"Kind{i}"})
         body["request"]["operation"] = f"OP{i}"
-        assert answer(http, body)["allowed"] is False
+        assert mutate(http, body)["response"]["allowed"] is False
     exposition = probes(http).get("/metrics").text
     assert len(exposition) < before + 5000, "a handful of new series (one histogram), not one per forged kind"
     assert 'decision="denied",kind="other",operation="other"} 2000.0' in exposition

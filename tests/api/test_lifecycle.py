@@ -12,14 +12,7 @@ from fastapi.testclient import TestClient
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.patch import REQUIRED, colocation_term
 from agent_workspace_webhook.testing.objects import applied, claim, coderun, job_pod, review
-from tests.api.conftest import MakeClient
-
-
-def answer(http: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = http.post("/mutate", json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
+from tests.api.conftest import MakeClient, mutate
 
 
 def pvc(name: str, *, phase: str = "Bound", deleting: bool = False, **spec: Any) -> dict[str, Any]:
@@ -46,7 +39,7 @@ def with_pvcs(*pvcs: dict[str, Any]) -> MemoryStore:
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_workspace_being_deleted_is_never_handed_out(make_client: MakeClient, dry_run: bool) -> None:
     http, store = make_client(with_pvcs(pvc("workspace-cto-rex", deleting=True)))
-    response = answer(http, review(job_pod("cto", "5dlabs-rex"), dry_run=dry_run))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex"), dry_run=dry_run))["response"]
     assert response["allowed"] is False and response["status"]["code"] == 409
     message = response["status"]["message"]
     assert "PersistentVolumeClaim agents/workspace-cto-rex is being deleted" in message
@@ -57,16 +50,16 @@ def test_a_workspace_being_deleted_is_never_handed_out(make_client: MakeClient, 
 
 def test_once_it_is_gone_the_run_gets_a_fresh_workspace(make_client: MakeClient) -> None:
     http, store = make_client(with_pvcs(pvc("workspace-cto-rex", deleting=True)))
-    assert answer(http, review(job_pod("cto", "5dlabs-rex")))["response"]["allowed"] is False
+    assert mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]["allowed"] is False
     del store.pvcs[("agents", "workspace-cto-rex")]
     pod = job_pod("cto", "5dlabs-rex")
-    assert claim(applied(pod, answer(http, review(pod)))) == "workspace-cto-rex"
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-rex"
     assert "deletionTimestamp" not in store.pvcs[("agents", "workspace-cto-rex")]["metadata"]
 
 
 def test_the_legacy_owner_is_not_pointed_at_a_dying_legacy_workspace(make_client: MakeClient) -> None:
     http, _ = make_client(with_pvcs(pvc("workspace-cto", deleting=True)), legacy_owner="rex")
-    response = answer(http, review(job_pod("cto", "5dlabs-rex")))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert response["allowed"] is False and "agents/workspace-cto is being deleted" in response["status"]["message"]
 
 
@@ -78,7 +71,7 @@ def test_clone_mode_seeds_a_new_workspace_from_the_bound_legacy_one(make_client:
     legacy["spec"]["resources"]["requests"]["storage"] = "30Gi"
     http, store = make_client(with_pvcs(legacy), seed_from_legacy="clone", storage_class="fast-ssd")
     before = dict(store.pvcs[("agents", "workspace-cto")])
-    response = answer(http, review(job_pod("cto", "5dlabs-cleobot")))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-cleobot")))["response"]
     assert response["allowed"] is True and not response.get("warnings")
     made = store.pvcs[("agents", "workspace-cto-cleo")]
     assert made["spec"]["dataSource"] == {"kind": "PersistentVolumeClaim", "name": "workspace-cto"}
@@ -102,7 +95,7 @@ def test_where_no_clone_is_possible_the_workspace_starts_empty_and_says_why(
     make_client: MakeClient, legacy: dict[str, Any] | None, why: str
 ) -> None:
     http, store = make_client(with_pvcs(*([legacy] if legacy else [])), seed_from_legacy="clone")
-    response = answer(http, review(job_pod("cto", "5dlabs-rex")))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert response["allowed"] is True
     assert any("workspace-cto-rex starts empty, not as a clone" in w and why in w for w in response["warnings"])
     assert "dataSource" not in store.pvcs[("agents", "workspace-cto-rex")]["spec"]
@@ -110,7 +103,7 @@ def test_where_no_clone_is_possible_the_workspace_starts_empty_and_says_why(
 
 def test_a_dry_run_says_which_clone_would_be_made(make_client: MakeClient) -> None:
     http, store = make_client(with_pvcs(pvc("workspace-cto")), seed_from_legacy="clone")
-    response = answer(http, review(job_pod("cto", "5dlabs-tess"), dry_run=True))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-tess"), dry_run=True))["response"]
     assert any("would be created as a clone of workspace-cto" in w for w in response["warnings"])
     assert ("agents", "workspace-cto-tess") not in store.pvcs
 
@@ -118,13 +111,13 @@ def test_a_dry_run_says_which_clone_would_be_made(make_client: MakeClient) -> No
 def test_the_legacy_owner_keeps_the_legacy_workspace_itself(make_client: MakeClient) -> None:
     http, store = make_client(with_pvcs(pvc("workspace-cto")), seed_from_legacy="clone", legacy_owner="rex")
     pod = job_pod("cto", "5dlabs-rex")
-    assert claim(applied(pod, answer(http, review(pod)))) == "workspace-cto"
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto"
     assert list(store.pvcs) == [("agents", "workspace-cto")]
 
 
 def test_clone_mode_off_creates_empty_workspaces(make_client: MakeClient) -> None:
     http, store = make_client(with_pvcs(pvc("workspace-cto")))
-    response = answer(http, review(job_pod("cto", "5dlabs-rex")))["response"]
+    response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert not response.get("warnings")
     assert "dataSource" not in store.pvcs[("agents", "workspace-cto-rex")]["spec"]
 
@@ -134,7 +127,7 @@ def test_clone_mode_off_creates_empty_workspaces(make_client: MakeClient) -> Non
 
 def affinity(http: TestClient) -> Any:
     pod = job_pod("cto", "5dlabs-rex")
-    return applied(pod, answer(http, review(pod)))["spec"].get("affinity")
+    return applied(pod, mutate(http, review(pod)))["spec"].get("affinity")
 
 
 def test_pods_of_a_read_write_once_workspace_get_one_node(make_client: MakeClient) -> None:
@@ -160,7 +153,7 @@ def test_no_colocation_when_off_or_not_read_write_once(
 def test_a_coderun_gets_no_affinity(make_client: MakeClient) -> None:
     http, _ = make_client()
     run = coderun("cto", "5DLabs-Rex")
-    assert "affinity" not in applied(run, answer(http, review(run)))["spec"]
+    assert "affinity" not in applied(run, mutate(http, review(run)))["spec"]
 
 
 # --- today's CodeRun --------------------------------------------------------------------------------
@@ -169,14 +162,14 @@ def test_a_coderun_gets_no_affinity(make_client: MakeClient) -> None:
 def test_a_coderun_with_only_implementation_agent_gets_that_agents_workspace(make_client: MakeClient) -> None:
     http, store = make_client(naming_mode="agent")
     run = coderun("cto", None, implementationAgent="cleo")
-    stored = applied(run, answer(http, review(run)))
+    stored = applied(run, mutate(http, review(run)))
     assert stored["metadata"]["labels"]["agents.platform/workspace"] == "workspace-cto-cleo"
     assert ("agents", "workspace-cto-cleo") in store.pvcs
 
 
 def test_an_implementation_agent_that_is_no_label_is_named(make_client: MakeClient) -> None:
     http, store = make_client(naming_mode="agent")
-    response = answer(http, review(coderun("cto", None, implementationAgent="Rex Prime")))["response"]
+    response = mutate(http, review(coderun("cto", None, implementationAgent="Rex Prime")))["response"]
     assert response["allowed"] is False
     assert "spec.implementationAgent is 'Rex Prime', which is not a DNS-1123 label" in response["status"]["message"]
     assert store.pvcs == {}

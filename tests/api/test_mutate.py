@@ -9,16 +9,9 @@ from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, decode_patch, job_pod, review
-from tests.api.conftest import MakeClient, probes
+from tests.api.conftest import MakeClient, mutate, probes
 
 Client = tuple[TestClient, MemoryStore]
-
-
-def mutate(client: TestClient, body: Any) -> dict[str, Any]:
-    response = client.post("/mutate", json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 # --- 2. where the run's facts come from ---------------------------------------------------------

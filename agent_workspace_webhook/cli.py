@@ -1,5 +1,7 @@
 """`agent-workspace-webhook serve | review | agent | certs | workspaces | demo`: the terminal
-adaptor. Each command imports only what it runs, so `serve` never loads the developer tooling."""
+adaptor. Each command imports only what it runs (inside its function): `serve` never loads the
+developer tooling, and `agent` or `review` no web server, certificates or Kubernetes client
+(tests/test_layout.py checks it)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError
-from agent_workspace_webhook.server.serve import ServeError
 from agent_workspace_webhook.settings import Settings, SettingsError, load_settings
 
 
@@ -28,19 +29,22 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from agent_workspace_webhook import logs
-    from agent_workspace_webhook.server.serve import serve
+    from agent_workspace_webhook.server.serve import ServeError, serve
 
     settings = _settings(args)
     logs.configure(args.log_level)
-    serve(
-        settings,
-        host=args.host,
-        port=args.port,
-        cert_file=args.cert_file,
-        key_file=args.key_file,
-        insecure=args.insecure,
-        reuse_port=args.reuse_port,
-    )
+    try:
+        serve(
+            settings,
+            host=args.host,
+            port=args.port,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            insecure=args.insecure,
+            reuse_port=args.reuse_port,
+        )
+    except ServeError as exc:  # what was asked cannot be served: one line, like any bad input
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -94,7 +98,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent_workspace_webhook.admission.admit import make_context
+    from agent_workspace_webhook.admission.context import make_context
     from agent_workspace_webhook.kube.memory import MemoryStore
     from agent_workspace_webhook.rules.agents import AgentError, extract_agent
     from agent_workspace_webhook.rules.workspace import NamingError, choose_workspace, validate_service
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (UsageError, ServeError, SettingsError, ClusterError) as exc:
+    except (UsageError, SettingsError, ClusterError) as exc:
         print(f"agent-workspace-webhook {args.command}: {exc}", file=sys.stderr)
         return 2
     return code

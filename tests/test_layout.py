@@ -68,3 +68,31 @@ def test_serve_loads_no_developer_tooling_and_unit_rules_no_kubernetes_client() 
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+HEAVY = ("uvicorn", "cryptography", "kubernetes", "fastapi", "starlette")
+LOADED = f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+
+
+def test_the_cli_loads_only_what_the_chosen_command_needs() -> None:
+    """`agent` (and any --help) in a fresh interpreter: no web server, certificates or Kubernetes
+    client; serve's own path still loads them when it runs."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from agent_workspace_webhook.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert main(['agent', '5DLabs-Rex', '--service', 'cto']) == 0\n"
+        "    try:\n"
+        "        main(['serve', '--help'])\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0\n"
+        f"{LOADED}"
+        "assert not heavy, heavy\n"
+        "assert 'pvc:   workspace-cto-rex' in out.getvalue() and '--cert-file' in out.getvalue(), out.getvalue()\n"
+        "import agent_workspace_webhook.server.serve\n"
+        f"{LOADED}"
+        "assert {'uvicorn', 'cryptography'} <= {m.split('.')[0] for m in heavy}, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -129,12 +128,3 @@ def denied(uid: str, code: int, message: str) -> Response:
 def error(uid: str, code: int, message: str) -> Response:
     """Not admitted because the webhook could not do its part (the Kubernetes API failed, a bug)."""
     return Response(uid, "error", code, message)
-
-
-def decode_patch(review_answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The JSON patch inside an answer (empty when there is none): for tests and `review`."""
-    encoded = review_answer.get("response", {}).get("patch")
-    if not encoded:
-        return []
-    patch: list[dict[str, Any]] = json.loads(base64.b64decode(encoded))
-    return patch

@@ -24,8 +24,6 @@ class RunFacts:
     app: str | None
     service_field: str
     app_field: str
-    # The app came from a label, lower-cased and stripped of [ and ] by the controller.
-    app_is_label: bool = False
     warnings: tuple[str, ...] = ()
     # A bare agent name (the CodeRun's spec.implementationAgent), in place of an app; named by app_field.
     agent: str | None = None
@@ -75,13 +73,7 @@ def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFa
     app = _string(labels, app_key, f"metadata.labels[{app_key!r}]")
     if service is None and app is None:
         return None
-    return RunFacts(
-        service,
-        app,
-        f"metadata.labels[{service_key!r}]",
-        f"metadata.labels[{app_key!r}]",
-        app_is_label=True,
-    )
+    return RunFacts(service, app, f"metadata.labels[{service_key!r}]", f"metadata.labels[{app_key!r}]")
 
 
 def _label_is_conclusive(facts: RunFacts, rules: AgentRules) -> bool:

@@ -55,7 +55,8 @@ def test_wrong_types_name_the_field() -> None:
 def test_complete_labels_need_no_lookup() -> None:
     lookup = Lookup({})
     facts = facts_for(job_pod("cto", "5dlabs-cleobot", owner_job="job-1"), lookup)
-    assert facts is not None and (facts.service, facts.app, facts.app_is_label) == ("cto", "5dlabs-cleobot", True)
+    assert facts is not None and (facts.service, facts.app) == ("cto", "5dlabs-cleobot")
+    assert facts.app_field == "metadata.labels['github-user']"
     assert lookup.asked == []
 
 

@@ -84,7 +84,7 @@ def test_slow_api_server_cannot_stretch_the_deadline(own_env: Environment) -> No
     with SlowProxy(plane.port, delay=3.0) as proxy:
         kubeconfig = workdir / "kubeconfig-slow"
         kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{proxy.port}", plane.ca_file, token, "slow"))
-        hook = own_env.start_webhook({"kube_deadline_seconds": "1.0", "pvc_cache": "false"}, kubeconfig=kubeconfig)
+        hook = own_env.start_webhook({"kube_deadline_seconds": "1.0", "watch_caches": "false"}, kubeconfig=kubeconfig)
         try:
             answer, elapsed = post(hook, review(job_pod("slow", "5dlabs-tess"), namespace="slow"))
         finally:

@@ -58,7 +58,7 @@ class KubeBackend:
         self.namespace = f"store-{uuid.uuid4().hex[:8]}"
         client.CoreV1Api(self.admin).create_namespace(workspace_namespace(self.namespace))
         kubeconfig = cluster.kubeconfig_for("agent-workspace-webhook")
-        self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), pvc_cache=cached))
+        self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), watch_caches=cached))
         self.cache = self.store.cache
         if self.cache is not None:
             self.store.start()

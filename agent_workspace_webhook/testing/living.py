@@ -55,7 +55,15 @@ class Living:
         return self.state_dir / volume_handle
 
     def start(self, timeout: float = 60) -> Living:
-        """Start the components, then make the nodes and the default storage class."""
+        """Start the components, then make the nodes and the storage classes; on any failure,
+        stop what was started (the plane does not know of these processes until this returns)."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> Living:
         started = time.monotonic()
         plane, kubeconfig, workdir = self.plane, str(self.plane.kubeconfig), self.plane.workdir
         insecure = ssl.create_default_context()

@@ -62,7 +62,10 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
     try:
         started = time.monotonic()
         env.start()
-        say(f"cluster up in {time.monotonic() - started:.1f} s; manifests/ applied: namespace, CodeRun CRD, RBAC")
+        say(
+            f"cluster up in {time.monotonic() - started:.1f} s; applied: manifests/dev (stand-in for the platform's"
+            " CodeRun CRD), manifests/ (namespace, RBAC)"
+        )
         hook = env.serve()
         say(f"webhook serving {hook.url} with fresh certificates, as ServiceAccount {WEBHOOK_SERVICE_ACCOUNT}")
         admin = env.admin

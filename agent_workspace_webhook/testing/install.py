@@ -1,7 +1,9 @@
 """The webhook's cluster-wide objects installed into a dev control plane, from manifests/ or from
 the Helm chart, as an operator's install would leave them, but with the webhook itself running
 as a local process: the MutatingWebhookConfiguration is pointed at its URL, and it
-authenticates as the manifests' ServiceAccount with a bound token."""
+authenticates as the manifests' ServiceAccount with a bound token. A dev cluster does not run
+the platform, so it first gets the stand-in for the platform's CodeRun CRD (manifests/dev/),
+which no install of the webhook contains."""
 
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ IN_SCOPE = {"agents.platform/workspaces": "enabled"}
 MANIFESTS = manifests_dir() / "base"
 CHART = manifests_dir().parent / "charts" / "agent-workspace-webhook"
 CODERUN_CRD = "coderuns.agents.platform"
-# What a local webhook process needs of an install: its namespace, identity and rights, and the
-# CodeRun kind. The Deployment, Service and webhook configuration belong to an in-cluster webhook.
-INSTALLED_KINDS = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+# The stand-in for the platform's CodeRun CRD, for clusters without the platform.
+PLATFORM_CRD_STAND_IN = manifests_dir() / "dev" / "crd-coderun.yaml"
+# What a local webhook process needs of an install: its namespace, identity and rights. The
+# Deployment, Service and webhook configuration belong to an in-cluster webhook.
+INSTALLED_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 Source = Literal["manifests", "chart"]
 
 
@@ -55,9 +59,12 @@ def rendered(source: Source, helm: Path | None = None) -> list[dict[str, Any]]:
 
 
 def install(api: Any, source: Source = "manifests", helm: Path | None = None) -> None:
-    """Apply the install's namespace, CRD, ServiceAccount and RBAC; wait for the CRD to be served."""
+    """Apply the stand-in for the platform's CodeRun CRD, then the install's namespace,
+    ServiceAccount and RBAC; wait for the CRD to be served."""
     from kubernetes import client
 
+    for doc in load_yaml(PLATFORM_CRD_STAND_IN):
+        apply(api, doc)
     for doc in rendered(source, helm):
         if doc["kind"] in INSTALLED_KINDS:
             apply(api, doc)

@@ -70,8 +70,12 @@ def job_pod(
 def coderun(
     service: str | None = "cto", app: str | None = "5DLabs-Tess", name: str = "run-1", **spec: Any
 ) -> dict[str, Any]:
+    """A CodeRun as the platform's users create it, valid against the platform's CRD (and its
+    stand-in, manifests/dev/): `service`, `repositoryUrl` and `docsRepositoryUrl` are required,
+    the rest as the platform's tooling sets them; `spec` adds or replaces fields
+    (implementationAgent=..., freshWorkspace=True, ...). None leaves service or githubApp out."""
     body: dict[str, Any] = {
-        # the fields the platform's CRD requires
+        "runType": "implementation",
         "taskId": 1,
         "repositoryUrl": "https://github.com/5dlabs/cto",
         "docsRepositoryUrl": "https://github.com/5dlabs/docs",

@@ -366,7 +366,6 @@ def test_names_and_namespace_follow_the_release() -> None:
     name = "aww-agent-workspace-webhook"
     assert {n for _, _, _, n in rendered} == {
         "platform",  # the Namespace
-        "coderuns.agents.platform",
         name,
         f"{name}-selfsigned",
         f"{name}-ca",
@@ -393,8 +392,9 @@ def test_names_and_namespace_follow_the_release() -> None:
     assert serving["spec"]["dnsNames"] == [f"{name}.platform.svc", f"{name}.platform.svc.cluster.local"]
 
 
-def test_namespace_and_crd_can_be_left_to_others(tmp_path: Path) -> None:
-    rendered = objects(template(tmp_path, {"namespace": {"create": False}, "installCRD": False}))
+def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: Path) -> None:
+    # No CRD by default (the platform's; tests/e2e/test_platform_crd.py checks the opt-in).
+    rendered = objects(template(tmp_path, {"namespace": {"create": False}}))
     kinds = {kind for _, kind, _, _ in rendered}
     assert not kinds & {"Namespace", "CustomResourceDefinition"}
     assert "Deployment" in kinds
@@ -493,13 +493,13 @@ def test_rendered_chart_applies_server_side(values: str, cluster: Environment, c
 def test_helm_install_and_upgrade_as_the_readme_says(cluster: Environment, certs: Path) -> None:
     """`helm install --create-namespace --set namespace.create=false` (helm stores the release in
     the namespace before it creates the chart's objects), then an upgrade that changes a setting.
-    A release of its own name and namespace, without the CRD, beside the fixture's install."""
+    A release of its own name and namespace beside the fixture's install."""
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     kubeconfig = ["--kubeconfig", str(cluster.plane.kubeconfig), "--namespace", namespace]
     tls = [f"tls.cert={certs / 'tls.crt'}", f"tls.key={certs / 'tls.key'}", f"tls.caBundle={certs / 'ca.crt'}"]
     installed = helm(
         "install", "aww", CHART, *kubeconfig, "--create-namespace", "--set", "namespace.create=false",
-        "--set", "installCRD=false", "--set", "tls.source=inline", "--set-file", ",".join(tls),
+        "--set", "tls.source=inline", "--set-file", ",".join(tls),
     )  # fmt: skip
     try:
         assert installed.returncode == 0, installed.stderr

@@ -292,7 +292,7 @@ SAMPLES: dict[str, Any] = {
     "kube_deadline_seconds": 1.5,
     "ready_timeout_seconds": 2,
     "kube_pool_size": 16,
-    "pvc_cache": False,
+    "watch_caches": False,
     "max_body_bytes": 4194304,
     "max_in_flight": 512,
     "tls_reload_seconds": 30,

@@ -54,6 +54,9 @@ def test_rules_are_pure_and_the_layers_point_one_way(path: Path) -> None:
         return
     ours = {name.split(".")[1] for name in imports(path) if name.startswith("agent_workspace_webhook.")}
     assert ours <= allowed, f"{path.relative_to(PACKAGE)} imports {sorted(ours - allowed)}"
+    if package_of(path) == "admission":  # of kube/, only the interface: never a store itself
+        stores = {name for name in imports(path) if name.startswith("agent_workspace_webhook.kube.")}
+        assert stores <= {"agent_workspace_webhook.kube.store"}, f"{path.relative_to(PACKAGE)} imports {stores}"
 
 
 def test_serve_loads_no_developer_tooling_and_unit_rules_no_kubernetes_client() -> None:

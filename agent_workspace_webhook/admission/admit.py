@@ -168,7 +168,7 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     )
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
-    done = await provision(facts, target, ctx)
+    done = await provision(facts, target, ctx, "Pod")
     patch = workspace_patch(target.obj, _labels(done), done.pvc, index)
     if s.colocate and "ReadWriteOnce" in done.access_modes and LABEL_WORKSPACE in _labels(done):
         patch += colocation_patch(target.obj, done.pvc)
@@ -177,7 +177,7 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
 
 async def _admit_coderun(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned]:
     """A CodeRun: facts from its spec; it gets the labels and annotation (it has no volume)."""
-    done = await provision(coderun_facts(target.obj), target, ctx)
+    done = await provision(coderun_facts(target.obj), target, ctx, "CodeRun")
     return patched_response(uid, workspace_patch(target.obj, _labels(done), done.pvc, None), done.warnings), done
 
 

@@ -1,6 +1,7 @@
-"""What every admission step shares: the Context built once at start-up, the Target under
-admission, the failures a step raises (Denial, DeadlinePassed; admit.answer_failure turns them
-into answers), and `within`, which runs a Kubernetes step inside the admission's one deadline."""
+"""What every admission step shares: the Context built once at start-up, `decide` (the facts'
+workspace, by the rules the Context holds), the Target under admission, the failures a step
+raises (Denial, DeadlinePassed; admit.answer_failure turns them into answers), and `within`,
+which runs a Kubernetes step inside the admission's one deadline."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
-from agent_workspace_webhook.rules.agents import AgentRules, compile_rules
+from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
+from agent_workspace_webhook.rules.facts import RunFacts
+from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
 from agent_workspace_webhook.rules.pvc import PvcSpec
 from agent_workspace_webhook.rules.selector import Selector, parse_selector
-from agent_workspace_webhook.rules.workspace import NamingPolicy
+from agent_workspace_webhook.rules.workspace import (
+    NamingError,
+    NamingPolicy,
+    Workspace,
+    choose_workspace,
+    validate_service,
+)
 from agent_workspace_webhook.settings import Settings
 
 T = TypeVar("T")
@@ -41,6 +50,33 @@ def make_context(settings: Settings, store: WorkspaceStore) -> Context:
         scope=parse_selector(settings.namespace_selector),
         store=store,
     )
+
+
+def decide(facts: RunFacts, ctx: Context) -> Workspace:
+    """Which workspace these facts give; NamingError where the rules deny."""
+    if facts.service is None:
+        raise NamingError(f"{facts.service_field} is missing; set it to the service name, for example 'cto'")
+    service = validate_service(facts.service, facts.service_field)
+    agent: str | None = None
+    problem: str | None = None
+    if facts.agent is not None:  # a bare agent name: nothing to look up, only to check
+        if is_dns1123_label(facts.agent):
+            agent = facts.agent
+        else:
+            problem = (
+                f"{facts.app_field} is {quote(facts.agent)}, which is not a DNS-1123 label ({DNS1123_LABEL}); "
+                "set it to the agent's name, for example 'rex'"
+            )
+    elif facts.app is None:
+        problem = f"{facts.app_field} is missing; set it to the run's GitHub App, for example '5DLabs-Rex'"
+    else:
+        try:
+            agent = extract_agent(facts.app, ctx.rules)
+        except AgentError as exc:
+            problem = (
+                f"{facts.app_field}: {exc}; set it to one of the GitHub Apps in agent_table, for example '5DLabs-Rex'"
+            )
+    return choose_workspace(service, agent, problem, ctx.policy)
 
 
 class Denial(Exception):

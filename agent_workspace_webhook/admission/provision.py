@@ -1,25 +1,28 @@
-"""Provisioning, the step Pods and CodeRuns share: decide the workspace from the run's facts,
-then find its PVC (denying one being deleted) or create it, empty or as a clone of the
-service's legacy workspace."""
+"""Provisioning, the step Pods and CodeRuns share: decide the workspace from the run's facts, then
+find its current generation (denying one being deleted) or make one: generation 1, empty or as a
+clone of the service's legacy workspace, or, for the first Pod of a run that asks for a fresh
+workspace, the next generation, empty (admission/fresh.py). Earlier generations stay as they are."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, NoReturn
 
-from agent_workspace_webhook.admission.context import Context, Denial, Target, within
+from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
+from agent_workspace_webhook.admission.fresh import announce_fresh, fresh_run_of_pod
 from agent_workspace_webhook.kube.store import PvcAction
-from agent_workspace_webhook.rules.agents import AgentError, extract_agent
 from agent_workspace_webhook.rules.facts import RunFacts
-from agent_workspace_webhook.rules.labels import plain_pvc_labels, workspace_labels
-from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
-from agent_workspace_webhook.rules.pvc import Clone, PvcState, clone_problem, pvc_manifest
-from agent_workspace_webhook.rules.workspace import (
-    NamingError,
-    Workspace,
-    choose_workspace,
-    legacy_pvc_name,
-    validate_service,
+from agent_workspace_webhook.rules.generations import (
+    FreshRun,
+    Generation,
+    current_generation,
+    generation_name,
+    next_generation,
+    wants_fresh,
 )
+from agent_workspace_webhook.rules.labels import generation_labels, plain_pvc_labels, workspace_labels
+from agent_workspace_webhook.rules.pvc import Clone, clone_problem, pvc_manifest
+from agent_workspace_webhook.rules.workspace import Workspace, legacy_pvc_name
 
 
 @dataclass(frozen=True)
@@ -33,36 +36,115 @@ class Provisioned:
     warnings: tuple[str, ...]
     access_modes: tuple[str, ...] = ()  # the PVC's: ReadWriteOnce makes its Pods share a node
     cloned_from: str | None = None
+    generation: int = 1
 
 
-async def provision(facts: RunFacts, target: Target, ctx: Context) -> Provisioned:
-    """The step both kinds share: which workspace the facts give, and make sure its PVC exists
-    (created empty or as a clone of the legacy workspace), never handing out a dying one."""
+async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal["Pod", "CodeRun"]) -> Provisioned:
+    """The step both kinds share: which workspace the facts give, and make sure its current
+    generation exists, never handing out a dying one. A CodeRun that asks for a fresh workspace
+    creates nothing: the first Pod that its owner chain leads back to it makes the new generation."""
     workspace = decide(facts, ctx)
     warnings = [*facts.warnings, *workspace.warnings]
-    namespace, service, agent = target.namespace, workspace.service, workspace.agent
-    for name in (workspace.prefer_existing, workspace.pvc):
-        if name is None:
+    base, generations = await _existing(workspace, target, ctx)
+    if kind == "CodeRun" and wants_fresh(target.obj.get("spec") or {}):
+        number = next_generation(generations)
+        warnings.append(announce_fresh(target, base, number, current_generation(generations)))
+        return _provisioned(workspace, generation_name(base, number), "deferred", warnings, number=number)
+    fresh = await fresh_run_of_pod(workspace, generations, target, ctx) if kind == "Pod" else None
+    if fresh is not None:
+        return await _make_fresh(workspace, base, generations, fresh, target, ctx, warnings)
+    if generations:
+        current = current_generation(generations)
+        if current is None:
+            _deny_dying(target.namespace, generations[-1])
+        state = current.state
+        return _provisioned(workspace, current.pvc, "exists", warnings, state.access_modes, number=current.number)
+    return await _make_first(workspace, target, ctx, warnings)
+
+
+async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple[str, list[Generation]]:
+    """The workspace's generations: the legacy owner's shared one if it exists, else its own;
+    (the name of generation 1, the generations that exist)."""
+    for base in (workspace.prefer_existing, workspace.pvc):
+        if base is None:
             continue
-        state = await within(
-            target, f"reading PersistentVolumeClaim {namespace}/{name}", ctx.store.get_pvc(namespace, name)
-        )
-        if state is not None:
-            _deny_if_dying(target.namespace, name, state)
-            return Provisioned(service, agent, name, "exists", tuple(warnings), state.access_modes)
+        reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
+        generations = await within(target, reading, ctx.store.generations(target.namespace, base))
+        if generations:
+            return base, generations
+    return workspace.pvc, []
+
+
+async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Provisioned:
+    """Generation 1, empty or as a clone of the legacy workspace."""
     clone = await _clone_source(workspace, target, ctx, warnings)
-    labels = {**plain_pvc_labels(service, agent), **workspace_labels(service, agent, workspace.pvc)}
-    manifest = pvc_manifest(workspace.pvc, namespace, labels, ctx.pvc_spec, clone)
-    creating = f"creating PersistentVolumeClaim {namespace}/{workspace.pvc}"
-    action = await within(target, creating, ctx.store.create_pvc(manifest, dry_run=target.dry_run))
+    source = clone.source if clone is not None else None
+    made_from = f"clone of {source}" if source else "empty"
+    return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone, made_from=made_from)
+
+
+async def _make_fresh(
+    workspace: Workspace,
+    base: str,
+    generations: list[Generation],
+    run: FreshRun,
+    target: Target,
+    ctx: Context,
+    warnings: list[str],
+) -> Provisioned:
+    """The next generation, empty, for the fresh run this Pod belongs to; the current one is kept."""
+    number = next_generation(generations)
+    name = generation_name(base, number)
+    current = current_generation(generations)
+    kept = f"; generation {current.number} ({current.pvc}) is kept" if current is not None else ""
+    warnings.append(f"fresh workspace for CodeRun {target.namespace}/{run.name}: generation {number} ({name}){kept}")
+    made_from = f"fresh for CodeRun {target.namespace}/{run.name}"
+    return await _create(workspace, base, number, target, ctx, warnings, fresh_for=run.uid, made_from=made_from)
+
+
+async def _create(
+    workspace: Workspace,
+    base: str,
+    number: int,
+    target: Target,
+    ctx: Context,
+    warnings: list[str],
+    clone: Clone | None = None,
+    fresh_for: str | None = None,
+    made_from: str = "empty",
+) -> Provisioned:
+    """Create generation `number` of the workspace whose generation 1 is `base` (none on a dry run)."""
+    namespace, service, agent = target.namespace, workspace.service, workspace.agent
+    name = generation_name(base, number)
+    labels = {
+        **plain_pvc_labels(service, agent),
+        **workspace_labels(service, agent, name),
+        **generation_labels(number, base),
+    }
+    manifest = pvc_manifest(name, namespace, labels, ctx.pvc_spec, clone, fresh_for, made_from)
+    action = await within(
+        target,
+        f"creating PersistentVolumeClaim {namespace}/{name}",
+        ctx.store.create_pvc(manifest, dry_run=target.dry_run),
+    )
     source = clone.source if clone is not None else None
     if action == "would-create":
         how = f" as a clone of {source}" if source else ""
-        warnings.append(
-            f"dry run: PersistentVolumeClaim {namespace}/{workspace.pvc} does not exist and would be created{how}"
-        )
+        warnings.append(f"dry run: PersistentVolumeClaim {namespace}/{name} does not exist and would be created{how}")
     modes = tuple(manifest["spec"]["accessModes"])
-    return Provisioned(service, agent, workspace.pvc, action, tuple(warnings), modes, source)
+    return _provisioned(workspace, name, action, warnings, modes, source, number)
+
+
+def _provisioned(
+    workspace: Workspace,
+    pvc: str,
+    action: PvcAction,
+    warnings: list[str],
+    modes: tuple[str, ...] = (),
+    cloned_from: str | None = None,
+    number: int = 1,
+) -> Provisioned:
+    return Provisioned(workspace.service, workspace.agent, pvc, action, tuple(warnings), modes, cloned_from, number)
 
 
 async def _clone_source(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Clone | None:
@@ -81,11 +163,11 @@ async def _clone_source(workspace: Workspace, target: Target, ctx: Context, warn
     return Clone(legacy, state)
 
 
-def _deny_if_dying(namespace: str, pvc: str, state: PvcState) -> None:
-    """A workspace being deleted cannot be mounted (the Pod would stay Pending, then for good
-    once the PVC is gone): deny, and the Job controller's retry gets a fresh one later."""
-    if not state.deleting:
-        return
+def _deny_dying(namespace: str, newest: Generation) -> NoReturn:
+    """Every generation of the workspace is being deleted: none can be mounted (the Pod would stay
+    Pending, then for good once the PVC is gone): deny, and the Job controller's retry gets a
+    fresh one later."""
+    pvc, state = newest.pvc, newest.state
     held = ", still mounted by a Pod (finalizer kubernetes.io/pvc-protection)" if state.protected else ""
     raise Denial(
         409,
@@ -93,30 +175,3 @@ def _deny_if_dying(namespace: str, pvc: str, state: PvcState) -> None:
         "the run will be admitted with a fresh workspace once it is gone (a Job's retries do that by "
         "themselves); delete the Pods that still mount it to speed that up",
     )
-
-
-def decide(facts: RunFacts, ctx: Context) -> Workspace:
-    """Which workspace these facts give; NamingError where the rules deny."""
-    if facts.service is None:
-        raise NamingError(f"{facts.service_field} is missing; set it to the service name, for example 'cto'")
-    service = validate_service(facts.service, facts.service_field)
-    agent: str | None = None
-    problem: str | None = None
-    if facts.agent is not None:  # a bare agent name: nothing to look up, only to check
-        if is_dns1123_label(facts.agent):
-            agent = facts.agent
-        else:
-            problem = (
-                f"{facts.app_field} is {quote(facts.agent)}, which is not a DNS-1123 label ({DNS1123_LABEL}); "
-                "set it to the agent's name, for example 'rex'"
-            )
-    elif facts.app is None:
-        problem = f"{facts.app_field} is missing; set it to the run's GitHub App, for example '5DLabs-Rex'"
-    else:
-        try:
-            agent = extract_agent(facts.app, ctx.rules)
-        except AgentError as exc:
-            problem = (
-                f"{facts.app_field}: {exc}; set it to one of the GitHub Apps in agent_table, for example '5DLabs-Rex'"
-            )
-    return choose_workspace(service, agent, problem, ctx.policy)

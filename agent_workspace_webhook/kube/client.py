@@ -11,8 +11,10 @@ from typing import Any, TypeVar, cast
 
 from agent_workspace_webhook.kube.connect import api_client
 from agent_workspace_webhook.kube.store import RESOURCES, PvcAction, describe_failure
-from agent_workspace_webhook.kube.watch_cache import CallCounter, namespace_cache, pvc_cache
+from agent_workspace_webhook.kube.watch_cache import CallCounter, fresh_run_cache, namespace_cache, pvc_cache
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.generations import FreshRun, Generation, fresh_run_of
+from agent_workspace_webhook.rules.labels import LABEL_GENERATION_OF
 from agent_workspace_webhook.rules.names import one_line
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
@@ -41,9 +43,18 @@ class KubeStore:
         # Answers "does it exist?" without a call once start() has run and the first list is in.
         self.cache = pvc_cache(self._core, self._count) if settings.watch_caches else None
         self.namespaces = namespace_cache(self._core, self._count) if settings.watch_caches else None
+        s = settings
+        self.fresh = (
+            fresh_run_cache(self._custom, s.coderun_group, s.coderun_version, s.coderun_plural, self._count)
+            if settings.watch_caches
+            else None
+        )
+
+    def _caches(self) -> tuple[tuple[str, Any], ...]:
+        return (("PVC", self.cache), ("namespace", self.namespaces), ("CodeRun", self.fresh))
 
     def start(self) -> None:
-        for cache in (self.cache, self.namespaces):
+        for _, cache in self._caches():
             if cache is not None:
                 cache.start()
 
@@ -158,8 +169,55 @@ class KubeStore:
             ),
         )
 
+    async def generations(self, namespace: str, base: str) -> list[Generation]:
+        found = self.cache.lookup_group((namespace, base)) if self.cache is not None else None
+        if found is None:  # no cache (or not synced): the labelled ones, and generation 1 by name
+            listed = await self._list(
+                "PersistentVolumeClaim",
+                namespace,
+                f"(generations of {base})",
+                lambda: self._core.list_namespaced_persistent_volume_claim(
+                    namespace,
+                    label_selector=f"{LABEL_GENERATION_OF}={base}",
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+            found = {(namespace, item["metadata"]["name"]): pvc_state(item) for item in listed}
+            if (namespace, base) not in found:  # made before generations, or by the platform
+                first = await self.get_pvc(namespace, base)
+                if first is not None:
+                    found[(namespace, base)] = first
+        return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)
+
+    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+        found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
+        if found is not None:
+            return list(found.values())
+        s = self._settings
+        listed = await self._list(
+            "CodeRun",
+            namespace,
+            "(asking for a fresh workspace)",
+            lambda: self._custom.list_namespaced_custom_object(
+                s.coderun_group, s.coderun_version, namespace, s.coderun_plural, _request_timeout=self._timeout
+            ),
+        )
+        return [run for item in listed if (run := fresh_run_of(item)) is not None]
+
+    async def _list(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> list[dict[str, Any]]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = await self._call("list", what, namespace, name, call)
+        except ApiException as exc:
+            raise describe_failure("list", what, namespace, name, exc.status, _api_message(exc)) from None
+        listed = response if isinstance(response, dict) else json.loads(response.data)
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
+
     async def check_ready(self) -> str | None:
-        for what, cache in (("PVC", self.cache), ("namespace", self.namespaces)):
+        for what, cache in self._caches():
             if cache is not None and not cache.synced:
                 return f"{what} cache not synced yet ({cache.last_error or 'first list in progress'})"
         timeout = self._settings.ready_timeout_seconds
@@ -175,7 +233,7 @@ class KubeStore:
         return None
 
     def close(self) -> None:
-        for cache in (self.cache, self.namespaces):
+        for _, cache in self._caches():
             if cache is not None:
                 cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)

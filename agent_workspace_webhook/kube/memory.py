@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import datetime
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction, describe_failure
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.generations import FreshRun, Generation, fresh_run_of
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
 
@@ -62,12 +65,35 @@ class MemoryStore:
                 f"({MAX_PVCS} PVCs); it is for debugging: restart it, or use the Kubernetes store",
                 507,
             )
-        self.pvcs[(namespace, name)] = copy.deepcopy(dict(manifest))
+        stored = copy.deepcopy(dict(manifest))
+        # As the API server stamps it (what a fresh run's generation is compared with).
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stored["metadata"] = {**stored["metadata"], "uid": str(uuid.uuid4()), "creationTimestamp": now}
+        self.pvcs[(namespace, name)] = stored
         return "created"
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         await self._call("get", kind, namespace, name)
         return self.owners.get((kind, namespace, name))
+
+    async def generations(self, namespace: str, base: str) -> list[Generation]:
+        await self._call("get", "PersistentVolumeClaim", namespace, base)  # KubeStore: one cache read
+        found = []
+        for (pvc_namespace, name), pvc in self.pvcs.items():
+            state = pvc_state(pvc)
+            if pvc_namespace == namespace and (state.generation_of or name) == base:
+                found.append(Generation(state.generation, name, state))
+        return sorted(found, key=lambda generation: generation.number)
+
+    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+        # Not counted as a call: the real store answers this from its CodeRun watch.
+        found = []
+        for (kind, run_namespace, _), run in self.owners.items():
+            metadata = {"namespace": run_namespace, **(run.get("metadata") or {})}
+            fresh = fresh_run_of({**run, "metadata": metadata}) if kind == "CodeRun" else None
+            if fresh is not None and run_namespace == namespace:
+                found.append(fresh)
+        return found
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
         # Not counted as a call: the real store answers this from its namespace watch.

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.generations import FreshRun, Generation
 from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.selector import Selector
 
-# What happened to the workspace PVC in one admission.
-PvcAction = Literal["created", "exists", "would-create"]
+# What happened to the workspace PVC in one admission ("deferred": a fresh CodeRun's new
+# generation is made at its first Pod).
+PvcAction = Literal["created", "exists", "would-create", "deferred"]
 
 RESOURCES = {
     "PersistentVolumeClaim": "persistentvolumeclaims",
@@ -85,6 +87,16 @@ class WorkspaceStore(Protocol):
         ...
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+    async def generations(self, namespace: str, base: str) -> list[Generation]:
+        """Every PVC of the workspace whose generation 1 is named `base` (from the watch cache
+        when synced: no API call)."""
+        ...
+
+    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+        """The namespace's CodeRuns that ask for a fresh workspace (from the watch cache when
+        synced: no API call)."""
+        ...
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
         """Whether the namespace's labels match the selector; None when there is no such namespace."""

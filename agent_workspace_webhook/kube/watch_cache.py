@@ -1,7 +1,8 @@
 """What exists in the cluster, kept current by list + watch in a background thread, so that an
 admission costs no Kubernetes API call for what the caches already know: the workspace PVCs
 (a small PvcState for each PVC named ``workspace-*``: memory grows with the number of
-workspaces, not with the cluster) and the namespaces with their labels (for the scope).
+workspaces, not with the cluster), grouped by workspace (its generations), the namespaces with
+their labels (for the scope), and the CodeRuns that ask for a fresh workspace.
 
 A watch that expires (410 Gone) or breaks is followed by a fresh list, with a bounded backoff
 while the API server is away.
@@ -17,17 +18,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from agent_workspace_webhook import logs
+from agent_workspace_webhook.rules.generations import FreshRun, fresh_run_of
 from agent_workspace_webhook.rules.names import one_line
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.workspace import PREFIX
 
 K = TypeVar("K")
 V = TypeVar("V")
+G = TypeVar("G")
 # (verb, resource, code) -> None: told of every Kubernetes call (the metrics count them)
 CallCounter = Callable[[str, str, str], None]
 
 
-class WatchCache(Generic[K, V]):
+class WatchCache(Generic[K, V, G]):
+    """The objects `keep` keeps, by key; with `group`, also by group (the generations of one
+    workspace, the fresh runs of one namespace), so an admission reads a group without a scan."""
+
     def __init__(
         self,
         list_call: Callable[..., Any],
@@ -36,8 +42,10 @@ class WatchCache(Generic[K, V]):
         count: CallCounter,
         page_size: int = 500,
         watch_seconds: int = 240,
+        group: Callable[[K, V], G] | None = None,
     ) -> None:
-        self._list_call, self._resource, self._keep = list_call, resource, keep
+        self._list_call, self._resource, self._keep, self._group = list_call, resource, keep, group
+        self._groups: dict[G, dict[K, V]] = {}
         self._count = count
         self._page_size = page_size
         self._watch_seconds = watch_seconds
@@ -59,10 +67,34 @@ class WatchCache(Generic[K, V]):
             value = self._items.get(key)
             return (value is not None or key in self._items), value
 
+    def lookup_group(self, group: G) -> dict[K, V] | None:
+        """The group's objects (a copy) once the first list has completed; None before."""
+        if not self._synced.is_set():
+            return None
+        with self._lock:
+            return dict(self._groups.get(group, {}))
+
     def add(self, key: K, value: V) -> None:
         """Record an object this process just created (or found by a 409), ahead of its watch event."""
         with self._lock:
-            self._items[key] = value
+            self._put(key, value)
+
+    def _put(self, key: K, value: V) -> None:
+        """Under the lock: set one object, moving it between groups if its group changed."""
+        self._drop(key)
+        self._items[key] = value
+        if self._group is not None:
+            self._groups.setdefault(self._group(key, value), {})[key] = value
+
+    def _drop(self, key: K) -> None:
+        old = self._items.pop(key, None)
+        if old is not None and self._group is not None:
+            group = self._group(key, old)
+            members = self._groups.get(group)
+            if members is not None:
+                members.pop(key, None)
+                if not members:
+                    del self._groups[group]
 
     @property
     def synced(self) -> bool:
@@ -130,8 +162,12 @@ class WatchCache(Generic[K, V]):
             token = page["metadata"].get("continue")
             if not token:
                 break
+        groups: dict[G, dict[K, V]] = {}
+        if self._group is not None:
+            for key, value in items.items():
+                groups.setdefault(self._group(key, value), {})[key] = value
         with self._lock:
-            self._items = items
+            self._items, self._groups = items, groups
         self.last_error = None
         first = not self._synced.is_set()
         self._synced.set()
@@ -190,26 +226,38 @@ class WatchCache(Generic[K, V]):
                 continue
             with self._lock:
                 if kind == "DELETED":
-                    self._items.pop(kept[0], None)
+                    self._drop(kept[0])
                 else:
-                    self._items[kept[0]] = kept[1]
+                    self._put(*kept)
             # Give other threads (the event loop) a turn on a burst of events.
             time.sleep(0)
 
 
-def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], PvcState]:
+def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], PvcState, tuple[str, str]]:
     """What the webhook needs to know of every PVC named workspace-* (PvcState, by namespace
-    and name); other PVCs are not kept, so memory grows with the workspaces, not the cluster."""
+    and name), grouped by workspace (namespace, name of generation 1); other PVCs are not kept,
+    so memory grows with the workspaces, not the cluster."""
 
     def keep(pvc: Mapping[str, Any]) -> tuple[tuple[str, str], PvcState] | None:
         metadata = pvc["metadata"]
         name = metadata["name"]
         return ((metadata["namespace"], name), pvc_state(pvc)) if name.startswith(PREFIX) else None
 
-    return WatchCache(core_api.list_persistent_volume_claim_for_all_namespaces, "persistentvolumeclaims", keep, count)
+    return WatchCache(
+        core_api.list_persistent_volume_claim_for_all_namespaces,
+        "persistentvolumeclaims",
+        keep,
+        count,
+        group=workspace_of,
+    )
 
 
-def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str]]:
+def workspace_of(key: tuple[str, str], state: PvcState) -> tuple[str, str]:
+    """The workspace a PVC is a generation of: (namespace, name of its generation 1)."""
+    return key[0], state.generation_of or key[1]
+
+
+def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str], None]:
     """Every namespace's labels (read only: it decides which namespaces are in scope)."""
 
     def keep(namespace: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -217,3 +265,19 @@ def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[s
         return metadata["name"], dict(metadata.get("labels") or {})
 
     return WatchCache(core_api.list_namespace, "namespaces", keep, count)
+
+
+def fresh_run_cache(
+    custom_api: Any, group: str, version: str, plural: str, count: CallCounter
+) -> WatchCache[tuple[str, str], FreshRun, str]:
+    """The CodeRuns that ask for a fresh workspace (rules/generations.wants_fresh), by namespace
+    and name, grouped by namespace; every other CodeRun is dropped as it is read."""
+
+    def list_call(**kwargs: Any) -> Any:  # the watch needs a plain function over the list call
+        return custom_api.list_cluster_custom_object(group, version, plural, **kwargs)
+
+    def keep(run: Mapping[str, Any]) -> tuple[tuple[str, str], FreshRun] | None:
+        fresh = fresh_run_of(run)
+        return None if fresh is None else ((fresh.namespace, fresh.name), fresh)
+
+    return WatchCache(list_call, plural, keep, count, group=lambda key, _: key[0])

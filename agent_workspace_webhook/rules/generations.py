@@ -12,18 +12,14 @@ anywhere: every replica agrees, and a hit costs no API call.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from agent_workspace_webhook.rules.facts import FactsError, RunFacts, coderun_facts
+from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.names import MAX_LABEL
-
-LABEL_GENERATION = "agents.platform/generation"
-# On a generation made for a fresh run: the uid of the CodeRun it was made for, so that a
-# retried or reinvoked admission, or another replica, finds it instead of making another.
-ANNOTATION_FRESH_FOR = "agents.platform/fresh-for"
-# On every generation the webhook makes: what it was made from (empty, fresh, clone of X, restore of N).
-ANNOTATION_MADE_FROM = "agents.platform/made-from"
-MAX_GENERATION = 9999  # a bound for labels a caller may have written by hand
+from agent_workspace_webhook.rules.pvc import PvcState
 
 
 def generation_name(base: str, generation: int) -> str:
@@ -37,17 +33,25 @@ def generation_name(base: str, generation: int) -> str:
     return base[: MAX_LABEL - len(suffix)].rstrip("-") + suffix
 
 
-def generation_of(labels: Mapping[str, str] | None) -> int:
-    """A PVC's generation from its label; 1 when it has none (made before generations)."""
-    text = (labels or {}).get(LABEL_GENERATION, "1")
-    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_GENERATION else 1
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One existing generation of a workspace, as the cache knows it."""
+
+    number: int
+    pvc: str
+    state: PvcState
 
 
-def current_generation(existing: Mapping[int, bool]) -> int | None:
-    """The current generation among those that exist ({generation: being deleted}): the
-    highest not being deleted; None when none is usable (none exists, or all are going)."""
-    alive = [generation for generation, deleting in existing.items() if not deleting]
-    return max(alive) if alive else None
+def current_generation(generations: Iterable[Generation]) -> Generation | None:
+    """The current generation: the highest not being deleted; None when none is usable (none
+    exists, or all are going)."""
+    alive = [generation for generation in generations if not generation.state.deleting]
+    return max(alive, key=lambda generation: generation.number) if alive else None
+
+
+def next_generation(generations: Iterable[Generation]) -> int:
+    """The number a new generation gets: one above every that exists, those being deleted too."""
+    return max((generation.number for generation in generations), default=0) + 1
 
 
 def wants_fresh(spec: Mapping[str, Any]) -> bool:
@@ -57,3 +61,47 @@ def wants_fresh(spec: Mapping[str, Any]) -> bool:
     if isinstance(fresh, bool):
         return fresh
     return fresh is None and spec.get("runType") == "intake"
+
+
+@dataclass(frozen=True, slots=True)
+class FreshRun:
+    """A CodeRun that asks for a fresh workspace (the watch cache keeps only these)."""
+
+    uid: str
+    namespace: str
+    name: str
+    created: str  # its creationTimestamp (RFC 3339, UTC)
+    facts: RunFacts
+
+
+def fresh_run_of(coderun: Mapping[str, Any]) -> FreshRun | None:
+    """The CodeRun as a FreshRun when it asks for a fresh workspace, else None (also when its
+    facts are malformed: its own admission was denied for that)."""
+    metadata, spec = coderun.get("metadata") or {}, coderun.get("spec")
+    if not isinstance(spec, Mapping) or not wants_fresh(spec):
+        return None
+    try:
+        facts = coderun_facts(coderun)
+    except FactsError:
+        return None
+    return FreshRun(
+        str(metadata.get("uid", "")),
+        str(metadata.get("namespace", "")),
+        str(metadata.get("name", "")),
+        str(metadata.get("creationTimestamp", "")),
+        facts,
+    )
+
+
+def awaits_fresh_generation(run: FreshRun, generations: Iterable[Generation]) -> bool:
+    """Whether this fresh run still needs its new generation: none was made for it, and none in
+    use was made after it (the platform's controller may have deleted and re-made generation 1
+    for it already, which is as fresh and empty; one this process just made has no timestamp yet)."""
+    for generation in generations:
+        state = generation.state
+        if state.fresh_for == run.uid:
+            return False
+        # Timestamps have whole seconds: one made in the run's own second was made for it too.
+        if not state.deleting and (state.created is None or state.created >= run.created):
+            return False
+    return True

@@ -8,7 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.rules.labels import ANNOTATION_CLONED_FROM, COMPONENT, MANAGED_BY
+from agent_workspace_webhook.rules.labels import (
+    ANNOTATION_CLONED_FROM,
+    ANNOTATION_FRESH_FOR,
+    ANNOTATION_MADE_FROM,
+    COMPONENT,
+    LABEL_GENERATION_OF,
+    MANAGED_BY,
+    generation_of,
+)
 from agent_workspace_webhook.rules.quantity import parse_quantity
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
@@ -37,12 +45,17 @@ class PvcState:
     volume_mode: str | None
     storage: str | None  # spec.resources.requests.storage
     cloned_from: str | None = None
+    generation: int = 1  # its label; 1 for PVCs made before generations, or by others
+    generation_of: str | None = None  # the name of its generation 1 (None: its own)
+    fresh_for: str | None = None  # the uid of the CodeRun it was made fresh for
+    created: str | None = None  # creationTimestamp (RFC 3339, UTC); None until the API server set it
 
 
 def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
     """The PvcState of a PVC as the API server returns it (a dict)."""
     metadata, spec = pvc.get("metadata") or {}, pvc.get("spec") or {}
     requests = (spec.get("resources") or {}).get("requests") or {}
+    labels, annotations = metadata.get("labels") or {}, metadata.get("annotations") or {}
     return PvcState(
         phase=str((pvc.get("status") or {}).get("phase") or "Pending"),
         deleting=metadata.get("deletionTimestamp") is not None,
@@ -52,7 +65,11 @@ def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
         storage_class=spec.get("storageClassName"),
         volume_mode=spec.get("volumeMode"),
         storage=requests.get("storage"),
-        cloned_from=(metadata.get("annotations") or {}).get(ANNOTATION_CLONED_FROM),
+        cloned_from=annotations.get(ANNOTATION_CLONED_FROM),
+        generation=generation_of(labels),
+        generation_of=labels.get(LABEL_GENERATION_OF),
+        fresh_for=annotations.get(ANNOTATION_FRESH_FOR),
+        created=metadata.get("creationTimestamp"),
     )
 
 
@@ -85,13 +102,28 @@ def larger(ours: str, theirs: str | None) -> str:
 
 
 def pvc_manifest(
-    name: str, namespace: str, labels: Mapping[str, str], spec: PvcSpec, clone: Clone | None = None
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    spec: PvcSpec,
+    clone: Clone | None = None,
+    fresh_for: str | None = None,
+    made_from: str = "empty",
 ) -> dict[str, Any]:
     """No ownerReferences: a workspace outlives the runs that use it. A clone takes the source's
-    storage class and volume mode and asks for at least the source's size."""
+    storage class and volume mode and asks for at least the source's size. `fresh_for` is the
+    uid of the CodeRun a fresh generation is made for."""
     storage = spec.storage_size
     body: dict[str, Any] = {"accessModes": list(spec.access_modes)}
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **COMPONENT, **labels}}
+    annotations = {ANNOTATION_MADE_FROM: made_from}
+    if fresh_for is not None:
+        annotations[ANNOTATION_FRESH_FOR] = fresh_for
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {**MANAGED_BY, **COMPONENT, **labels},
+        "annotations": annotations,
+    }
     storage_class = spec.storage_class
     if clone is not None:
         storage = larger(storage, clone.state.storage)
@@ -99,7 +131,8 @@ def pvc_manifest(
         if clone.state.volume_mode is not None:
             body["volumeMode"] = clone.state.volume_mode
         body["dataSource"] = {"kind": "PersistentVolumeClaim", "name": clone.source}
-        metadata["annotations"] = {ANNOTATION_CLONED_FROM: clone.source}
+        annotations[ANNOTATION_CLONED_FROM] = clone.source
+        annotations[ANNOTATION_MADE_FROM] = f"clone of {clone.source}"
     body["resources"] = {"requests": {"storage": storage}}
     if storage_class is not None:
         body["storageClassName"] = storage_class

@@ -161,7 +161,11 @@ def test_created_pvc_has_the_designed_spec_and_labels(make_client: MakeClient) -
         "service": "cto",
         "agent": "cleo",
         "component": "agent-workspace",
+        # its generation, and the workspace it is a generation of (named after its generation 1)
+        "agents.platform/generation": "1",
+        "agents.platform/generation-of": "workspace-cto-cleo",
     }
+    assert pvc["metadata"]["annotations"] == {"agents.platform/made-from": "empty"}
     assert "ownerReferences" not in pvc["metadata"]
 
 
@@ -240,7 +244,8 @@ def test_slow_api_is_cut_off_at_the_deadline_with_a_message(make_client: MakeCli
     assert response["allowed"] is False and response["status"]["code"] == 504
     assert response["status"]["message"] == (
         "Pod agents/code-run-: the Kubernetes API did not answer within 0.2s while reading PersistentVolumeClaim "
-        "agents/workspace-cto-rex; check the API server's health and WEBHOOK_KUBE_DEADLINE_SECONDS"
+        "agents/workspace-cto-rex and its generations; check the API server's health and "
+        "WEBHOOK_KUBE_DEADLINE_SECONDS"
     )
 
 
@@ -440,8 +445,8 @@ def test_metrics_count_requests_by_decision(client: Client) -> None:
 class BrokenStore(MemoryStore):
     """A store with a bug: an exception no admission step expects."""
 
-    async def get_pvc(self, namespace: str, name: str) -> Any:
-        raise RuntimeError("bug in get_pvc")
+    async def generations(self, namespace: str, base: str) -> Any:
+        raise RuntimeError("bug in generations")
 
 
 def test_a_bug_is_a_500_counted_apart_from_api_errors(
@@ -466,7 +471,7 @@ def test_a_bug_is_a_500_counted_apart_from_api_errors(
     }
     [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert logged.getMessage() == "admission failed" and logged.__dict__["fields"] == {"uid": "uid-of-the-bug"}
-    assert logged.exc_info is not None and str(logged.exc_info[1]) == "bug in get_pvc"
+    assert logged.exc_info is not None and str(logged.exc_info[1]) == "bug in generations"
     assert (_metric(http, errors), _metric(http, bugs)) == (1, 1)
 
 

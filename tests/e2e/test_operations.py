@@ -157,7 +157,11 @@ def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Environment) -> N
         assert can(cluster, verb, "persistentvolumeclaims")
     for verb in ("update", "patch", "delete", "deletecollection"):
         assert not can(cluster, verb, "persistentvolumeclaims")
-    assert can(cluster, "get", "jobs", "batch") and can(cluster, "get", "coderuns", "agents.platform")
+    assert can(cluster, "get", "jobs", "batch")
+    for verb in ("get", "list", "watch"):  # the owner lookup, and the watch of fresh CodeRuns
+        assert can(cluster, verb, "coderuns", "agents.platform")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can(cluster, verb, "coderuns", "agents.platform")
     assert not can(cluster, "list", "secrets") and not can(cluster, "create", "pods")
 
 

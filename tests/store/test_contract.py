@@ -15,6 +15,8 @@ from kubernetes import client
 from agent_workspace_webhook.kube.client import KubeStore
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.kube.store import WorkspaceStore
+from agent_workspace_webhook.rules.generations import generation_name
+from agent_workspace_webhook.rules.labels import generation_labels
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
 from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.settings import load_settings
@@ -64,6 +66,7 @@ class KubeBackend:
             self.store.start()
             assert self.cache.wait_synced(10)
             assert self.store.namespaces is not None and self.store.namespaces.wait_synced(10)
+            assert self.store.fresh is not None and self.store.fresh.wait_synced(10)
 
     def put_pvc(self, manifest: dict[str, Any]) -> None:
         client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
@@ -175,3 +178,30 @@ def test_a_labelled_namespace_is_in_scope_and_a_missing_one_does_not_exist(backe
     assert asyncio.run(backend.store.namespace_in_scope(backend.namespace, scope)) is True
     if isinstance(backend.store, KubeStore):  # the memory twin assumes every namespace exists
         assert asyncio.run(backend.store.namespace_in_scope("no-such-namespace", scope)) is None
+
+
+def test_the_generations_of_a_workspace(backend: Backend) -> None:
+    base = "workspace-cto-cleo"
+    backend.put_pvc(pvc_manifest(base, backend.namespace, {}, SPEC))  # made before generations: no label
+    second = generation_name(base, 2)
+    labels = generation_labels(2, base)
+    assert asyncio.run(backend.store.create_pvc(pvc_manifest(second, backend.namespace, labels, SPEC), dry_run=False))
+    backend.put_pvc(pvc_manifest("workspace-cto-cleo-other", backend.namespace, {}, SPEC))  # another workspace
+    found = asyncio.run(backend.store.generations(backend.namespace, base))
+    assert [(g.number, g.pvc) for g in found] == [(1, base), (2, second)]
+    assert found[1].state.generation_of == base
+    assert asyncio.run(backend.store.generations(backend.namespace, "workspace-cto-nobody")) == []
+
+
+def test_only_the_coderuns_asking_for_a_fresh_workspace(backend: Backend) -> None:
+    backend.put_owner(coderun("cto", "5DLabs-Cleo", name="plain"))
+    backend.put_owner(coderun("cto", "5DLabs-Cleo", name="fresh", freshWorkspace=True))
+    backend.put_owner(coderun("cto", "5DLabs-Tess", name="intake", runType="intake"))
+    deadline = time.monotonic() + 10
+    while True:  # the cached store learns of them from its watch
+        runs = asyncio.run(backend.store.fresh_runs(backend.namespace))
+        if len(runs) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sorted((run.name, run.facts.app) for run in runs) == [("fresh", "5DLabs-Cleo"), ("intake", "5DLabs-Tess")]
+    assert asyncio.run(backend.store.fresh_runs("no-such-namespace")) == []

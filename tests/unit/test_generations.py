@@ -9,14 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_workspace_webhook.rules.facts import RunFacts
 from agent_workspace_webhook.rules.generations import (
-    LABEL_GENERATION,
+    FreshRun,
+    Generation,
+    awaits_fresh_generation,
     current_generation,
+    fresh_run_of,
     generation_name,
-    generation_of,
+    next_generation,
     wants_fresh,
 )
+from agent_workspace_webhook.rules.labels import LABEL_GENERATION, generation_of
 from agent_workspace_webhook.rules.names import is_dns1123_label
+from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.workspace import pvc_name
 
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True)
@@ -67,6 +73,15 @@ def test_generation_of_a_pvc_from_its_label(label: str | None, generation: int) 
     assert generation_of({} if label is None else {LABEL_GENERATION: label}) == generation
 
 
+def generation(
+    number: int, deleting: bool = False, fresh_for: str | None = None, created: str | None = None
+) -> Generation:
+    state = PvcState(
+        "Bound", deleting, False, ("ReadWriteOnce",), None, None, "10Gi", None, number, None, fresh_for, created
+    )
+    return Generation(number, generation_name("workspace-cto-cleo", number), state)
+
+
 @pytest.mark.parametrize(
     ("existing", "current"),
     [
@@ -82,7 +97,52 @@ def test_generation_of_a_pvc_from_its_label(label: str | None, generation: int) 
 def test_the_current_generation_is_the_highest_not_being_deleted(
     existing: dict[int, bool], current: int | None
 ) -> None:
-    assert current_generation(existing) == current
+    found = current_generation([generation(number, deleting) for number, deleting in existing.items()])
+    assert (found.number if found else None) == current
+
+
+@pytest.mark.parametrize(("existing", "following"), [([], 1), ([1], 2), ([1, 3], 4), ([2], 3)])
+def test_a_new_generation_counts_past_every_existing_one(existing: list[int], following: int) -> None:
+    # a generation being deleted still holds its number: its name is taken until it is gone
+    assert next_generation([generation(number, deleting=number == 3) for number in existing]) == following
+
+
+RUN = FreshRun("uid-1", "agents", "cto-intake", "2026-11-30T10:00:00Z", RunFacts("cto", "5DLabs-Cleo", "s", "a"))
+
+
+@pytest.mark.parametrize(
+    ("existing", "awaits"),
+    [
+        ([], True),  # nothing yet: its first Pod makes generation 1
+        ([generation(1, created="2026-11-30T09:00:00Z")], True),  # an older one: make a new one
+        ([generation(2, fresh_for="uid-1", created="2026-11-30T10:00:00Z")], False),  # made for it, same second
+        ([generation(1, created="2026-11-30T10:00:05Z")], False),  # re-made after it by the platform
+        ([generation(1, deleting=True, created="2026-11-30T10:00:05Z")], True),  # that one going
+        ([generation(1, created=None)], False),  # just made by this process: newer than the run
+        ([generation(1, created="2026-11-30T10:00:00Z")], False),  # its own second: made for it
+        ([generation(1, created="2026-11-30T09:59:59Z")], True),  # a second before it: not for it
+    ],
+)
+def test_a_fresh_run_awaits_its_generation_until_one_newer_exists(existing: list[Generation], awaits: bool) -> None:
+    assert awaits_fresh_generation(RUN, existing) is awaits
+
+
+def test_fresh_run_of_a_coderun() -> None:
+    run = {
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u", "creationTimestamp": "2026-11-30T10:00:00Z"},
+        "spec": {"service": "cto", "githubApp": "5DLabs-Cleo", "freshWorkspace": True},
+    }
+    fresh = fresh_run_of(run)
+    assert fresh is not None and (fresh.uid, fresh.namespace, fresh.name, fresh.facts.app) == (
+        "u",
+        "ns",
+        "r",
+        "5DLabs-Cleo",
+    )
+    assert fresh_run_of({**run, "spec": {"service": "cto", "githubApp": "5DLabs-Cleo"}}) is None
+    assert (
+        fresh_run_of({**run, "spec": {"service": 7, "freshWorkspace": True}}) is None
+    )  # malformed: its admission said so
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,10 @@ def test_a_clone_takes_the_legacy_class_and_mode_and_no_smaller_size() -> None:
         "resources": {"requests": {"storage": "50Gi"}},  # the legacy one is larger than our 10Gi
         "storageClassName": "standard-csi",  # the legacy one's, not the settings' fast-ssd
     }
-    assert manifest["metadata"]["annotations"] == {"agents.platform/cloned-from": "workspace-cto"}
+    assert manifest["metadata"]["annotations"] == {
+        "agents.platform/cloned-from": "workspace-cto",
+        "agents.platform/made-from": "clone of workspace-cto",
+    }
 
 
 def test_a_smaller_legacy_keeps_our_size_and_no_clone_keeps_our_class() -> None:
@@ -76,7 +79,7 @@ def test_a_smaller_legacy_keeps_our_size_and_no_clone_keeps_our_class() -> None:
     assert "storageClassName" not in manifest["spec"]  # the legacy PVC has none: the default class, as it had
     plain = pvc_manifest("workspace-cto-rex", "agents", {}, SPEC)
     assert plain["spec"]["storageClassName"] == "fast-ssd" and "dataSource" not in plain["spec"]
-    assert "annotations" not in plain["metadata"]
+    assert plain["metadata"]["annotations"] == {"agents.platform/made-from": "empty"}  # no cloned-from
 
 
 def test_larger_of_two_sizes() -> None:

@@ -1,0 +1,82 @@
+"""Fresh workspaces (rules/generations.py). A CodeRun that asks for one (the platform's rule:
+`freshWorkspace: true`, or unset with `runType: intake`) is admitted with a warning naming the
+generation its first Pod will make: the CodeRun has no uid yet at its own admission, and the uid
+is what keeps a retried or reinvoked admission, or a second replica, from making two. The Pod
+makes it once its owner chain (Pod -> Job -> CodeRun) leads back to that very CodeRun.
+
+Every other Pod costs nothing here: the fresh CodeRuns come from a watch cache, and only a Pod
+of a workspace that has one still waiting follows its owner chain (one GET, of its Job)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agent_workspace_webhook.admission.context import Context, Target, decide, within
+from agent_workspace_webhook.rules.facts import controller_owner
+from agent_workspace_webhook.rules.generations import (
+    FreshRun,
+    Generation,
+    awaits_fresh_generation,
+    generation_name,
+)
+from agent_workspace_webhook.rules.workspace import NamingError, Workspace
+
+
+def announce_fresh(target: Target, base: str, number: int, current: Generation | None) -> str:
+    """The warning a fresh CodeRun is admitted with."""
+    name = generation_name(base, number)
+    kept = f"; generation {current.number} ({current.pvc}) is kept" if current is not None else ""
+    verb = "would make" if target.dry_run else "makes"
+    return (
+        f"fresh workspace requested: its first Pod {verb} generation {number} of the workspace, "
+        f"PersistentVolumeClaim {target.namespace}/{name}, empty{kept}"
+    )
+
+
+async def fresh_run_of_pod(
+    workspace: Workspace, generations: list[Generation], target: Target, ctx: Context
+) -> FreshRun | None:
+    """The fresh CodeRun this Pod runs for, if it still awaits its new generation; else None."""
+    namespace = target.namespace
+    reading = f"reading the CodeRuns of namespace {namespace} that ask for a fresh workspace"
+    runs = await within(target, reading, ctx.store.fresh_runs(namespace))
+    waiting = []
+    for run in runs:
+        try:
+            same = decide(run.facts, ctx).pvc == workspace.pvc
+        except NamingError:
+            continue  # its own admission was denied for that
+        if same and awaits_fresh_generation(run, generations):
+            waiting.append(run)
+    if not waiting:
+        return None
+    looking = f"looking up the Job that owns {target.who}"
+    uid = await within(target, looking, _owning_coderun_uid(target.obj, namespace, ctx))
+    return next((run for run in waiting if run.uid == uid), None)
+
+
+async def _owning_coderun_uid(pod: Mapping[str, Any], namespace: str, ctx: Context) -> str | None:
+    """The uid of the CodeRun that controls the Pod, directly or through its Job, where the Job
+    exists with the uid the Pod names (a forged owner leads nowhere)."""
+    owner = controller_owner(pod)
+    if owner is None:
+        return None
+    if owner[0] == "CodeRun":
+        return _controller_uid(pod)
+    if owner[0] != "Job":
+        return None
+    job = await ctx.store.get_owner("Job", namespace, owner[1])
+    if job is None or (job.get("metadata") or {}).get("uid") != _controller_uid(pod):
+        return None
+    job_owner = controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
+    return _controller_uid(job) if job_owner is not None and job_owner[0] == "CodeRun" else None
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid in the object's controller ownerReference (controller_owner has checked there is one)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            uid = ref.get("uid")
+            return uid if isinstance(uid, str) else None
+    return None

@@ -1,0 +1,199 @@
+"""Fresh workspaces through /mutate with the in-memory store (issue 18): a CodeRun that asks for
+one is told which generation its first Pod makes; that Pod, whose owner chain leads back to it,
+makes it (once, however often it is admitted); later runs of the agent use it; the earlier
+generation is never touched."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.rules.generations import generation_name
+from agent_workspace_webhook.testing.objects import (
+    applied,
+    claim,
+    coderun,
+    coderun_job,
+    controller_pod,
+    job_pod,
+    review,
+)
+from tests.api.conftest import MakeClient, mutate
+
+GEN1 = "workspace-cto-cleo"
+GEN2 = generation_name(GEN1, 2)
+
+
+def old_workspace(name: str = GEN1, **metadata: Any) -> dict[str, Any]:
+    """Cleo's workspace as it is before the fresh run: made long ago, Bound, with her context."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "agents", "creationTimestamp": "2026-11-01T10:00:00Z", **metadata},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+        "status": {"phase": "Bound"},
+    }
+
+
+def stored_coderun(name: str, uid: str, **spec: Any) -> dict[str, Any]:
+    """A CodeRun as the API server stores it (uid, creation time), for the owner chain."""
+    run = coderun("cto", "5DLabs-Cleo[bot]", name=name, **spec)
+    run["metadata"].update({"namespace": "agents", "uid": uid, "creationTimestamp": "2026-11-30T10:00:00Z"})
+    return run
+
+
+def job_of(run: dict[str, Any], uid: str) -> dict[str, Any]:
+    job = coderun_job(run, f"{run['metadata']['name']}-job", controller_pod("cto", "5dlabs-cleobot"))
+    job["metadata"].update({"namespace": "agents", "uid": uid})
+    return job
+
+
+def pod_of(job: dict[str, Any], job_uid: str | None = None) -> dict[str, Any]:
+    """The Job controller's Pod: the controller's labels, owned by the Job (its uid, or a forged one)."""
+    ref = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "controller": True}
+    pod = job_pod("cto", "5dlabs-cleobot")
+    pod["metadata"]["ownerReferences"] = [{**ref, "uid": job_uid or job["metadata"]["uid"]}]
+    return pod
+
+
+def cluster(*runs: tuple[dict[str, Any], dict[str, Any]]) -> MemoryStore:
+    store = MemoryStore(pvcs={("agents", GEN1): old_workspace()})
+    for run, job in runs:
+        store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+        store.owners[("Job", "agents", job["metadata"]["name"])] = job
+    return store
+
+
+def admit_pod(http: TestClient, pod: dict[str, Any], dry_run: bool = False) -> tuple[str | None, dict[str, Any]]:
+    answer = mutate(http, review(pod, dry_run=dry_run))
+    return claim(applied(pod, answer)), answer["response"]
+
+
+FRESH = stored_coderun("cleo-intake", "run-uid-1", freshWorkspace=True)
+FRESH_JOB = job_of(FRESH, "job-uid-1")
+
+
+def test_a_fresh_coderun_is_told_its_generation_and_nothing_is_made_yet(make_client: MakeClient) -> None:
+    http, store = make_client(cluster())
+    before = copy.deepcopy(store.pvcs)
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-intake", freshWorkspace=True)))
+    warnings = answer["response"]["warnings"]
+    assert any(
+        f"first Pod makes generation 2 of the workspace, PersistentVolumeClaim agents/{GEN2}" in w for w in warnings
+    )
+    assert any(f"generation 1 ({GEN1}) is kept" in w for w in warnings)
+    assert applied(coderun("cto", "5DLabs-Cleo[bot]"), answer)["metadata"]["annotations"] == {
+        "agents.platform/workspace": GEN2
+    }
+    assert store.pvcs == before  # the CodeRun has no uid yet: its first Pod makes it
+
+
+def test_its_first_pod_makes_the_new_generation_once_and_later_runs_use_it(make_client: MakeClient) -> None:
+    other = stored_coderun("cleo-review", "run-uid-2")
+    http, store = make_client(cluster((FRESH, FRESH_JOB), (other, job_of(other, "job-uid-2"))))
+    gen1_before = copy.deepcopy(store.pvcs[("agents", GEN1)])
+
+    mounted, response = admit_pod(http, pod_of(FRESH_JOB))
+    assert mounted == GEN2
+    assert any(
+        f"fresh workspace for CodeRun agents/cleo-intake: generation 2 ({GEN2})" in w for w in response["warnings"]
+    )
+    made = store.pvcs[("agents", GEN2)]
+    assert made["metadata"]["labels"]["agents.platform/generation"] == "2"
+    assert made["metadata"]["labels"]["agents.platform/generation-of"] == GEN1
+    assert made["metadata"]["annotations"]["agents.platform/fresh-for"] == "run-uid-1"
+    assert "dataSource" not in made["spec"]  # empty, never a clone of the old context
+
+    # admitted again (a retry, a reinvocation, the Job's next Pod): the same generation, no other
+    for _ in range(3):
+        assert admit_pod(http, pod_of(FRESH_JOB))[0] == GEN2
+    assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])
+    # a later run of Cleo, fresh or not asked, and a bare labelled Pod: the new generation
+    assert admit_pod(http, pod_of(job_of(other, "job-uid-2")))[0] == GEN2
+    assert admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[0] == GEN2
+    assert store.pvcs[("agents", GEN1)] == gen1_before  # the previous life, untouched
+
+
+def test_a_pod_of_another_run_waiting_beside_a_fresh_one_keeps_the_current_generation(
+    make_client: MakeClient,
+) -> None:
+    other = stored_coderun("cleo-review", "run-uid-2")
+    other_job = job_of(other, "job-uid-2")
+    http, store = make_client(cluster((FRESH, FRESH_JOB), (other, other_job)))
+    assert admit_pod(http, pod_of(other_job))[0] == GEN1  # not the fresh run's Pod: nothing new
+    assert ("agents", GEN2) not in store.pvcs
+    assert ("get", other_job["metadata"]["name"]) in store.calls  # the one owner lookup it cost
+    assert admit_pod(http, pod_of(FRESH_JOB))[0] == GEN2
+
+
+def test_a_pod_naming_a_job_uid_that_is_not_the_jobs_makes_nothing(make_client: MakeClient) -> None:
+    http, store = make_client(cluster((FRESH, FRESH_JOB)))
+    assert admit_pod(http, pod_of(FRESH_JOB, job_uid="forged-uid"))[0] == GEN1
+    assert ("agents", GEN2) not in store.pvcs
+
+
+def test_without_a_pending_fresh_run_a_pod_costs_no_owner_lookup(make_client: MakeClient) -> None:
+    http, store = make_client(cluster())
+    assert admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[0] == GEN1
+    assert [verb for verb, _ in store.calls] == ["get"]  # the workspace's generations, from the cache in a cluster
+
+
+@pytest.mark.parametrize(
+    ("spec", "fresh"),
+    [
+        ({"runType": "intake"}, True),
+        ({"runType": "intake", "freshWorkspace": False}, False),
+        ({"runType": "implementation", "freshWorkspace": True}, True),
+        ({"runType": "implementation"}, False),
+    ],
+)
+def test_fresh_as_the_platform_decides_it(make_client: MakeClient, spec: dict[str, Any], fresh: bool) -> None:
+    run = stored_coderun("cleo-run", "run-uid-9", **spec)
+    job = job_of(run, "job-uid-9")
+    http, _ = make_client(cluster((run, job)))
+    assert admit_pod(http, pod_of(job))[0] == (GEN2 if fresh else GEN1)
+
+
+def test_a_dry_run_makes_nothing_and_says_what_it_would(make_client: MakeClient) -> None:
+    http, store = make_client(cluster((FRESH, FRESH_JOB)))
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", freshWorkspace=True), dry_run=True))
+    assert any("its first Pod would make generation 2" in w for w in answer["response"]["warnings"])
+    mounted, response = admit_pod(http, pod_of(FRESH_JOB), dry_run=True)
+    assert mounted == GEN2 and any("would be created" in w for w in response["warnings"])
+    assert ("agents", GEN2) not in store.pvcs
+
+
+def test_the_first_fresh_run_of_a_new_workspace_makes_generation_one(make_client: MakeClient) -> None:
+    http, store = make_client(cluster((FRESH, FRESH_JOB)))
+    del store.pvcs[("agents", GEN1)]
+    assert admit_pod(http, pod_of(FRESH_JOB))[0] == GEN1
+    assert store.pvcs[("agents", GEN1)]["metadata"]["annotations"]["agents.platform/fresh-for"] == "run-uid-1"
+
+
+def test_a_generation_being_deleted_hands_over_to_the_one_before(make_client: MakeClient) -> None:
+    newest = old_workspace(
+        GEN2,
+        deletionTimestamp="2026-11-30T11:00:00Z",
+        labels={"agents.platform/generation": "2", "agents.platform/generation-of": GEN1},
+    )
+    http, store = make_client(cluster())
+    store.pvcs[("agents", GEN2)] = newest
+    assert admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[0] == GEN1
+    store.pvcs[("agents", GEN1)]["metadata"]["deletionTimestamp"] = "2026-11-30T11:00:00Z"
+    response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[1]
+    assert response["allowed"] is False and response["status"]["code"] == 409
+    assert f"agents/{GEN2} is being deleted" in response["status"]["message"]  # the newest is named
+
+
+def test_made_in_the_same_second_as_its_coderun_it_is_still_found_by_its_uid(make_client: MakeClient) -> None:
+    # Timestamps have whole seconds: a generation made as fast as that is known by fresh-for alone.
+    run = stored_coderun("cleo-intake", "run-uid-1", freshWorkspace=True)
+    run["metadata"]["creationTimestamp"] = "2999-01-01T00:00:00Z"  # never before the PVC's
+    job = job_of(run, "job-uid-1")
+    http, store = make_client(cluster((run, job)))
+    assert [admit_pod(http, pod_of(job))[0] for _ in range(2)] == [GEN2, GEN2]
+    assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])

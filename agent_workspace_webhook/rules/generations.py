@@ -94,14 +94,17 @@ def fresh_run_of(coderun: Mapping[str, Any]) -> FreshRun | None:
 
 
 def awaits_fresh_generation(run: FreshRun, generations: Iterable[Generation]) -> bool:
-    """Whether this fresh run still needs its new generation: none was made for it, and none in
-    use was made after it (the platform's controller may have deleted and re-made generation 1
-    for it already, which is as fresh and empty; one this process just made has no timestamp yet)."""
+    """Whether this fresh run still needs its new generation: none was made for it, and none the
+    webhook made since it started is in use (such a one is as empty; one this process just made
+    has no timestamp yet). A PVC the platform's controller re-made under the generation-1 name
+    does not count: its class is the controller's, and the controller deletes that name again at
+    the next fresh run, so the fresh run gets a generation of the webhook's own."""
     for generation in generations:
         state = generation.state
         if state.fresh_for == run.uid:
             return False
-        # Timestamps have whole seconds: one made in the run's own second was made for it too.
-        if not state.deleting and (state.created is None or state.created >= run.created):
+        ours = state.generation_of is not None  # the webhook labels what it makes
+        # Timestamps have whole seconds: one made in the run's own second was made since it too.
+        if ours and not state.deleting and (state.created is None or state.created >= run.created):
             return False
     return True

@@ -74,12 +74,15 @@ def test_generation_of_a_pvc_from_its_label(label: str | None, generation: int) 
 
 
 def generation(
-    number: int, deleting: bool = False, fresh_for: str | None = None, created: str | None = None
+    number: int, deleting: bool = False, fresh_for: str | None = None, created: str | None = None, ours: bool = True
 ) -> Generation:
+    """A generation; `ours`: made by the webhook (labelled), not re-made by the platform's controller."""
+    base = "workspace-cto-cleo"
+    of = base if ours else None
     state = PvcState(
-        "Bound", deleting, False, ("ReadWriteOnce",), None, None, "10Gi", None, number, None, fresh_for, created
+        "Bound", deleting, False, ("ReadWriteOnce",), None, None, "10Gi", None, number, of, fresh_for, created
     )
-    return Generation(number, generation_name("workspace-cto-cleo", number), state)
+    return Generation(number, generation_name(base, number), state)
 
 
 @pytest.mark.parametrize(
@@ -116,10 +119,12 @@ RUN = FreshRun("uid-1", "agents", "cto-intake", "2026-11-30T10:00:00Z", RunFacts
         ([], True),  # nothing yet: its first Pod makes generation 1
         ([generation(1, created="2026-11-30T09:00:00Z")], True),  # an older one: make a new one
         ([generation(2, fresh_for="uid-1", created="2026-11-30T10:00:00Z")], False),  # made for it, same second
-        ([generation(1, created="2026-11-30T10:00:05Z")], False),  # re-made after it by the platform
+        ([generation(1, created="2026-11-30T10:00:05Z")], False),  # the webhook made one since: as empty
+        # the platform's controller deleted and re-made generation 1 for it: not the webhook's own
+        ([generation(1, created="2026-11-30T10:00:05Z", ours=False)], True),
         ([generation(1, deleting=True, created="2026-11-30T10:00:05Z")], True),  # that one going
         ([generation(1, created=None)], False),  # just made by this process: newer than the run
-        ([generation(1, created="2026-11-30T10:00:00Z")], False),  # its own second: made for it
+        ([generation(1, created="2026-11-30T10:00:00Z")], False),  # in its own second: made since it
         ([generation(1, created="2026-11-30T09:59:59Z")], True),  # a second before it: not for it
     ],
 )

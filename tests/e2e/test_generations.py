@@ -1,0 +1,151 @@
+"""Fresh workspaces through the living cluster (issue 18), with runs made as the platform makes
+them and, for a fresh CodeRun, the platform controller's PVC step played first (testing/runs.py:
+delete the PVC it computes, wait, re-create that name, then the Job). The webhook's workspaces
+live in the Retain class, so whatever anyone deletes keeps its volume."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from agent_workspace_webhook.rules.generations import generation_name
+from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.kube import create_job, pvcs, wait_bound
+from agent_workspace_webhook.testing.living import RETAIN_CLASS
+from agent_workspace_webhook.testing.objects import applied, claim, coderun_job, controller_pod, controller_ref, review
+from agent_workspace_webhook.testing.runs import (
+    Run,
+    cancel,
+    controller_pvc_name,
+    fresh_pvc_step,
+    run_pods,
+    start_run,
+    submit,
+    wait_gone,
+    wait_running,
+)
+
+pytestmark = pytest.mark.e2e
+
+APPS = {"rex": "5DLabs-Rex", "cleo": "5DLabs-Cleo[bot]"}
+
+
+def volume_of_pv(cluster: Environment, pv_name: str) -> Path:
+    pv = client.CoreV1Api(cluster.admin).read_persistent_volume(pv_name)
+    assert pv.spec is not None and pv.spec.csi is not None and cluster.plane.components is not None
+    return cluster.plane.components.volume_dir(pv.spec.csi.volume_handle)
+
+
+def run_and_stop(cluster: Environment, run: Run) -> dict[str, Any]:
+    """Wait for the run's Pod, then cancel it (as a finished run): the Pod that mounted what."""
+    pod = wait_running(cluster.admin, run, timeout=90)
+    cancel(cluster.admin, run)
+    wait_gone(cluster.admin, run)
+    return pod
+
+
+def test_a_fresh_run_gets_a_new_empty_generation_and_the_previous_context_is_kept(
+    cluster: Environment, namespace: str
+) -> None:
+    first = {agent: generation_name(f"workspace-api-{agent}", 1) for agent in APPS}
+    second = {agent: generation_name(first[agent], 2) for agent in APPS}
+    with cluster.webhook(storage_class=RETAIN_CLASS):
+        # run 1 of each: their context is written into their workspaces
+        volumes = {}
+        for agent, app in APPS.items():
+            run = start_run(cluster.admin, namespace, "api", f"api-1-{agent}", githubApp=app)
+            assert claim(wait_running(cluster.admin, run)) == first[agent]
+            (cluster.volume_dir(namespace, first[agent]) / "NOTES.md").write_text(f"what {agent} learned\n")
+            volumes[agent] = pvcs(cluster.admin, namespace)[first[agent]]["spec"]["volumeName"]
+            cancel(cluster.admin, run)
+            wait_gone(cluster.admin, run)
+
+        # a fresh run of each: the platform's controller deletes what it computes (Cleo's own
+        # workspace; workspace-api for Rex, its implementation agent) and re-makes that name
+        for agent, app in APPS.items():
+            fresh = start_run(cluster.admin, namespace, "api", f"api-2-{agent}", githubApp=app, freshWorkspace=True)
+            pod = run_and_stop(cluster, fresh)
+            assert claim(pod) == second[agent], agent
+            made = wait_bound(cluster.admin, namespace, second[agent])
+            assert made["spec"]["storageClassName"] == RETAIN_CLASS
+            assert made["metadata"]["labels"]["agents.platform/generation"] == "2"
+            assert not any(cluster.volume_dir(namespace, second[agent]).iterdir()), "the fresh one is empty"
+
+        # each previous context is still there to restore: Rex's generation 1 as it was, and Cleo's
+        # (deleted by the platform's controller) as the Released volume of the Retain class
+        found = pvcs(cluster.admin, namespace)
+        assert found[first["rex"]]["spec"]["volumeName"] == volumes["rex"]
+        assert (volume_of_pv(cluster, volumes["rex"]) / "NOTES.md").read_text() == "what rex learned\n"
+        cleo_pv = client.CoreV1Api(cluster.admin).read_persistent_volume(volumes["cleo"])
+        assert cleo_pv.status is not None and cleo_pv.status.phase == "Released"
+        assert cleo_pv.spec is not None and cleo_pv.spec.claim_ref is not None
+        assert cleo_pv.spec.claim_ref.name == first["cleo"]
+        assert (volume_of_pv(cluster, volumes["cleo"]) / "NOTES.md").read_text() == "what cleo learned\n"
+        assert found[first["cleo"]]["spec"]["volumeName"] != volumes["cleo"]  # the controller's re-made one
+
+        # a plain later run of each uses the new generation; one new generation per fresh run
+        for agent, app in APPS.items():
+            later = start_run(cluster.admin, namespace, "api", f"api-3-{agent}", githubApp=app)
+            assert claim(run_and_stop(cluster, later)) == second[agent]
+        ours = [
+            p
+            for p in pvcs(cluster.admin, namespace).values()
+            if "agents.platform/generation" in p["metadata"]["labels"]
+        ]
+        # the webhook's: Rex's two and Cleo's new one (her first was deleted; its name re-made by the controller)
+        assert sorted(p["metadata"]["name"] for p in ours) == sorted([first["rex"], second["rex"], second["cleo"]])
+
+
+def test_two_webhook_processes_admitting_one_fresh_run_make_one_generation(
+    cluster: Environment, namespace: str
+) -> None:
+    port = free_port()
+    hooks = [cluster.start_webhook(port=port, reuse_port=True) for _ in range(2)]
+    cluster.register(*hooks)
+    run = Run(namespace, "ledger-intake", "ledger-intake-job")
+    try:
+        submitted = submit(cluster.admin, namespace, "ledger", run.coderun, githubApp="5DLabs-Tess", runType="intake")
+        fresh_pvc_step(cluster.admin, namespace, controller_pvc_name("ledger", "5DLabs-Tess"))
+        job = coderun_job(submitted.coderun, run.job, controller_pod("ledger", "5dlabs-tess"))
+        job["spec"].update({"parallelism": 6, "completions": 6})  # six Pods at once, over both processes
+        stored_job = create_job(cluster.admin, namespace, job)
+        # The same run's Pod reviewed by each process at once, as two replicas would be called
+        pod = controller_pod("ledger", "5dlabs-tess", generate_name=f"{run.job}-")
+        pod["metadata"]["ownerReferences"] = [controller_ref(stored_job)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda hook: hook.review(review(pod, namespace=namespace)), hooks * 2))
+        assert {claim(applied(pod, {"response": answer})) for answer in answers} == {
+            generation_name("workspace-ledger-tess", 2)
+        }
+        deadline = time.monotonic() + 90
+        while len(running := [p for p in run_pods(cluster.admin, run) if p["status"].get("phase") == "Running"]) < 6:
+            assert time.monotonic() < deadline, [p["status"] for p in run_pods(cluster.admin, run)]
+            time.sleep(0.2)
+    finally:
+        cluster.restore()
+        for hook in hooks:
+            hook.stop()
+    # the controller re-made workspace-ledger-tess; the run got one generation of the webhook's own
+    assert {claim(pod) for pod in running} == {generation_name("workspace-ledger-tess", 2)}
+    fresh = [
+        name
+        for name, p in pvcs(cluster.admin, namespace).items()
+        if "agents.platform/fresh-for" in p["metadata"]["annotations"]
+    ]
+    assert fresh == [generation_name("workspace-ledger-tess", 2)]
+    created = [
+        a
+        for hook in hooks
+        for a in hook.admissions()
+        if a.get("pvc_action") == "created" and a["namespace"] == namespace
+    ]
+    assert len(created) == 1, created
+    assert all(len([a for a in hook.admissions() if a["namespace"] == namespace]) > 0 for hook in hooks), (
+        "both admitted"
+    )

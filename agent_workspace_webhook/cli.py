@@ -143,12 +143,21 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_workspaces(args: argparse.Namespace) -> int:
-    from agent_workspace_webhook.kube.listings import list_pods, list_pvcs
-    from agent_workspace_webhook.ops.workspaces import report, rows
+    from agent_workspace_webhook.ops import workspace_commands as commands
+    from agent_workspace_webhook.ops.lifecycle import PlanError
 
     settings = _settings(args)
-    print(report(rows(list_pvcs(settings, args.namespace), list_pods(settings, args.namespace))))
-    return 0
+    try:
+        if args.action == "restore":
+            return commands.restore(
+                settings, args.target_namespace, args.service, args.agent,
+                generation=args.generation, released=args.released, dry_run=args.dry_run,
+            )  # fmt: skip
+        if args.action == "prune":
+            return commands.prune(settings, args.namespace, args.keep, args.yes)
+        return commands.show(settings, args.namespace)
+    except PlanError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -221,9 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.set_defaults(func=cmd_certs)
 
-    workspaces = sub.add_parser("workspaces", help="list agent workspaces and the legacy shared ones left")
+    workspaces = sub.add_parser("workspaces", help="each workspace's generations and retained copies; restore, prune")
     workspaces.add_argument("--namespace", "-n", help="one namespace (default: all)")
-    workspaces.set_defaults(func=cmd_workspaces)
+    workspaces.set_defaults(func=cmd_workspaces, action="show")
+    actions = workspaces.add_subparsers(dest="action")
+    restore = actions.add_parser("restore", help="make an earlier life of a workspace current, as a new generation")
+    restore.add_argument("target_namespace", metavar="NAMESPACE")
+    restore.add_argument("service", metavar="SERVICE")
+    restore.add_argument("agent", metavar="AGENT")
+    restore.add_argument("--generation", type=int, help="clone this generation (it still exists)")
+    restore.add_argument("--released", metavar="PV", help="bind this Released volume (a deleted generation's)")
+    restore.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    prune = actions.add_parser("prune", help="delete retained copies beyond the N newest per workspace")
+    prune.add_argument("--keep", type=int, required=True, metavar="N")
+    prune.add_argument("--yes", action="store_true", help="do it (without: print what would go)")
+    prune.add_argument("--namespace", "-n", help="one namespace (default: all)")
 
     demo = sub.add_parser("demo", help="local control plane + webhook + three agents' runs, then wait for Ctrl-C")
     demo.add_argument("--exit", action="store_true", help="tear everything down after the table instead of waiting")

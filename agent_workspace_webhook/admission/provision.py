@@ -78,9 +78,7 @@ async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple
 async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Provisioned:
     """Generation 1, empty or as a clone of the legacy workspace."""
     clone = await _clone_source(workspace, target, ctx, warnings)
-    source = clone.source if clone is not None else None
-    made_from = f"clone of {source}" if source else "empty"
-    return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone, made_from=made_from)
+    return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone)
 
 
 async def _make_fresh(
@@ -111,7 +109,7 @@ async def _create(
     warnings: list[str],
     clone: Clone | None = None,
     fresh_for: str | None = None,
-    made_from: str = "empty",
+    made_from: str | None = None,
 ) -> Provisioned:
     """Create generation `number` of the workspace whose generation 1 is `base` (none on a dry run)."""
     namespace, service, agent = target.namespace, workspace.service, workspace.agent

@@ -1,5 +1,6 @@
-"""One-off listings for the operator's `workspaces` report (not the admission path, which asks
-the store): every PVC, and the Pods that may mount them."""
+"""One-off listings for the operator's `workspaces` commands (not the admission path, which asks
+the store): every PVC, the Pods that may mount them, and the PersistentVolumes (the Released
+ones are what deleted workspaces left in a Retain class)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,20 @@ def list_pods(settings: Settings, namespace: str | None) -> list[dict[str, Any]]
     return _list(settings, namespace, "pod", "Pods", field_selector="status.phase!=Succeeded,status.phase!=Failed")
 
 
+def list_pvs(settings: Settings) -> list[dict[str, Any]]:
+    """Every PersistentVolume (cluster-wide; the report needs only the Released ones)."""
+    return _list(settings, None, "persistent_volume", "PersistentVolumes")
+
+
 def _list(settings: Settings, namespace: str | None, kind: str, what: str, **options: Any) -> list[dict[str, Any]]:
     from kubernetes import client
 
     api = api_client(settings)
     core = client.CoreV1Api(api)
     try:
-        if namespace:
+        if kind == "persistent_volume":
+            response = core.list_persistent_volume(_preload_content=False, **options)
+        elif namespace:
             response = getattr(core, f"list_namespaced_{kind}")(namespace, _preload_content=False, **options)
         else:
             response = getattr(core, f"list_{kind}_for_all_namespaces")(_preload_content=False, **options)

@@ -23,6 +23,7 @@ RESOURCES = {
     "Job": "jobs",
     "CodeRun": "coderuns",
     "Namespace": "namespaces",
+    "PersistentVolume": "persistentvolumes",
 }
 _QUOTA = re.compile(r"exceeded quota: ([^,]+)")
 

@@ -1,6 +1,7 @@
-"""The `workspaces` report: the life of each workspace (which agent, cloned from which PVC, Bound
-or being deleted, which Pods mount it now) and the legacy shared ones with the agents cloned
-from them (pure functions over PVC and Pod objects as the API returns them)."""
+"""The `workspaces` report: the history of each workspace (its generations, the current one
+starred, and the Released volumes it left; which agent, made from what, Bound or being deleted,
+which Pods mount it now) and the legacy shared ones with the agents cloned from them (pure
+functions over PVC, PV and Pod objects as the API returns them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.rules.labels import LABEL_AGENT, LABEL_SERVICE
-from agent_workspace_webhook.rules.pvc import pvc_state
+from agent_workspace_webhook.ops.history import histories
 from agent_workspace_webhook.rules.workspace import PREFIX, legacy_pvc_name
 
 
@@ -20,10 +20,12 @@ class Row:
     namespace: str
     service: str
     agent: str
-    pvc: str
-    state: str  # Bound, Pending, "Bound, being deleted"
+    generation: str  # "2*": the current one is starred
+    pvc: str  # a Released volume: the PVC it was bound to
+    state: str  # Bound, Pending, "Bound, being deleted", "Released (pv-...)"
     size: str
-    cloned_from: str  # "-" when created empty
+    made_from: str  # empty, clone of X, fresh for CodeRun ns/x, restore of ...; "-" when not the webhook's
+    cloned_from: str  # "-" when not a clone
     mounted_by: tuple[str, ...]  # Pods (not finished) that mount it now
     age: str
     legacy: bool  # the shared workspace-{service}, whichever agent's run created it
@@ -54,37 +56,36 @@ def mounts(pods: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]
 
 
 def rows(
-    pvcs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]] = (), now: datetime.datetime | None = None
+    pvcs: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]] = (),
+    pvs: Iterable[Mapping[str, Any]] = (),
+    now: datetime.datetime | None = None,
 ) -> list[Row]:
-    """Workspace PVCs: the ones the webhook labelled, and any other `workspace-*` (legacy)."""
+    """Every generation of each workspace and its retained copies (Released volumes), the current
+    generation starred; PVCs the webhook labelled, and any other `workspace-*` (legacy)."""
     now = now or datetime.datetime.now(datetime.UTC)
-    mounted = mounts(pods)
     found = []
-    for pvc in pvcs:
-        metadata, status = pvc.get("metadata", {}), pvc.get("status", {})
-        name = metadata.get("name", "")
-        labels = metadata.get("labels") or {}
-        if LABEL_SERVICE not in labels and not name.startswith(PREFIX):
-            continue
-        service = labels.get(LABEL_SERVICE) or name.removeprefix(PREFIX)
-        legacy = name == legacy_pvc_name(service)
-        state = pvc_state(pvc)
-        size = (status.get("capacity") or {}).get("storage") or state.storage or "?"
-        namespace = metadata.get("namespace", "")
-        found.append(
+    for (namespace, workspace), copies in histories(pvcs, pvs, mounts(pods)).items():
+        service = next((c.service for c in copies if c.service), workspace.removeprefix(PREFIX))
+        agent = next((c.agent for c in copies if c.agent), "-")
+        legacy = workspace == legacy_pvc_name(service)
+        found += [
             Row(
                 namespace=namespace,
                 service=service,
-                agent="-" if legacy else labels.get(LABEL_AGENT, "-"),
-                pvc=name,
-                state=f"{state.phase}, being deleted" if state.deleting else state.phase,
-                size=size,
-                cloned_from=state.cloned_from or "-",
-                mounted_by=tuple(sorted(mounted.get((namespace, name), ()))),
-                age=age(metadata.get("creationTimestamp"), now),
+                agent="-" if legacy else agent,
+                generation=f"{copy.generation}{'*' if copy.current else ''}",
+                pvc=copy.pvc,
+                state=f"Released ({copy.pv})" if copy.released else copy.state,
+                size=copy.size,
+                made_from=copy.made_from,
+                cloned_from=copy.cloned_from or "-",
+                mounted_by=copy.mounted_by,
+                age=age(copy.created or None, now),
                 legacy=legacy,
             )
-        )
+            for copy in copies
+        ]
     return sorted(found, key=lambda r: (r.namespace, r.service, r.legacy, r.agent))
 
 
@@ -98,7 +99,19 @@ def table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 def report(found: Sequence[Row]) -> str:
     if not found:
         return "no workspace PVCs found"
-    headers = ("NAMESPACE", "SERVICE", "AGENT", "PVC", "STATE", "SIZE", "CLONED FROM", "MOUNTED BY", "AGE", "LEGACY")
+    headers = (
+        "NAMESPACE",
+        "SERVICE",
+        "AGENT",
+        "GEN",
+        "PVC",
+        "STATE",
+        "SIZE",
+        "MADE FROM",
+        "MOUNTED BY",
+        "AGE",
+        "LEGACY",
+    )
     text = table(
         headers,
         [
@@ -106,10 +119,11 @@ def report(found: Sequence[Row]) -> str:
                 r.namespace,
                 r.service,
                 r.agent,
+                r.generation,
                 r.pvc,
                 r.state,
                 r.size,
-                r.cloned_from,
+                r.made_from,
                 ",".join(r.mounted_by) or "-",
                 r.age,
                 "yes" if r.legacy else "no",
@@ -117,11 +131,17 @@ def report(found: Sequence[Row]) -> str:
             for r in found
         ],
     )
+    text += (
+        "\n\n* the current generation: where the agent's next run goes. Older generations and Released "
+        "volumes are its earlier lives: `workspaces restore` brings one back, `workspaces prune` removes the oldest."
+    )
     legacy = [r for r in found if r.legacy]
     if legacy:
         lines = []
         for shared in legacy:
-            clones = sorted(r.agent for r in found if r.namespace == shared.namespace and r.cloned_from == shared.pvc)
+            if shared.state.startswith("Released"):
+                continue
+            clones = sorted({r.agent for r in found if r.namespace == shared.namespace and r.cloned_from == shared.pvc})
             seeded = f"cloned into: {', '.join(clones)}" if clones else "no agent workspace cloned from it"
             lines.append(f"  {shared.namespace}/{shared.pvc}: {seeded}")
         text += (

@@ -104,7 +104,7 @@ def awaits_fresh_generation(run: FreshRun, generations: Iterable[Generation]) ->
         if state.fresh_for == run.uid:
             return False
         ours = state.generation_of is not None  # the webhook labels what it makes
-        # Timestamps have whole seconds: one made in the run's own second was made since it too.
-        if ours and not state.deleting and (state.created is None or state.created >= run.created):
+        # Timestamps have whole seconds: one made in the run's own second may be the run before's.
+        if ours and not state.deleting and (state.created is None or state.created > run.created):
             return False
     return True

@@ -108,14 +108,15 @@ def pvc_manifest(
     spec: PvcSpec,
     clone: Clone | None = None,
     fresh_for: str | None = None,
-    made_from: str = "empty",
+    made_from: str | None = None,
 ) -> dict[str, Any]:
     """No ownerReferences: a workspace outlives the runs that use it. A clone takes the source's
     storage class and volume mode and asks for at least the source's size. `fresh_for` is the
-    uid of the CodeRun a fresh generation is made for."""
+    uid of the CodeRun a fresh generation is made for; `made_from` says what it is made from
+    (default: "empty", or "clone of X")."""
     storage = spec.storage_size
     body: dict[str, Any] = {"accessModes": list(spec.access_modes)}
-    annotations = {ANNOTATION_MADE_FROM: made_from}
+    annotations = {ANNOTATION_MADE_FROM: made_from or (f"clone of {clone.source}" if clone else "empty")}
     if fresh_for is not None:
         annotations[ANNOTATION_FRESH_FOR] = fresh_for
     metadata: dict[str, Any] = {
@@ -132,7 +133,6 @@ def pvc_manifest(
             body["volumeMode"] = clone.state.volume_mode
         body["dataSource"] = {"kind": "PersistentVolumeClaim", "name": clone.source}
         annotations[ANNOTATION_CLONED_FROM] = clone.source
-        annotations[ANNOTATION_MADE_FROM] = f"clone of {clone.source}"
     body["resources"] = {"requests": {"storage": storage}}
     if storage_class is not None:
         body["storageClassName"] = storage_class

@@ -5,6 +5,9 @@ live in the Retain class, so whatever anyone deletes keeps its volume."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -149,3 +152,97 @@ def test_two_webhook_processes_admitting_one_fresh_run_make_one_generation(
     assert all(len([a for a in hook.admissions() if a["namespace"] == namespace]) > 0 for hook in hooks), (
         "both admitted"
     )
+
+
+def cli(cluster: Environment, *args: str) -> subprocess.CompletedProcess[str]:
+    """The console command, as an operator runs it with the cluster's admin kubeconfig."""
+    env = {**os.environ, "WEBHOOK_KUBECONFIG": str(cluster.plane.kubeconfig), "WEBHOOK_STORAGE_CLASS": RETAIN_CLASS}
+    return subprocess.run(
+        [sys.executable, "-m", "agent_workspace_webhook", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def fresh_run(cluster: Environment, namespace: str, agent: str, n: int) -> str:
+    """Run n of the agent, fresh; the PVC it mounted."""
+    app = {**APPS, "tess": "5DLabs-Tess"}[agent]
+    run = start_run(cluster.admin, namespace, "docs", f"docs-{n}-{agent}", githubApp=app, freshWorkspace=True)
+    return str(claim(run_and_stop(cluster, run)))
+
+
+def test_restore_brings_back_a_released_volume_or_an_older_generation(cluster: Environment, namespace: str) -> None:
+    first = "workspace-docs-cleo"
+    with cluster.webhook(storage_class=RETAIN_CLASS):
+        run = start_run(cluster.admin, namespace, "docs", "docs-1-cleo", githubApp=APPS["cleo"])
+        assert claim(run_and_stop(cluster, run)) == first
+        (cluster.volume_dir(namespace, first) / "NOTES.md").write_text("run 1\n")
+        released = pvcs(cluster.admin, namespace)[first]["spec"]["volumeName"]
+        second = fresh_run(cluster, namespace, "cleo", 2)  # the controller deletes generation 1: Released
+        (cluster.volume_dir(namespace, second) / "NOTES.md").write_text("run 2\n")
+
+        planned = cli(cluster, "workspaces", "restore", namespace, "docs", "cleo", "--released", released, "--dry-run")
+        assert planned.returncode == 0, planned.stderr
+        third = generation_name(first, 3)
+        assert (
+            f"would create PersistentVolumeClaim {namespace}/{third} (generation 3) bound to volume {released}"
+            in planned.stdout
+        )
+        assert third not in pvcs(cluster.admin, namespace)  # a dry run changes nothing
+
+        done = cli(cluster, "workspaces", "restore", namespace, "docs", "cleo", "--released", released)
+        assert done.returncode == 0, done.stderr
+        assert wait_bound(cluster.admin, namespace, third)["spec"]["volumeName"] == released
+        assert (volume_of_pv(cluster, released) / "NOTES.md").read_text() == "run 1\n"
+        later = start_run(cluster.admin, namespace, "docs", "docs-3-cleo", githubApp=APPS["cleo"])
+        assert claim(run_and_stop(cluster, later)) == third  # the restored life is current
+
+        cloned = cli(cluster, "workspaces", "restore", namespace, "docs", "cleo", "--generation", "2")
+        assert cloned.returncode == 0, cloned.stderr
+        fourth = generation_name(first, 4)
+        assert (cluster.volume_dir(namespace, fourth) / "NOTES.md").read_text() == "run 2\n"
+        assert pvcs(cluster.admin, namespace)[fourth]["metadata"]["annotations"]["agents.platform/made-from"] == (
+            f"restore of generation 2 ({second})"
+        )
+
+        for args, says in (
+            (("--generation", "9"), "has no generation 9"),
+            (("--released", "pv-nope"), "PersistentVolume pv-nope is not a Released volume"),
+            ((), "give one of --generation N"),
+        ):
+            refused = cli(cluster, "workspaces", "restore", namespace, "docs", "cleo", *args)
+            assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+
+
+def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster: Environment, namespace: str) -> None:
+    with cluster.webhook(storage_class=RETAIN_CLASS):
+        run = start_run(cluster.admin, namespace, "docs", "docs-1-tess", githubApp="5DLabs-Tess")
+        run_and_stop(cluster, run)
+        old_volume = pvcs(cluster.admin, namespace)["workspace-docs-tess"]["spec"]["volumeName"]
+        mounted = [fresh_run(cluster, namespace, "tess", n) for n in range(2, 6)]  # four fresh runs
+    assert mounted == [generation_name("workspace-docs-tess", g) for g in range(2, 6)]
+    before = set(pvcs(cluster.admin, namespace))
+    report = cli(cluster, "workspaces", "-n", namespace)
+    assert report.returncode == 0, report.stderr
+    print("\n" + report.stdout)  # the closing note of issue 18 quotes this table
+
+    looked = cli(cluster, "workspaces", "prune", "--keep", "3", "-n", namespace)
+    assert looked.returncode == 0, looked.stderr
+    assert (
+        f"would delete Released volume {old_volume}" in looked.stdout
+        and "would free 10.0 GiB in 1 copies" in looked.stdout
+    )
+    assert set(pvcs(cluster.admin, namespace)) == before
+    client.CoreV1Api(cluster.admin).read_persistent_volume(old_volume)  # still there
+
+    pruned = cli(cluster, "workspaces", "prune", "--keep", "3", "-n", namespace, "--yes")
+    assert pruned.returncode == 0, pruned.stderr
+    deadline = time.monotonic() + 60
+    while any(pv.metadata.name == old_volume for pv in client.CoreV1Api(cluster.admin).list_persistent_volume().items):
+        assert time.monotonic() < deadline, "the pruned volume was not deleted by its class"
+        time.sleep(0.2)
+    # nothing else: every generation, and the PVC the platform's controller re-made, are still there
+    assert set(pvcs(cluster.admin, namespace)) == before

@@ -236,26 +236,18 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, nam
     assert result.returncode == 0, result.stderr
     print("\n" + result.stdout)  # the closing note of issue 12 quotes this table
     lines = result.stdout.splitlines()
-    assert lines[0].split() == [
-        "NAMESPACE",
-        "SERVICE",
-        "AGENT",
-        "PVC",
-        "STATE",
-        "SIZE",
-        "CLONED",
-        "FROM",
-        "MOUNTED",
-        "BY",
-        "AGE",
-        "LEGACY",
-    ]
+    headers = "NAMESPACE SERVICE AGENT GEN PVC STATE SIZE MADE FROM MOUNTED BY AGE LEGACY"
+    assert lines[0].split() == headers.split()
     cleo, rex, shared = (line.split() for line in lines[1:4])
-    assert cleo[:7] == [namespace, "ledger", "cleo", "workspace-ledger-cleo", "Bound", "10Gi", "workspace-ledger"]
-    assert cleo[7] == pods["Cleo"] and cleo[-1] == "no"
-    assert rex[:8] == [namespace, "ledger", "rex", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi"]
-    assert rex[8:10] == ["workspace-ledger", pods["Rex"]]  # still mounted: why it is not gone yet
-    assert shared[:7] == [namespace, "ledger", "-", "workspace-ledger", "Bound", "5Gi", "-"] and shared[-1] == "yes"
+    # generation 1 of each, current (*) but for Rex's, which is going; made as clones of the legacy one
+    assert cleo[:10] == [namespace, "ledger", "cleo", "1*", "workspace-ledger-cleo", "Bound", "10Gi", "clone", "of",
+                         "workspace-ledger"]  # fmt: skip
+    assert cleo[10] == pods["Cleo"] and cleo[-1] == "no"
+    assert rex[:12] == [namespace, "ledger", "rex", "1", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi",
+                        "clone", "of", "workspace-ledger"]  # fmt: skip
+    assert rex[12] == pods["Rex"]  # still mounted: why it is not gone yet
+    assert shared[:10] == [namespace, "ledger", "-", "1*", "workspace-ledger", "Bound", "5Gi", "not", "the", "webhook"]
+    assert shared[-1] == "yes"
     assert f"  {namespace}/workspace-ledger: cloned into: cleo, rex" in result.stdout
 
 

@@ -124,7 +124,7 @@ RUN = FreshRun("uid-1", "agents", "cto-intake", "2026-11-30T10:00:00Z", RunFacts
         ([generation(1, created="2026-11-30T10:00:05Z", ours=False)], True),
         ([generation(1, deleting=True, created="2026-11-30T10:00:05Z")], True),  # that one going
         ([generation(1, created=None)], False),  # just made by this process: newer than the run
-        ([generation(1, created="2026-11-30T10:00:00Z")], False),  # in its own second: made since it
+        ([generation(1, created="2026-11-30T10:00:00Z")], True),  # in its own second: maybe the run before's
         ([generation(1, created="2026-11-30T09:59:59Z")], True),  # a second before it: not for it
     ],
 )

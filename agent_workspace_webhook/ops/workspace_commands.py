@@ -1,0 +1,99 @@
+"""The `workspaces` commands at the terminal: the report, `restore` and `prune`. Reads through
+kube/listings.py, decides with the pure plans of ops/history.py and ops/lifecycle.py, and writes
+(only when told: never on --dry-run, and prune only with --yes) through kube/changes.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agent_workspace_webhook.kube.listings import list_pods, list_pvcs, list_pvs
+from agent_workspace_webhook.ops.history import histories
+from agent_workspace_webhook.ops.lifecycle import PlanError, prune_plan, restore_plan, volume_spec
+from agent_workspace_webhook.ops.workspaces import mounts, report, rows
+from agent_workspace_webhook.rules.facts import RunFacts
+from agent_workspace_webhook.rules.pvc import PvcSpec
+from agent_workspace_webhook.settings import Settings
+
+Say = Callable[[str], None]
+
+
+def show(settings: Settings, namespace: str | None, say: Say = print) -> int:
+    say(report(rows(list_pvcs(settings, namespace), list_pods(settings, namespace), list_pvs(settings))))
+    return 0
+
+
+def restore(
+    settings: Settings,
+    namespace: str,
+    service: str,
+    agent: str,
+    *,
+    generation: int | None,
+    released: str | None,
+    dry_run: bool,
+    say: Say = print,
+) -> int:
+    """Make an earlier life of the agent's workspace current again, as a new generation."""
+    from agent_workspace_webhook.admission.context import decide, make_context
+    from agent_workspace_webhook.kube.changes import Changes
+    from agent_workspace_webhook.kube.memory import MemoryStore
+
+    if (generation is None) == (released is None):
+        raise PlanError("give one of --generation N (a generation that still exists) or --released PV")
+    ctx = make_context(settings, MemoryStore())
+    workspace = decide(RunFacts(service, None, "SERVICE", "AGENT", agent=agent), ctx)
+    pvcs = list_pvcs(settings, namespace)
+    pvs = list_pvs(settings)
+    found = histories(pvcs, pvs)
+    base = next((b for b in (workspace.prefer_existing, workspace.pvc) if b and (namespace, b) in found), workspace.pvc)
+    by_name = {p["metadata"]["name"]: p for p in pvcs}
+    spec = PvcSpec(settings.storage_size, settings.access_modes, settings.storage_class)
+    plan = restore_plan(
+        namespace, base, workspace.service, workspace.agent, found.get((namespace, base), []), by_name, spec,
+        generation=generation, released=released,
+    )  # fmt: skip
+    if plan.volume is not None:
+        volume_spec(next(pv for pv in pvs if pv["metadata"]["name"] == plan.volume), plan)
+    for line in plan.lines:
+        say(("would " if dry_run else "") + line)
+    if dry_run:
+        return 0
+    changes = Changes(settings)
+    try:
+        changes.create_pvc(plan.manifest)
+        if plan.volume is not None:
+            changes.claim_volume(plan.volume, namespace, plan.manifest["metadata"]["name"])
+    finally:
+        changes.close()
+    say(f"restored: the agent's next run mounts {namespace}/{plan.manifest['metadata']['name']}")
+    return 0
+
+
+def prune(settings: Settings, namespace: str | None, keep: int, yes: bool, say: Say = print) -> int:
+    """Remove retained copies beyond the `keep` newest of each workspace (a dry run unless `yes`)."""
+    from agent_workspace_webhook.kube.changes import Changes
+
+    found = histories(list_pvcs(settings, namespace), list_pvs(settings), mounts(list_pods(settings, namespace)))
+    if namespace:
+        found = {key: copies for key, copies in found.items() if key[0] == namespace}
+    plan = prune_plan(found, keep)
+    for line in plan.lines():
+        say(("" if yes else "would ") + line)
+    gone = len(plan.pvcs) + len(plan.volumes)
+    freed = f"{'freed' if yes else 'would free'} {plan.freed / 2**30:.1f} GiB in {gone} copies"
+    kept = f"keeping the {keep} newest of each workspace beside its current generation"
+    say(f"{freed} ({kept})" + ("" if yes else "; run again with --yes to do it"))
+    if not yes:
+        return 0
+    changes = Changes(settings)
+    try:
+        for copy in plan.pvcs:
+            if copy.pv:
+                changes.reclaim(copy.pv)  # else the Retain class would keep the volume after the PVC goes
+            changes.delete_pvc(copy.namespace, copy.pvc)
+        for copy in plan.volumes:
+            if copy.pv:
+                changes.reclaim(copy.pv)  # Released: the PV controller now deletes it and its storage
+    finally:
+        changes.close()
+    return 0

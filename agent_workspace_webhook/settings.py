@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     seed_from_legacy: Literal["none", "clone"] = "none"
     # Pods that mount one ReadWriteOnce workspace get a required pod affinity to one node.
     colocate: bool = True
+    # Raise an existing workspace's storage request to storage_size when it is smaller and its
+    # class allows expansion: the one change the webhook ever makes to a PVC it did not just
+    # create (never smaller, nothing else). Needs patch on PVCs and get on StorageClasses.
+    grow_existing: bool = False
 
     # --- the Kubernetes API ---------------------------------------------------------------------
     store: Literal["kube", "memory"] = "kube"

@@ -10,7 +10,7 @@ from typing import Literal, NoReturn
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.fresh import announce_fresh, fresh_run_of_pod
-from agent_workspace_webhook.kube.store import PvcAction
+from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
 from agent_workspace_webhook.rules.generations import (
     FreshRun,
@@ -22,6 +22,7 @@ from agent_workspace_webhook.rules.generations import (
 )
 from agent_workspace_webhook.rules.labels import generation_labels, plain_pvc_labels, workspace_labels
 from agent_workspace_webhook.rules.pvc import Clone, clone_problem, pvc_manifest
+from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.rules.workspace import Workspace, legacy_pvc_name
 
 
@@ -57,8 +58,9 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
         current = current_generation(generations)
         if current is None:
             _deny_dying(target.namespace, generations[-1])
-        state = current.state
-        return _provisioned(workspace, current.pvc, "exists", warnings, state.access_modes, number=current.number)
+        action = await _grow(current, target, ctx, warnings) if ctx.settings.grow_existing else "exists"
+        modes = current.state.access_modes
+        return _provisioned(workspace, current.pvc, action, warnings, modes, number=current.number)
     return await _make_first(workspace, target, ctx, warnings)
 
 
@@ -159,6 +161,37 @@ async def _clone_source(workspace: Workspace, target: Target, ctx: Context, warn
         warnings.append(f"PersistentVolumeClaim {namespace}/{workspace.pvc} starts empty, not as a clone: {problem}")
         return None
     return Clone(legacy, state)
+
+
+async def _grow(current: Generation, target: Target, ctx: Context, warnings: list[str]) -> PvcAction:
+    """WEBHOOK_GROW_EXISTING: raise the current generation's request to the configured size when it
+    is smaller and its class allows expansion; never lower it, touch nothing else, and never hold
+    the run up: whatever stands in the way is a warning. Costs nothing when nothing is to grow."""
+    state, wanted = current.state, ctx.settings.storage_size
+    have = parse_quantity(state.storage or "")
+    if have is None or have >= (parse_quantity(wanted) or have):
+        return "exists"
+    where = f"PersistentVolumeClaim {target.namespace}/{current.pvc}"
+    cannot = f"{where} stays at {state.storage}, below WEBHOOK_STORAGE_SIZE {wanted}"
+    if state.storage_class is None:
+        warnings.append(f"{cannot}: it names no StorageClass to ask whether it may grow")
+        return "exists"
+    try:
+        reading = f"reading StorageClass {state.storage_class}"
+        expands = await within(target, reading, ctx.store.storage_class_expands(state.storage_class))
+        if not expands:
+            why = "does not exist" if expands is None else "does not allow volume expansion (allowVolumeExpansion)"
+            warnings.append(f"{cannot}: StorageClass {state.storage_class} {why}")
+            return "exists"
+        if target.dry_run:
+            warnings.append(f"dry run: {where} would grow from {state.storage} to {wanted}")
+            return "exists"
+        await within(target, f"growing {where}", ctx.store.grow_pvc(target.namespace, current.pvc, wanted))
+    except ClusterError as exc:  # the deadline among them: the run goes ahead on what it has
+        warnings.append(f"{cannot}: {exc}")
+        return "exists"
+    warnings.append(f"{where} grows from {state.storage} to {wanted} (WEBHOOK_GROW_EXISTING)")
+    return "grown"
 
 
 def _deny_dying(namespace: str, newest: Generation) -> NoReturn:

@@ -190,6 +190,37 @@ class KubeStore:
                     found[(namespace, base)] = first
         return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)
 
+    async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        patch = {"spec": {"resources": {"requests": {"storage": storage}}}}
+        try:
+            await self._call(
+                "patch",
+                "PersistentVolumeClaim",
+                namespace,
+                name,
+                lambda: self._core.patch_namespaced_persistent_volume_claim(
+                    name, namespace, patch, _preload_content=False, _request_timeout=self._timeout
+                ),
+            )
+        except ApiException as exc:
+            raise describe_failure(
+                "patch", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
+            ) from None
+
+    async def storage_class_expands(self, name: str) -> bool | None:
+        from kubernetes import client
+
+        storage = client.StorageV1Api(self._api)
+        found = await self._get(
+            "StorageClass",
+            "",
+            name,
+            lambda: storage.read_storage_class(name, _preload_content=False, _request_timeout=self._timeout),
+        )
+        return None if found is None else bool(found.get("allowVolumeExpansion"))
+
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
         if found is not None:

@@ -37,6 +37,8 @@ class MemoryStore:
     # (that None too) in scope whatever the selector, as offline `review` assumes.
     namespaces: dict[str, dict[str, str]] | None = None
     labels_everywhere: dict[str, str] | None = None
+    # StorageClass name -> allows volume expansion
+    storage_classes: dict[str, bool] = field(default_factory=dict)
     calls: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=MAX_CALLS))
 
     async def _call(self, verb: str, what: str, namespace: str, name: str) -> None:
@@ -84,6 +86,14 @@ class MemoryStore:
             if pvc_namespace == namespace and (state.generation_of or name) == base:
                 found.append(Generation(state.generation, name, state))
         return sorted(found, key=lambda generation: generation.number)
+
+    async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
+        await self._call("patch", "PersistentVolumeClaim", namespace, name)
+        self.pvcs[(namespace, name)]["spec"]["resources"]["requests"]["storage"] = storage
+
+    async def storage_class_expands(self, name: str) -> bool | None:
+        await self._call("get", "StorageClass", "", name)
+        return self.storage_classes.get(name)
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         # Not counted as a call: the real store answers this from its CodeRun watch.

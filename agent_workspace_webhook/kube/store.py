@@ -1,6 +1,7 @@
 """The interface every store implements, and what a failed Kubernetes call is reported as.
 
-Stores only ever get, list or create: an existing PVC is never changed.
+Stores get, list or create; an existing PVC is never changed, but for raising its storage
+request when the operator turns that on (WEBHOOK_GROW_EXISTING).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.selector import Selector
 
 # What happened to the workspace PVC in one admission ("deferred": a fresh CodeRun's new
-# generation is made at its first Pod).
-PvcAction = Literal["created", "exists", "would-create", "deferred"]
+# generation is made at its first Pod; "grown": its storage request was raised).
+PvcAction = Literal["created", "exists", "would-create", "deferred", "grown"]
 
 RESOURCES = {
     "PersistentVolumeClaim": "persistentvolumeclaims",
@@ -24,6 +25,7 @@ RESOURCES = {
     "CodeRun": "coderuns",
     "Namespace": "namespaces",
     "PersistentVolume": "persistentvolumes",
+    "StorageClass": "storageclasses",
 }
 _QUOTA = re.compile(r"exceeded quota: ([^,]+)")
 
@@ -92,6 +94,14 @@ class WorkspaceStore(Protocol):
     async def generations(self, namespace: str, base: str) -> list[Generation]:
         """Every PVC of the workspace whose generation 1 is named `base` (from the watch cache
         when synced: no API call)."""
+        ...
+
+    async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
+        """Raise the PVC's storage request (a merge patch of that one field, nothing else)."""
+        ...
+
+    async def storage_class_expands(self, name: str) -> bool | None:
+        """Whether the StorageClass allows volume expansion; None when there is no such class."""
         ...
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:

@@ -57,6 +57,11 @@ class Metrics:
         self.pvcs_created = Counter(
             f"{PREFIX}_pvcs_created_total", "Workspace PVCs this process created.", registry=self.registry
         )
+        self.pvcs_grown = Counter(
+            f"{PREFIX}_pvcs_grown_total",
+            "Existing workspace PVCs whose storage request this process raised (WEBHOOK_GROW_EXISTING).",
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             f"{PREFIX}_connections_refused_total",
             "Connections refused or dropped: too many open (connections), too slow (slow), client name.",

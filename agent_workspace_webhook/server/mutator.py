@@ -69,6 +69,8 @@ class Mutator:
             self.in_flight -= 1
         if record.pvc_action == "created":
             self.metrics.pvcs_created.inc()
+        elif record.pvc_action == "grown":
+            self.metrics.pvcs_grown.inc()
         level = logging.WARNING if record.decision == "error" else logging.INFO
         fields = record.log_fields()
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)

@@ -22,7 +22,7 @@ from agent_workspace_webhook.testing.objects import (
     job_pod,
     review,
 )
-from tests.api.conftest import MakeClient, mutate
+from tests.api.conftest import MakeClient, mutate, probes
 
 GEN1 = "workspace-cto-cleo"
 GEN2 = generation_name(GEN1, 2)
@@ -197,3 +197,70 @@ def test_made_in_the_same_second_as_its_coderun_it_is_still_found_by_its_uid(mak
     http, store = make_client(cluster((run, job)))
     assert [admit_pod(http, pod_of(job))[0] for _ in range(2)] == [GEN2, GEN2]
     assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])
+
+
+# --- growing an existing workspace (WEBHOOK_GROW_EXISTING) ----------------------------------
+
+
+def sized(storage: str, storage_class: str | None = "workspaces") -> MemoryStore:
+    store = cluster()
+    spec = store.pvcs[("agents", GEN1)]["spec"]
+    spec["resources"]["requests"]["storage"] = storage
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    store.storage_classes = {"workspaces": True, "fixed": False}
+    return store
+
+
+def test_a_smaller_workspace_grows_to_the_configured_size_and_says_so(make_client: MakeClient) -> None:
+    http, store = make_client(sized("10Gi"), grow_existing=True, storage_size="20Gi")
+    mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
+    assert mounted == GEN1 and store.pvcs[("agents", GEN1)]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert (
+        f"PersistentVolumeClaim agents/{GEN1} grows from 10Gi to 20Gi (WEBHOOK_GROW_EXISTING)" in response["warnings"]
+    )
+    assert "agent_workspace_webhook_pvcs_grown_total 1.0" in probes(http).get("/metrics").text
+    admit_pod(http, job_pod("cto", "5dlabs-cleobot"))  # now as large: nothing more to do, no call
+    assert [call for call in store.calls if call[0] == "patch"] == [("patch", GEN1)]
+
+
+@pytest.mark.parametrize(
+    ("store", "settings", "says"),
+    [
+        (lambda: sized("10Gi", "fixed"), {}, "StorageClass fixed does not allow volume expansion"),
+        (lambda: sized("10Gi", "gone"), {}, "StorageClass gone does not exist"),
+        (lambda: sized("10Gi", None), {}, "names no StorageClass"),
+        (lambda: sized("30Gi"), {}, None),  # larger than configured: never lowered
+        (lambda: sized("10Gi"), {"grow_existing": False}, None),  # off by default
+    ],
+)
+def test_what_cannot_grow_is_left_alone_and_the_run_goes_ahead(
+    make_client: MakeClient, store: Any, settings: dict[str, Any], says: str | None
+) -> None:
+    http, memory = make_client(store(), **{"grow_existing": True, "storage_size": "20Gi", **settings})
+    before = copy.deepcopy(memory.pvcs[("agents", GEN1)])
+    mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
+    assert mounted == GEN1 and response["allowed"] is True
+    assert memory.pvcs[("agents", GEN1)] == before
+    warnings = response.get("warnings", [])
+    assert (
+        (any(says in w for w in warnings) and "stays at 10Gi, below WEBHOOK_STORAGE_SIZE 20Gi" in " ".join(warnings))
+        if says
+        else not warnings
+    )
+
+
+def test_a_dry_run_only_says_it_would_grow(make_client: MakeClient) -> None:
+    http, store = make_client(sized("10Gi"), grow_existing=True, storage_size="20Gi")
+    response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"), dry_run=True)[1]
+    assert f"dry run: PersistentVolumeClaim agents/{GEN1} would grow from 10Gi to 20Gi" in response["warnings"]
+    assert store.pvcs[("agents", GEN1)]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_a_failed_patch_is_a_warning_and_the_run_goes_ahead(make_client: MakeClient) -> None:
+    store = sized("10Gi")
+    store.failures = {"patch": (403, 'persistentvolumeclaims "x" is forbidden: cannot patch resource')}
+    http, _ = make_client(store, grow_existing=True, storage_size="20Gi")
+    mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
+    assert mounted == GEN1 and response["allowed"] is True
+    assert any("grant it verb 'patch' on persistentvolumeclaims" in w for w in response["warnings"])

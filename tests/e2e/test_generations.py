@@ -16,12 +16,21 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from agent_workspace_webhook.ops.manifests import load_yaml, manifests_dir
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import free_port
-from agent_workspace_webhook.testing.kube import create_job, pvcs, wait_bound
-from agent_workspace_webhook.testing.living import RETAIN_CLASS
-from agent_workspace_webhook.testing.objects import applied, claim, coderun_job, controller_pod, controller_ref, review
+from agent_workspace_webhook.testing.kube import apply, create, create_job, pvcs, wait_bound
+from agent_workspace_webhook.testing.living import FIXED_CLASS, RETAIN_CLASS, STORAGE_CLASS
+from agent_workspace_webhook.testing.objects import (
+    applied,
+    claim,
+    coderun_job,
+    controller_pod,
+    controller_ref,
+    job_pod,
+    review,
+)
 from agent_workspace_webhook.testing.runs import (
     Run,
     cancel,
@@ -246,3 +255,40 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
         time.sleep(0.2)
     # nothing else: every generation, and the PVC the platform's controller re-made, are still there
     assert set(pvcs(cluster.admin, namespace)) == before
+
+
+def test_an_operator_grows_workspaces_in_place(cluster: Environment, namespace: str) -> None:
+    rbac = client.RbacAuthorizationV1Api(cluster.admin)
+    grow_rights = load_yaml(manifests_dir() / "grow" / "rbac.yaml")  # what manifests/grow adds
+    for doc in grow_rights:
+        apply(cluster.admin, doc)
+    try:
+        for agent, storage_class in (("rex", STORAGE_CLASS), ("cleo", FIXED_CLASS)):
+            with cluster.webhook(storage_class=storage_class):
+                run = start_run(cluster.admin, namespace, "grow", f"grow-1-{agent}", githubApp=APPS[agent])
+                run_and_stop(cluster, run)
+        with cluster.webhook(grow_existing="true", storage_size="20Gi") as hook:
+            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-rex"), dry_run=True)
+            assert any("would grow from 10Gi to 20Gi" in w for w in warnings)
+            assert (
+                pvcs(cluster.admin, namespace)["workspace-grow-rex"]["spec"]["resources"]["requests"]["storage"]
+                == "10Gi"
+            )
+            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-rex"))
+            assert "PersistentVolumeClaim" in " ".join(warnings) and any(
+                "grows from 10Gi to 20Gi" in w for w in warnings
+            )
+            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-cleobot"))
+            assert any(f"StorageClass {FIXED_CLASS} does not allow volume expansion" in w for w in warnings)
+            assert hook.metrics().get("agent_workspace_webhook_pvcs_grown_total") == 1.0
+        deadline = time.monotonic() + 60
+        while (grown := pvcs(cluster.admin, namespace)["workspace-grow-rex"])["status"]["capacity"][
+            "storage"
+        ] != "20Gi":
+            assert time.monotonic() < deadline, grown["status"]  # csi-resizer -> our driver's ControllerExpandVolume
+            time.sleep(0.2)
+        kept = pvcs(cluster.admin, namespace)["workspace-grow-cleo"]
+        assert kept["spec"]["resources"]["requests"]["storage"] == "10Gi" == kept["status"]["capacity"]["storage"]
+    finally:
+        rbac.delete_cluster_role_binding("agent-workspace-webhook-grow")
+        rbac.delete_cluster_role("agent-workspace-webhook-grow")

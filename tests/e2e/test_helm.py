@@ -289,6 +289,7 @@ SAMPLES: dict[str, Any] = {
     "access_modes": ["ReadWriteMany"],
     "seed_from_legacy": "clone",
     "colocate": False,
+    "grow_existing": True,
     "kube_deadline_seconds": 1.5,
     "ready_timeout_seconds": 2,
     "kube_pool_size": 16,
@@ -469,10 +470,66 @@ def test_a_wrong_value_stops_the_render_naming_it(values: dict[str, Any], messag
 # --- (d) through the real API server ----------------------------------------------------------
 
 
+# The workspaces' own Retain class, growing, and the prune CronJob, all on.
+LIFECYCLE_VALUES: dict[str, Any] = {
+    "workspaceStorageClass": {"create": True, "provisioner": "ebs.csi.aws.com"},
+    "prune": {"enabled": True, "keep": 5},
+    "settings": {"growExisting": True},
+}
+
+
+def rules_of(rendered: dict[Key, dict[str, Any]], role: str) -> list[tuple[str, str, str]]:
+    found = rendered[("rbac.authorization.k8s.io/v1", "ClusterRole", None, role)]
+    return [
+        (g, r, v)
+        for rule in found["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    ]
+
+
+def test_the_workspace_class_prune_and_growth_render_with_their_own_rights(tmp_path: Path) -> None:
+    default = objects(template(tmp_path))
+    assert not [k for k in default if k[1] in ("StorageClass", "CronJob")]
+    assert ("", "persistentvolumeclaims", "patch") not in rules_of(default, RELEASE)
+    rendered = objects(template(tmp_path, LIFECYCLE_VALUES))
+    storage_class = one(rendered, "StorageClass")
+    assert (
+        storage_class["metadata"]["name"],
+        storage_class["reclaimPolicy"],
+        storage_class["allowVolumeExpansion"],
+    ) == ("agent-workspaces", "Retain", True)
+    env = env_of(rendered)
+    assert (env["WEBHOOK_STORAGE_CLASS"], env["WEBHOOK_GROW_EXISTING"]) == ("agent-workspaces", "true")
+    webhook_rights = rules_of(rendered, RELEASE)
+    assert ("", "persistentvolumeclaims", "patch") in webhook_rights
+    assert ("storage.k8s.io", "storageclasses", "get") in webhook_rights
+    assert not [r for r in webhook_rights if r[2] == "delete" or r[1] == "persistentvolumes"]  # never the webhook's
+    prune = one(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert prune["serviceAccountName"] == f"{RELEASE}-prune"
+    assert prune["containers"][0]["command"] == [
+        "agent-workspace-webhook",
+        "workspaces",
+        "prune",
+        "--keep",
+        "5",
+        "--yes",
+    ]
+    assert ("", "persistentvolumeclaims", "delete") in rules_of(rendered, f"{RELEASE}-prune")
+    failed = helm("template", RELEASE, CHART, "--set", "workspaceStorageClass.create=true")
+    assert failed.returncode != 0 and "workspaceStorageClass.provisioner is required" in failed.stderr
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("values", ["default", "inline", "operator"])
+@pytest.mark.parametrize("values", ["default", "inline", "operator", "lifecycle"])
 def test_rendered_chart_applies_server_side(values: str, cluster: Environment, certs: Path, tmp_path: Path) -> None:
-    chosen = {"default": None, "inline": inline_values(certs), "operator": OPERATOR_VALUES}[values]
+    chosen = {
+        "default": None,
+        "inline": inline_values(certs),
+        "operator": OPERATOR_VALUES,
+        "lifecycle": LIFECYCLE_VALUES,
+    }[values]
     rendered = template(tmp_path, chosen)
     kubectl = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]
     # The tests' own registration points clientConfig at a URL; an apply over it would merge in

@@ -55,7 +55,9 @@ exponent); the webhook's own defaults (settings.py) apply to the rest.
 {{- range $key, $value := .Values.workspaceNamespaces }}{{ $selector = append $selector (printf "%s=%s" $key $value) }}{{ end }}
 {{- $env = append $env (dict "name" "WEBHOOK_NAMESPACE_SELECTOR" "value" (join "," $selector)) }}
 {{- $env = append $env (dict "name" "WEBHOOK_OWN_NAMESPACE" "value" .Release.Namespace) }}
-{{- $storage := dict "storageSize" $s.storage.size "storageClass" $s.storage.className "accessModes" $s.storage.accessModes }}
+{{- $class := $s.storage.className }}
+{{- if and (not $class) .Values.workspaceStorageClass.create }}{{ $class = .Values.workspaceStorageClass.name }}{{ end }}
+{{- $storage := dict "storageSize" $s.storage.size "storageClass" $class "accessModes" $s.storage.accessModes }}
 {{- range $key, $value := merge (omit $s "namingMode" "storage") $storage }}
 {{- $unset := or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value "")) (and (or (kindIs "map" $value) (kindIs "slice" $value)) (empty $value)) }}
 {{- if not $unset }}

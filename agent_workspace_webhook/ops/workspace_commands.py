@@ -18,8 +18,16 @@ Say = Callable[[str], None]
 
 
 def show(settings: Settings, namespace: str | None, say: Say = print) -> int:
-    say(report(rows(list_pvcs(settings, namespace), list_pods(settings, namespace), list_pvs(settings))))
+    pvs = [pv for pv in list_pvs(settings) if namespace is None or _claimed_in(pv, namespace)]
+    say(report(rows(list_pvcs(settings, namespace), list_pods(settings, namespace), pvs)))
     return 0
+
+
+def _claimed_in(pv: dict[str, object], namespace: str) -> bool:
+    """Whether a volume is (or was) bound to a claim of that namespace: PVs are cluster-wide."""
+    spec = pv.get("spec")
+    claim = spec.get("claimRef") if isinstance(spec, dict) else None
+    return isinstance(claim, dict) and claim.get("namespace") == namespace
 
 
 def restore(
@@ -73,9 +81,8 @@ def prune(settings: Settings, namespace: str | None, keep: int, yes: bool, say: 
     """Remove retained copies beyond the `keep` newest of each workspace (a dry run unless `yes`)."""
     from agent_workspace_webhook.kube.changes import Changes
 
-    found = histories(list_pvcs(settings, namespace), list_pvs(settings), mounts(list_pods(settings, namespace)))
-    if namespace:
-        found = {key: copies for key, copies in found.items() if key[0] == namespace}
+    pvs = [pv for pv in list_pvs(settings) if namespace is None or _claimed_in(pv, namespace)]
+    found = histories(list_pvcs(settings, namespace), pvs, mounts(list_pods(settings, namespace)))
     plan = prune_plan(found, keep)
     for line in plan.lines():
         say(("" if yes else "would ") + line)

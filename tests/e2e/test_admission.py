@@ -56,6 +56,8 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namesp
             "service": "billing",
             "agent": agent,
             "component": "agent-workspace",
+            "agents.platform/generation": "1",
+            "agents.platform/generation-of": f"workspace-billing-{agent}",
         }
         assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
         assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.settings import Settings, SettingsError, load_settings
+from agent_workspace_webhook.version import version
 
 
 class UsageError(Exception):
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agent-workspace-webhook",
         description="Mutating admission webhook that gives every agent its own workspace PVC.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the webhook (HTTPS; throw-away certificates unless given)")

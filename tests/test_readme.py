@@ -36,3 +36,15 @@ def test_curl_example_output_is_what_the_server_answers() -> None:
     with TestClient(create_app(load_settings(store="memory"), MemoryStore())) as http:
         answer = http.post("/mutate", content=(ROOT / "examples/rex-pod.json").read_bytes()).json()
     assert answer["response"]["patch"] == shown.group(1)
+
+
+def test_every_link_points_at_a_file_of_the_repository() -> None:
+    # The README, and the documents a newcomer reads from the repository's root, link only inward.
+    for document in ("README.md", "CONTRIBUTING.md", "SECURITY.md", "CHANGELOG.md", "docs/design.md"):
+        text = (ROOT / document).read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            assert not re.match(r"[a-z]+://", target), f"{document} links outside the repository: {target}"
+            path = (ROOT / document).parent / target.split("#", 1)[0]
+            assert path.exists(), f"{document} links to {target}, which does not exist"
+    for name in ("LICENSE", "CHANGELOG.md", "SECURITY.md", "CONTRIBUTING.md"):
+        assert f"]({name})" in README, f"README does not point at {name}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from agent_workspace_webhook.version import version
+
 PREFIX = "agent_workspace_webhook"
 # Admission latency is dominated by at most a few API calls: buckets from 1 ms to 10 s.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,6 +43,10 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        # Prometheus' convention: which build answers, as a label on a constant 1.
+        Gauge(f"{PREFIX}_build_info", "The running webhook's version.", ["version"], registry=self.registry).labels(
+            version()
+        ).set(1)
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight",
             "Admissions under way now (past WEBHOOK_MAX_IN_FLIGHT a request is answered at once with code 429).",

@@ -19,6 +19,7 @@ from agent_workspace_webhook import logs
 from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
+from agent_workspace_webhook.version import version
 
 
 class ServeError(Exception):
@@ -51,6 +52,7 @@ def serve(
         "serving",
         extra={
             "fields": {
+                "version": version(),
                 "host": host,
                 "port": sock.getsockname()[1],
                 "metrics_port": probe_sock.getsockname()[1] if probe_sock else None,

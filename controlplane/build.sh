@@ -3,7 +3,8 @@
 # charts/) from Go modules (the only source reachable here) into .cache/controlplane/bin/, once
 # per machine; and, for a cluster that runs Pods and provisions volumes without a kubelet,
 # kube-scheduler, kube-controller-manager, kwok (fake nodes, with its stages in kwok-stages.yaml),
-# csi-provisioner, csi-resizer and workspaces-csi-driver (controlplane/csi-driver). Each section has its own
+# csi-provisioner, csi-resizer and workspaces-csi-driver (controlplane/csi-driver); and for the
+# monitoring tests promtool and prometheus, and the Prometheus Operator's CRDs. Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
 # about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
@@ -29,6 +30,11 @@ kwok_stages=(node/fast pod/fast)
 kwok_stamp="kwok=$KWOK_VERSION go=$go_version stages=$(IFS=,; echo "${kwok_stages[*]}") tools=kwok,kwok-stages.yaml"
 csi_provisioner_stamp="csi-provisioner=$CSI_PROVISIONER_VERSION go=$go_version tools=csi-provisioner"
 csi_resizer_stamp="csi-resizer=$CSI_RESIZER_VERSION go=$go_version tools=csi-resizer"
+prometheus_stamp="prometheus=$PROMETHEUS_VERSION go=$go_version tools=promtool,prometheus"
+operator_crds=(servicemonitors podmonitors prometheusrules)
+operator_files=("${operator_crds[@]/#/prometheus-operator-crds/monitoring.coreos.com_}")
+operator_files=("${operator_files[@]/%/.yaml}")
+operator_stamp="prometheus-operator=$PROMETHEUS_OPERATOR_VERSION crds=$(IFS=,; echo "${operator_crds[*]}")"
 # Our own driver has no version to pin: its stamp is a hash of its sources.
 csi_driver_hash=$(cd "$here/csi-driver" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 csi_driver_stamp="csi-driver=$csi_driver_hash go=$go_version tools=workspaces-csi-driver"
@@ -59,9 +65,12 @@ if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current et
   current helm "$helm_stamp" helm && current kwok "$kwok_stamp" kwok kwok-stages.yaml &&
   current csi-provisioner "$csi_provisioner_stamp" csi-provisioner &&
   current csi-resizer "$csi_resizer_stamp" csi-resizer &&
+  current prometheus "$prometheus_stamp" promtool prometheus &&
+  current prometheus-operator "$operator_stamp" "${operator_files[@]}" &&
   current csi-driver "$csi_driver_stamp" workspaces-csi-driver; then
   echo "controlplane: cached binaries match ($kubernetes_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
-    "$csi_provisioner_stamp; $csi_resizer_stamp; $csi_driver_stamp), nothing to build"
+    "$csi_provisioner_stamp; $csi_resizer_stamp; $csi_driver_stamp; $prometheus_stamp; $operator_stamp)," \
+    "nothing to build"
   exit 0
 fi
 
@@ -223,6 +232,32 @@ build_csi-provisioner() { sidecar csi-provisioner github.com/kubernetes-csi/exte
 # The resizer turns a PVC's raised request into ControllerExpandVolume (WEBHOOK_GROW_EXISTING).
 build_csi-resizer() { sidecar csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$CSI_RESIZER_VERSION"; }
 
+# --- promtool and prometheus -----------------------------------------------------------------
+# One module, two commands: promtool checks and unit-tests the chart's alert rules, the server
+# scrapes a running webhook in the e2e suite (its web UI assets are not built: the API is enough).
+build_prometheus() {
+  local module=github.com/prometheus/prometheus
+  say "go install promtool and prometheus $PROMETHEUS_VERSION (a few minutes on 2 cores when cold)"
+  rm -rf "$work/prometheus-bin" && mkdir -p "$work/prometheus-bin"
+  GOBIN="$work/prometheus-bin" go install -trimpath -ldflags "-s -w" \
+    "$module/cmd/promtool@$PROMETHEUS_VERSION" "$module/cmd/prometheus@$PROMETHEUS_VERSION"
+  mv "$work/prometheus-bin/promtool" "$work/prometheus-bin/prometheus" "$bin/"
+}
+
+# --- the Prometheus Operator's CRDs ----------------------------------------------------------
+# Only the CRD files from its module (the monitoring objects are applied beside them).
+build_prometheus-operator() {
+  local dir
+  say "the Prometheus Operator's CRDs ($PROMETHEUS_OPERATOR_VERSION)"
+  dir=$(cd "$work" && GOFLAGS='' go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$bin/prometheus-operator-crds"
+  for crd in "${operator_crds[@]}"; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" "$bin/prometheus-operator-crds/"
+  done
+  chmod u+w "$bin/prometheus-operator-crds/"*
+}
+
 # --- workspaces-csi-driver -----------------------------------------------------------------
 # Our stand-in for csi-driver-host-path (see csi-driver/main.go). Built from the checkout with
 # its committed go.sum, read-only: the build never edits the source tree.
@@ -252,8 +287,10 @@ section kwok "$kwok_stamp" kwok kwok-stages.yaml
 section csi-provisioner "$csi_provisioner_stamp" csi-provisioner
 section csi-resizer "$csi_resizer_stamp" csi-resizer
 section csi-driver "$csi_driver_stamp" workspaces-csi-driver
+section prometheus "$prometheus_stamp" promtool prometheus
+section prometheus-operator "$operator_stamp" "${operator_files[@]}"
 
 say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
   "/ kwok $("$bin/kwok" --version | cut -d' ' -f3) / csi-provisioner $("$bin/csi-provisioner" --version | cut -d' ' -f2)" \
-  "/ csi-resizer $CSI_RESIZER_VERSION" \
+  "/ csi-resizer $CSI_RESIZER_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION" \
   "/ workspaces-csi-driver $csi_driver_hash"

@@ -7,11 +7,13 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 from agent_workspace_webhook.kube.connect import api_client
 from agent_workspace_webhook.kube.store import RESOURCES, PvcAction, describe_failure
 from agent_workspace_webhook.kube.watch_cache import CallCounter, fresh_run_cache, namespace_cache, pvc_cache
+from agent_workspace_webhook.rules.census import Census, census
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.generations import FreshRun, Generation, fresh_run_of
 from agent_workspace_webhook.rules.labels import LABEL_GENERATION_OF
@@ -220,6 +222,16 @@ class KubeStore:
             lambda: storage.read_storage_class(name, _preload_content=False, _request_timeout=self._timeout),
         )
         return None if found is None else bool(found.get("allowVolumeExpansion"))
+
+    def census(self) -> Census | None:
+        groups = self.cache.groups() if self.cache is not None else None
+        if groups is None:
+            return None
+        found = census(
+            (base, {key[1]: state for key, state in members.items()}) for (_, base), members in groups.items()
+        )
+        idle = {what: cache.idle_seconds() for what, cache in self._caches() if cache is not None}
+        return replace(found, idle_seconds={what: seconds for what, seconds in idle.items() if seconds is not None})
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         found = self.fresh.lookup_group(namespace) if self.fresh is not None else None

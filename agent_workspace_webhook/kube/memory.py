@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction, describe_failure
+from agent_workspace_webhook.rules.census import Census, census
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.generations import FreshRun, Generation, fresh_run_of
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
@@ -94,6 +95,13 @@ class MemoryStore:
     async def storage_class_expands(self, name: str) -> bool | None:
         await self._call("get", "StorageClass", "", name)
         return self.storage_classes.get(name)
+
+    def census(self) -> Census | None:
+        groups: dict[tuple[str, str], dict[str, PvcState]] = {}
+        for (namespace, name), pvc in self.pvcs.items():
+            state = pvc_state(pvc)
+            groups.setdefault((namespace, state.generation_of or name), {})[name] = state
+        return census((base, members) for (_, base), members in groups.items())
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         # Not counted as a call: the real store answers this from its CodeRun watch.

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+from agent_workspace_webhook.rules.census import Census
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.generations import FreshRun, Generation
 from agent_workspace_webhook.rules.pvc import PvcState
@@ -102,6 +103,10 @@ class WorkspaceStore(Protocol):
 
     async def storage_class_expands(self, name: str) -> bool | None:
         """Whether the StorageClass allows volume expansion; None when there is no such class."""
+        ...
+
+    def census(self) -> Census | None:
+        """What the workspace gauges count, from the watch caches; None without them."""
         ...
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:

@@ -50,6 +50,7 @@ class WatchCache(Generic[K, V, G]):
         self._page_size = page_size
         self._watch_seconds = watch_seconds
         self._items: dict[K, V] = {}
+        self._last_event = 0.0  # monotonic time of the last list or watch event (bookmarks too)
         self._lock = threading.Lock()
         self._synced = threading.Event()
         self._stop = threading.Event()
@@ -73,6 +74,17 @@ class WatchCache(Generic[K, V, G]):
             return None
         with self._lock:
             return dict(self._groups.get(group, {}))
+
+    def groups(self) -> dict[G, dict[K, V]] | None:
+        """Every group (a copy, for the gauges) once synced; None before."""
+        if not self._synced.is_set():
+            return None
+        with self._lock:
+            return {group: dict(members) for group, members in self._groups.items()}
+
+    def idle_seconds(self) -> float | None:
+        """Seconds since the cache last heard from the API server; None before its first list."""
+        return time.monotonic() - self._last_event if self._synced.is_set() else None
 
     def add(self, key: K, value: V) -> None:
         """Record an object this process just created (or found by a 409), ahead of its watch event."""
@@ -168,6 +180,7 @@ class WatchCache(Generic[K, V, G]):
                 groups.setdefault(self._group(key, value), {})[key] = value
         with self._lock:
             self._items, self._groups = items, groups
+        self._last_event = time.monotonic()
         self.last_error = None
         first = not self._synced.is_set()
         self._synced.set()
@@ -219,6 +232,7 @@ class WatchCache(Generic[K, V, G]):
             if self._stop.is_set():
                 return
             kind = event["type"]
+            self._last_event = time.monotonic()
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK: only moves the resourceVersion, which Watch tracks
             kept = self._keep(event["raw_object"])

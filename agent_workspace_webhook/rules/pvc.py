@@ -14,6 +14,7 @@ from agent_workspace_webhook.rules.labels import (
     ANNOTATION_MADE_FROM,
     COMPONENT,
     LABEL_GENERATION_OF,
+    LABEL_SERVICE,
     MANAGED_BY,
     generation_of,
 )
@@ -49,6 +50,7 @@ class PvcState:
     generation_of: str | None = None  # the name of its generation 1 (None: its own)
     fresh_for: str | None = None  # the uid of the CodeRun it was made fresh for
     created: str | None = None  # creationTimestamp (RFC 3339, UTC); None until the API server set it
+    service: str | None = None  # its agents.platform/service label (the gauges tell legacy ones apart)
 
 
 def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
@@ -70,6 +72,7 @@ def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
         generation_of=labels.get(LABEL_GENERATION_OF),
         fresh_for=annotations.get(ANNOTATION_FRESH_FOR),
         created=metadata.get("creationTimestamp"),
+        service=labels.get(LABEL_SERVICE),
     )
 
 

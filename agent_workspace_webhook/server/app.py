@@ -135,4 +135,5 @@ def create_app(
     is watched for rotation while the app runs."""
     metrics = Metrics()
     ctx = make_context(settings, store if store is not None else make_store(settings, metrics.kube_call))
+    metrics.count_workspaces(ctx.store.census)
     return WebhookApp(settings, ctx, metrics, certificate)

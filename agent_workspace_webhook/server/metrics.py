@@ -7,8 +7,13 @@ from it would let any caller grow the exposition (and each scrape) without bound
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent_workspace_webhook.rules.census import Census
 from agent_workspace_webhook.version import version
 
 PREFIX = "agent_workspace_webhook"
@@ -99,5 +104,52 @@ class Metrics:
         # Called by our own code with our own values (verbs, resources and HTTP codes): bounded.
         self.kube_calls.labels(verb, resource, code).inc()
 
+    def count_workspaces(self, census: Callable[[], Census | None]) -> None:
+        """Gauges of the workspaces, computed from the watch caches when Prometheus scrapes."""
+        self.registry.register(WorkspaceGauges(census))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WorkspaceGauges(Collector):
+    """The workspace PVCs by state, the current and retained generations, the legacy workspaces
+    left, and each watch cache's seconds since its last event: fixed label values only."""
+
+    def __init__(self, census: Callable[[], Census | None]) -> None:
+        self._census = census
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at collection; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        found = self._census()
+        if found is None:  # no watch cache: nothing to count from
+            return
+        pvcs = GaugeMetricFamily(
+            f"{PREFIX}_workspace_pvcs",
+            "Workspace PVCs by state (Bound, Pending, Lost; deleting: being deleted).",
+            labels=["state"],
+        )
+        for state, count in found.pvcs.items():
+            pvcs.add_metric([state], count)
+        yield pvcs
+        generations = GaugeMetricFamily(
+            f"{PREFIX}_workspace_generations",
+            "Generations of the workspaces: current (in use by runs) and retained (older ones kept to restore).",
+            labels=["role"],
+        )
+        generations.add_metric(["current"], found.current)
+        generations.add_metric(["retained"], found.retained)
+        yield generations
+        yield GaugeMetricFamily(
+            f"{PREFIX}_legacy_workspaces", "Shared workspace-{service} PVCs still there.", value=found.legacy
+        )
+        idle = GaugeMetricFamily(
+            f"{PREFIX}_cache_idle_seconds",
+            "Seconds since each watch cache last heard from the API server (list or watch event, bookmarks included).",
+            labels=["cache"],
+        )
+        for cache, seconds in found.idle_seconds.items():
+            idle.add_metric([cache], seconds)
+        yield idle

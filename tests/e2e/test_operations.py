@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,31 @@ def test_metrics_follow_admissions_and_api_calls(cluster: Environment, namespace
     )
     assert delta('agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') >= 1
     assert after["agent_workspace_webhook_requests_in_flight"] == 0
+
+
+def test_workspace_gauges_follow_the_cluster(cluster: Environment, namespace: str) -> None:
+    def gauge(name: str) -> float:
+        return _scrape(cluster).get(f"agent_workspace_webhook_{name}", 0.0)
+
+    bound, current = gauge('workspace_pvcs{state="Bound"}'), gauge('workspace_generations{role="current"}')
+    legacy = gauge("legacy_workspaces")
+    create(cluster.admin, namespace, job_pod("gauges", "5dlabs-rex"))
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(
+        namespace,
+        {  # a legacy shared one, made by someone else
+            "metadata": {"name": "workspace-gauges"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    wait_bound(cluster.admin, namespace, "workspace-gauges-rex")
+    wait_bound(cluster.admin, namespace, "workspace-gauges")
+    deadline = time.monotonic() + 15
+    while gauge('workspace_pvcs{state="Bound"}') < bound + 2:  # the watch tells the cache
+        assert time.monotonic() < deadline, _scrape(cluster)
+        time.sleep(0.2)
+    assert gauge('workspace_generations{role="current"}') == current + 2
+    assert gauge("legacy_workspaces") == legacy + 1
+    assert 0 <= gauge('cache_idle_seconds{cache="PVC"}') < 5  # just heard from: the events above
 
 
 def test_one_json_log_line_per_admission_and_no_secrets(cluster: Environment, namespace: str) -> None:

@@ -78,7 +78,19 @@ async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple
 
 
 async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Provisioned:
-    """Generation 1, empty or as a clone of the legacy workspace."""
+    """Generation 1 of a new workspace, empty or as a clone of the legacy workspace, below the
+    namespace's ceiling."""
+    namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
+    counting = f"counting the workspaces of namespace {namespace}"
+    made = await within(target, counting, ctx.store.workspace_count(namespace))
+    if made >= ceiling:
+        raise Denial(
+            403,
+            f"namespace {namespace} has {made} workspaces made by the webhook, its ceiling "
+            f"(WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE={ceiling}), so PersistentVolumeClaim {namespace}/{workspace.pvc} "
+            "is not made; remove workspaces no longer needed (agent-workspace-webhook workspaces -n "
+            f"{namespace}) or raise the setting",
+        )
     clone = await _clone_source(workspace, target, ctx, warnings)
     return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone)
 

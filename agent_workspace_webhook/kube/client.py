@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
+from agent_workspace_webhook.kube.caches import fresh_run_cache, namespace_cache, pvc_cache
+from agent_workspace_webhook.kube.calls import Calls, api_message
 from agent_workspace_webhook.kube.connect import api_client
-from agent_workspace_webhook.kube.store import RESOURCES, PvcAction, describe_failure
-from agent_workspace_webhook.kube.watch_cache import CallCounter, fresh_run_cache, namespace_cache, pvc_cache
+from agent_workspace_webhook.kube.store import PvcAction, describe_failure
+from agent_workspace_webhook.kube.watch_cache import CallCounter
 from agent_workspace_webhook.rules.census import Census, census
 from agent_workspace_webhook.rules.facts import OwnerKind
 from agent_workspace_webhook.rules.generations import FreshRun, Generation, fresh_run_of
@@ -26,22 +27,19 @@ from agent_workspace_webhook.settings import Settings
 T = TypeVar("T")
 
 
-class KubeStore:
-    """The real thing: the official client, each call in a worker thread with a timeout."""
+class KubeStore(Calls):
+    """The real thing: the official client, each call in a worker thread with a timeout (calls.py)."""
 
     def __init__(self, settings: Settings, count: CallCounter | None = None) -> None:
         from kubernetes import client
 
+        super().__init__(settings, count)
         self._settings = settings
-        self._count = count or _uncounted
         self._api = api_client(settings)
         self._core = client.CoreV1Api(self._api)
         self._batch = client.BatchV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)
         self._version = client.VersionApi(self._api)
-        # As many threads as pooled connections: more would only queue inside urllib3.
-        self._pool = ThreadPoolExecutor(max_workers=settings.kube_pool_size, thread_name_prefix="kube")
-        self._timeout = settings.kube_deadline_seconds
         # Answers "does it exist?" without a call once start() has run and the first list is in.
         self.cache = pvc_cache(self._core, self._count) if settings.watch_caches else None
         self.namespaces = namespace_cache(self._core, self._count) if settings.watch_caches else None
@@ -59,40 +57,6 @@ class KubeStore:
         for _, cache in self._caches():
             if cache is not None:
                 cache.start()
-
-    async def _call(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], T]) -> T:
-        """One API call in the pool, counted by its result code. An HTTP error is raised as
-        ApiException for the caller to interpret; no answer at all becomes a ClusterError."""
-        from kubernetes.client.exceptions import ApiException
-
-        resource = RESOURCES[what]
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except ApiException as exc:
-            self._count(verb, resource, str(exc.status))
-            raise
-        except asyncio.CancelledError:  # the admission's deadline passed
-            self._count(verb, resource, "timeout")
-            raise
-        except Exception as exc:  # urllib3: refused, reset, read timeout
-            self._count(verb, resource, "unreachable")
-            raise describe_failure(verb, what, namespace, name, None, one_line(exc)) from None
-        self._count(verb, resource, "201" if verb == "create" else "200")
-        return result
-
-    async def _get(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = await self._call("get", what, namespace, name, call)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise describe_failure("get", what, namespace, name, exc.status, _api_message(exc)) from None
-        if isinstance(response, dict):
-            return response
-        loaded: dict[str, Any] = json.loads(response.data)
-        return loaded
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
         cached = self.namespaces.lookup(name) if self.namespaces is not None else None
@@ -145,7 +109,7 @@ class KubeStore:
             if exc.status == 409:  # another replica or a concurrent pod created it first
                 return "exists"
             raise describe_failure(
-                "create", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
+                "create", "PersistentVolumeClaim", namespace, name, exc.status, api_message(exc)
             ) from None
         if self.cache is not None and name.startswith(PREFIX):  # known ahead of its watch event
             self.cache.add((namespace, name), pvc_state(json.loads(cast(Any, response).data)))
@@ -208,7 +172,7 @@ class KubeStore:
             )
         except ApiException as exc:
             raise describe_failure(
-                "patch", "PersistentVolumeClaim", namespace, name, exc.status, _api_message(exc)
+                "patch", "PersistentVolumeClaim", namespace, name, exc.status, api_message(exc)
             ) from None
 
     async def storage_class_expands(self, name: str) -> bool | None:
@@ -222,6 +186,23 @@ class KubeStore:
             lambda: storage.read_storage_class(name, _preload_content=False, _request_timeout=self._timeout),
         )
         return None if found is None else bool(found.get("allowVolumeExpansion"))
+
+    async def workspace_count(self, namespace: str) -> int:
+        def ours(group: tuple[str, str], members: dict[tuple[str, str], PvcState]) -> bool:
+            return group[0] == namespace and any(s.generation_of for s in members.values())
+
+        counted = self.cache.count_groups(ours) if self.cache is not None else None
+        if counted is not None:
+            return counted
+        listed = await self._list(
+            "PersistentVolumeClaim",
+            namespace,
+            "(the webhook's workspaces)",
+            lambda: self._core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=LABEL_GENERATION_OF, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        return len({item["metadata"]["labels"][LABEL_GENERATION_OF] for item in listed})
 
     def census(self) -> Census | None:
         groups = self.cache.groups() if self.cache is not None else None
@@ -248,17 +229,6 @@ class KubeStore:
         )
         return [run for item in listed if (run := fresh_run_of(item)) is not None]
 
-    async def _list(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = await self._call("list", what, namespace, name, call)
-        except ApiException as exc:
-            raise describe_failure("list", what, namespace, name, exc.status, _api_message(exc)) from None
-        listed = response if isinstance(response, dict) else json.loads(response.data)
-        items: list[dict[str, Any]] = listed.get("items") or []
-        return items
-
     async def check_ready(self) -> str | None:
         for what, cache in self._caches():
             if cache is not None and not cache.synced:
@@ -281,16 +251,3 @@ class KubeStore:
                 cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
-
-
-def _api_message(exc: Any) -> str:
-    """The API server's own message from a Status body, else the HTTP reason."""
-    try:
-        message = json.loads(exc.body).get("message")
-    except (TypeError, ValueError, AttributeError):
-        message = None
-    return one_line(message or f"{exc.status} {exc.reason}")
-
-
-def _uncounted(verb: str, resource: str, code: str) -> None:
-    pass

@@ -96,6 +96,10 @@ class MemoryStore:
         await self._call("get", "StorageClass", "", name)
         return self.storage_classes.get(name)
 
+    async def workspace_count(self, namespace: str) -> int:
+        states = (pvc_state(pvc) for (ns, _), pvc in self.pvcs.items() if ns == namespace)
+        return len({s.generation_of for s in states if s.generation_of})
+
     def census(self) -> Census | None:
         groups: dict[tuple[str, str], dict[str, PvcState]] = {}
         for (namespace, name), pvc in self.pvcs.items():

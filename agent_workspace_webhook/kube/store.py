@@ -105,6 +105,10 @@ class WorkspaceStore(Protocol):
         """Whether the StorageClass allows volume expansion; None when there is no such class."""
         ...
 
+    async def workspace_count(self, namespace: str) -> int:
+        """How many workspaces the webhook has made in the namespace (labelled, any generation)."""
+        ...
+
     def census(self) -> Census | None:
         """What the workspace gauges count, from the watch caches; None without them."""
         ...

@@ -18,10 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from agent_workspace_webhook import logs
-from agent_workspace_webhook.rules.generations import FreshRun, fresh_run_of
 from agent_workspace_webhook.rules.names import one_line
-from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
-from agent_workspace_webhook.rules.workspace import PREFIX
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -81,6 +78,13 @@ class WatchCache(Generic[K, V, G]):
             return None
         with self._lock:
             return {group: dict(members) for group, members in self._groups.items()}
+
+    def count_groups(self, match: Callable[[G, dict[K, V]], bool]) -> int | None:
+        """How many groups match, once synced; None before."""
+        if not self._synced.is_set():
+            return None
+        with self._lock:
+            return sum(1 for group, members in self._groups.items() if match(group, members))
 
     def idle_seconds(self) -> float | None:
         """Seconds since the cache last heard from the API server; None before its first list."""
@@ -245,53 +249,3 @@ class WatchCache(Generic[K, V, G]):
                     self._put(*kept)
             # Give other threads (the event loop) a turn on a burst of events.
             time.sleep(0)
-
-
-def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], PvcState, tuple[str, str]]:
-    """What the webhook needs to know of every PVC named workspace-* (PvcState, by namespace
-    and name), grouped by workspace (namespace, name of generation 1); other PVCs are not kept,
-    so memory grows with the workspaces, not the cluster."""
-
-    def keep(pvc: Mapping[str, Any]) -> tuple[tuple[str, str], PvcState] | None:
-        metadata = pvc["metadata"]
-        name = metadata["name"]
-        return ((metadata["namespace"], name), pvc_state(pvc)) if name.startswith(PREFIX) else None
-
-    return WatchCache(
-        core_api.list_persistent_volume_claim_for_all_namespaces,
-        "persistentvolumeclaims",
-        keep,
-        count,
-        group=workspace_of,
-    )
-
-
-def workspace_of(key: tuple[str, str], state: PvcState) -> tuple[str, str]:
-    """The workspace a PVC is a generation of: (namespace, name of its generation 1)."""
-    return key[0], state.generation_of or key[1]
-
-
-def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str], None]:
-    """Every namespace's labels (read only: it decides which namespaces are in scope)."""
-
-    def keep(namespace: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-        metadata = namespace["metadata"]
-        return metadata["name"], dict(metadata.get("labels") or {})
-
-    return WatchCache(core_api.list_namespace, "namespaces", keep, count)
-
-
-def fresh_run_cache(
-    custom_api: Any, group: str, version: str, plural: str, count: CallCounter
-) -> WatchCache[tuple[str, str], FreshRun, str]:
-    """The CodeRuns that ask for a fresh workspace (rules/generations.wants_fresh), by namespace
-    and name, grouped by namespace; every other CodeRun is dropped as it is read."""
-
-    def list_call(**kwargs: Any) -> Any:  # the watch needs a plain function over the list call
-        return custom_api.list_cluster_custom_object(group, version, plural, **kwargs)
-
-    def keep(run: Mapping[str, Any]) -> tuple[tuple[str, str], FreshRun] | None:
-        fresh = fresh_run_of(run)
-        return None if fresh is None else ((fresh.namespace, fresh.name), fresh)
-
-    return WatchCache(list_call, plural, keep, count, group=lambda key, _: key[0])

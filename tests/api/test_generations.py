@@ -264,3 +264,21 @@ def test_a_failed_patch_is_a_warning_and_the_run_goes_ahead(make_client: MakeCli
     mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
     assert mounted == GEN1 and response["allowed"] is True
     assert any("grant it verb 'patch' on persistentvolumeclaims" in w for w in response["warnings"])
+
+
+# --- the per-namespace ceiling (WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE) ---------------------------
+
+
+def test_past_the_ceiling_no_new_workspace_is_made_and_the_setting_is_named(make_client: MakeClient) -> None:
+    http, store = make_client(max_workspaces_per_namespace=2)
+    for service in ("alpha", "beta"):
+        assert admit_pod(http, job_pod(service, "5dlabs-rex"))[0] == f"workspace-{service}-rex"
+    response = admit_pod(http, job_pod("gamma", "5dlabs-rex"))[1]
+    assert response["allowed"] is False and response["status"]["code"] == 403
+    assert "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in response["status"]["message"]
+    assert "has 2 workspaces made by the webhook" in response["status"]["message"]
+    assert ("agents", "workspace-gamma-rex") not in store.pvcs
+    # what exists is still handed out, and a new generation of one is no new workspace
+    assert admit_pod(http, job_pod("alpha", "5dlabs-rex"))[0] == "workspace-alpha-rex"
+    other, _ = make_client(store, max_workspaces_per_namespace=2)
+    assert admit_pod(other, job_pod("gamma", "5dlabs-rex"), dry_run=True)[1]["allowed"] is False

@@ -20,7 +20,7 @@ from agent_workspace_webhook.ops.manifests import load_yaml, manifests_dir
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import free_port
-from agent_workspace_webhook.testing.kube import apply, create, create_job, pvcs, wait_bound
+from agent_workspace_webhook.testing.kube import apply, create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.living import FIXED_CLASS, RETAIN_CLASS, STORAGE_CLASS
 from agent_workspace_webhook.testing.objects import (
     applied,
@@ -292,3 +292,15 @@ def test_an_operator_grows_workspaces_in_place(cluster: Environment, namespace: 
     finally:
         rbac.delete_cluster_role_binding("agent-workspace-webhook-grow")
         rbac.delete_cluster_role("agent-workspace-webhook-grow")
+
+
+def test_the_namespace_ceiling_denies_the_next_new_workspace(cluster: Environment, namespace: str) -> None:
+    with cluster.webhook(max_workspaces_per_namespace="2"):
+        for agent in ("rex", "cleo"):
+            run = start_run(cluster.admin, namespace, "cap", f"cap-1-{agent}", githubApp=APPS[agent])
+            assert claim(run_and_stop(cluster, run)) == f"workspace-cap-{agent}"
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            create(cluster.admin, namespace, job_pod("cap", "5dlabs-tess"))
+    message = denial(refused.value)
+    assert "has 2 workspaces made by the webhook" in message and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in message
+    assert "workspace-cap-tess" not in pvcs(cluster.admin, namespace)

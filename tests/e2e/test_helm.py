@@ -290,6 +290,7 @@ SAMPLES: dict[str, Any] = {
     "seed_from_legacy": "clone",
     "colocate": False,
     "grow_existing": True,
+    "max_workspaces_per_namespace": 50,
     "kube_deadline_seconds": 1.5,
     "ready_timeout_seconds": 2,
     "kube_pool_size": 16,
@@ -468,6 +469,22 @@ def test_a_wrong_value_stops_the_render_naming_it(values: dict[str, Any], messag
 
 
 # --- (d) through the real API server ----------------------------------------------------------
+
+
+def test_port_8443_can_be_narrowed_to_the_api_server_without_editing_yaml(tmp_path: Path) -> None:
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+    values = {"networkPolicy": {"apiServerCIDRs": ["10.1.0.0/28", "fd00::/120"], "apiServerFrom": peers}}
+    policy = one(objects(template(tmp_path, values)), "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["from"] == [
+        *peers,
+        {"ipBlock": {"cidr": "10.1.0.0/28"}},
+        {"ipBlock": {"cidr": "fd00::/120"}},
+    ]
+    assert policy["spec"]["ingress"][1]["from"] == []  # probes and /metrics stay open
+    overlay = one(objects(kustomize(ROOT / "manifests" / "apiserver-only")), "NetworkPolicy")
+    assert overlay["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.0.2.0/28"}}]
+    bad = helm("template", RELEASE, CHART, "--set-json", 'networkPolicy.apiServerCIDRs=["not-a-cidr"]')
+    assert bad.returncode != 0 and "apiServerCIDRs" in bad.stderr
 
 
 # The workspaces' own Retain class, growing, and the prune CronJob, all on.

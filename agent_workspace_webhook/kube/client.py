@@ -60,7 +60,9 @@ class KubeStore(Calls):
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
         cached = self.namespaces.lookup(name) if self.namespaces is not None else None
-        if cached is not None:
+        # A namespace the watch has not told of yet may be one created a moment ago (its first
+        # run follows at once): ask the API before calling it missing. Known ones cost nothing.
+        if cached is not None and cached[0]:
             found, labels = cached
         else:
             namespace = await self._get(

@@ -205,3 +205,12 @@ def test_only_the_coderuns_asking_for_a_fresh_workspace(backend: Backend) -> Non
         time.sleep(0.05)
     assert sorted((run.name, run.facts.app) for run in runs) == [("fresh", "5DLabs-Cleo"), ("intake", "5DLabs-Tess")]
     assert asyncio.run(backend.store.fresh_runs("no-such-namespace")) == []
+
+
+def test_a_namespace_made_a_moment_ago_is_in_scope_before_the_watch_tells(backend: Backend) -> None:
+    if not isinstance(backend.store, KubeStore):
+        return  # the memory twin has no watch to lag behind
+    name = f"new-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(backend.admin).create_namespace(workspace_namespace(name))  # type: ignore[attr-defined]
+    scope = parse_selector("agents.platform/workspaces=enabled")
+    assert asyncio.run(backend.store.namespace_in_scope(name, scope)) is True  # at once, not "does not exist"

@@ -36,7 +36,7 @@ NAMESPACE = "bench"
 
 
 def pod(service: str, app: str = "5dlabs-rex", workspace: bool = True) -> dict[str, Any]:
-    volume = {"name": "workspace" if workspace else "scratch", "emptyDir": {}}
+    volume = None if workspace else {"name": "scratch", "emptyDir": {}}  # None: the controller's workspace claim
     return controller_pod(service, app, volume=volume, generate_name="bench-")
 
 

@@ -25,7 +25,7 @@ NAMESPACE = "bench"
 
 
 def body() -> bytes:
-    pod = controller_pod("hot", "5dlabs-rex", volume={"name": "workspace", "emptyDir": {}}, generate_name="bench-")
+    pod = controller_pod("hot", "5dlabs-rex", generate_name="bench-")
     return json.dumps(
         review(pod, namespace=NAMESPACE, user="system:serviceaccount:kube-system:job-controller")
     ).encode()

@@ -20,7 +20,13 @@ from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import FactsError, coderun_facts, pod_facts
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
-from agent_workspace_webhook.rules.patch import colocation_patch, find_volume, shape_problem, workspace_patch
+from agent_workspace_webhook.rules.patch import (
+    colocation_patch,
+    find_volume,
+    shape_problem,
+    volume_problem,
+    workspace_patch,
+)
 from agent_workspace_webhook.rules.workspace import NamingError
 
 # Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
@@ -168,6 +174,9 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     )
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
+    problem = volume_problem(target.obj["spec"]["volumes"][index])
+    if problem is not None:
+        raise Denial(400, problem)
     done = await provision(facts, target, ctx, "Pod")
     patch = workspace_patch(target.obj, _labels(done), done.pvc, index)
     if s.colocate and "ReadWriteOnce" in done.access_modes and LABEL_WORKSPACE in _labels(done):

@@ -28,6 +28,21 @@ def find_volume(pod: Mapping[str, Any], volume_name: str) -> int | None:
     return None
 
 
+def volume_problem(volume: Mapping[str, Any]) -> str | None:
+    """Why the workspace volume is no claim the webhook may point elsewhere, or None. Only a
+    persistentVolumeClaim is re-pointed: any other source (a hostPath, an emptyDir) would be
+    replaced, and what it holds lost without a word."""
+    sources = sorted(key for key in volume if key != "name")
+    if sources == ["persistentVolumeClaim"] and isinstance(volume["persistentVolumeClaim"], Mapping):
+        return None
+    kind = " and ".join(sources) or "no source"
+    return (
+        f"its volume {volume.get('name')!r} is {kind}, not a persistentVolumeClaim; the webhook points a "
+        "workspace claim at the agent's workspace and never replaces another kind of volume: declare it as "
+        "a persistentVolumeClaim (the platform's controller does: claimName workspace-{service})"
+    )
+
+
 def shape_problem(obj: Mapping[str, Any]) -> str | None:
     """Why the object cannot be patched safely (a field of the wrong type), or None."""
     metadata = obj.get("metadata", {})

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates
+from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
 from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, free_port
 from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,
@@ -36,7 +37,7 @@ from agent_workspace_webhook.testing.install import (
 )
 from agent_workspace_webhook.testing.kube import admin_client, create, wait_bound
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
-from agent_workspace_webhook.testing.objects import claim, controller_pod
+from agent_workspace_webhook.testing.objects import controller_pod
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.
 PROBE_NAMESPACE = "probe"
@@ -163,11 +164,9 @@ class Environment:
         deadline = time.monotonic() + timeout
         while True:
             marker = f"probe-{uuid.uuid4().hex[:8]}-"
-            probe = controller_pod(
-                PROBE_NAMESPACE, "5dlabs-rex", volume={"name": "workspace", "emptyDir": {}}, generate_name=marker
-            )
+            probe = controller_pod(PROBE_NAMESPACE, "5dlabs-rex", generate_name=marker)
             stored, _ = create(self.admin, PROBE_NAMESPACE, probe, dry_run=True)
-            mutated = claim(stored) is not None
+            mutated = ANNOTATION_WORKSPACE in (stored["metadata"].get("annotations") or {})
             if processes and mutated and any(marker in process.log() for process in processes):
                 return
             if not processes and not mutated:

@@ -531,3 +531,32 @@ def test_other_paths_and_methods_get_a_specific_error(client: Client) -> None:
     elsewhere = http.post("/metrics", json=review(job_pod()))
     assert elsewhere.status_code == 404 and "POST /mutate only" in elsewhere.json()["error"]
     assert store.pvcs == {}
+
+
+@pytest.mark.parametrize(
+    ("volume", "kind"),
+    [
+        ({"name": "workspace", "hostPath": {"path": "/var/lib/important"}}, "hostPath"),
+        ({"name": "workspace", "emptyDir": {}}, "emptyDir"),
+        (
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": "x"}, "emptyDir": {}},
+            "emptyDir and persistentVolumeClaim",
+        ),
+    ],
+)
+def test_a_workspace_volume_that_is_no_claim_is_refused_never_replaced(
+    client: Client, volume: dict[str, Any], kind: str
+) -> None:
+    http, store = client
+    answer = mutate(http, review(job_pod("cto", "5dlabs-rex", volume=volume)))["response"]
+    assert answer["allowed"] is False and answer["status"]["code"] == 400
+    assert f"its volume 'workspace' is {kind}, not a persistentVolumeClaim" in answer["status"]["message"]
+    assert not store.pvcs  # nothing made for a run that would not have mounted it
+
+
+def test_a_volume_of_another_name_is_none_of_the_webhooks_business(client: Client) -> None:
+    http, _ = client
+    pod = job_pod("cto", "5dlabs-rex")
+    pod["spec"]["volumes"].append({"name": "cache", "hostPath": {"path": "/var/cache"}})
+    patched = applied(pod, mutate(http, review(pod)))
+    assert patched["spec"]["volumes"][1] == {"name": "cache", "hostPath": {"path": "/var/cache"}}

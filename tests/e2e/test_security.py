@@ -180,3 +180,11 @@ def test_a_pod_with_1500_job_owners_costs_at_most_two_gets(cluster: Environment,
     stored, _ = create(cluster.admin, namespace, pod)
     assert claim(stored) == "workspace-billing-tess"
     assert owner_gets(cluster.default) - before == 2  # the Job, then its CodeRun
+
+
+def test_a_hostpath_workspace_volume_is_refused_through_the_api_server(cluster: Environment, namespace: str) -> None:
+    pod = job_pod("billing", "5dlabs-rex", volume={"name": "workspace", "hostPath": {"path": "/var/lib/important"}})
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        create(cluster.admin, namespace, pod)
+    assert "its volume 'workspace' is hostPath, not a persistentVolumeClaim" in denial(refused.value)
+    assert pvcs(cluster.admin, namespace) == {}

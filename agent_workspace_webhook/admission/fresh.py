@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_workspace_webhook.admission.context import Context, Target, decide, within
+from agent_workspace_webhook.admission.provenance import controller_uid
 from agent_workspace_webhook.rules.facts import controller_owner
 from agent_workspace_webhook.rules.generations import (
     FreshRun,
@@ -63,20 +64,11 @@ async def _owning_coderun_uid(pod: Mapping[str, Any], namespace: str, ctx: Conte
     if owner is None:
         return None
     if owner[0] == "CodeRun":
-        return _controller_uid(pod)
+        return controller_uid(pod)
     if owner[0] != "Job":
         return None
     job = await ctx.store.get_owner("Job", namespace, owner[1])
-    if job is None or (job.get("metadata") or {}).get("uid") != _controller_uid(pod):
+    if job is None or (job.get("metadata") or {}).get("uid") != controller_uid(pod):
         return None
     job_owner = controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
-    return _controller_uid(job) if job_owner is not None and job_owner[0] == "CodeRun" else None
-
-
-def _controller_uid(obj: Mapping[str, Any]) -> str | None:
-    """The uid in the object's controller ownerReference (controller_owner has checked there is one)."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            uid = ref.get("uid")
-            return uid if isinstance(uid, str) else None
-    return None
+    return controller_uid(job) if job_owner is not None and job_owner[0] == "CodeRun" else None

@@ -10,6 +10,7 @@ from typing import Literal, NoReturn
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.fresh import announce_fresh, fresh_run_of_pod
+from agent_workspace_webhook.admission.provenance import owning_run
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
 from agent_workspace_webhook.rules.generations import (
@@ -51,6 +52,12 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
         number = next_generation(generations)
         warnings.append(announce_fresh(target, base, number, current_generation(generations)))
         return _provisioned(workspace, generation_name(base, number), "deferred", warnings, number=number)
+    if kind == "CodeRun" and not generations and ctx.settings.create_for == "verified-runs":
+        warnings.append(
+            f"its workspace PersistentVolumeClaim {target.namespace}/{workspace.pvc} is made at its first Pod "
+            "(WEBHOOK_CREATE_FOR=verified-runs: a workspace only for a run whose Job and CodeRun exist)"
+        )
+        return _provisioned(workspace, workspace.pvc, "deferred", warnings)
     fresh = await fresh_run_of_pod(workspace, generations, target, ctx) if kind == "Pod" else None
     if fresh is not None:
         return await _make_fresh(workspace, base, generations, fresh, target, ctx, warnings)
@@ -81,6 +88,8 @@ async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnin
     """Generation 1 of a new workspace, empty or as a clone of the legacy workspace, below the
     namespace's ceiling."""
     namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
+    if ctx.settings.create_for == "verified-runs":  # a Pod: a CodeRun's was deferred above
+        await _verify(workspace, target, ctx)
     counting = f"counting the workspaces of namespace {namespace}"
     made = await within(target, counting, ctx.store.workspace_count(namespace))
     if made >= ceiling:
@@ -204,6 +213,28 @@ async def _grow(current: Generation, target: Target, ctx: Context, warnings: lis
         return "exists"
     warnings.append(f"{where} grows from {state.storage} to {wanted} (WEBHOOK_GROW_EXISTING)")
     return "grown"
+
+
+async def _verify(workspace: Workspace, target: Target, ctx: Context) -> None:
+    """WEBHOOK_CREATE_FOR=verified-runs: the Pod's controller chain must lead to a CodeRun that
+    exists, and that CodeRun's service and agent must give the same workspace as the Pod's labels."""
+    verifying = f"verifying the Job and CodeRun that own {target.who}"
+    run = await within(target, verifying, owning_run(target.obj, target.namespace, ctx))
+    if run is None:
+        raise Denial(
+            403,
+            "no workspace is made for it: it names no controller Job and CodeRun, and WEBHOOK_CREATE_FOR="
+            "verified-runs makes one only for a run whose Job and CodeRun exist (set it to any to let bare Pods "
+            "have one, with the risk SECURITY.md names)",
+        )
+    verified = decide(run.facts, ctx)
+    if verified.pvc != workspace.pvc:
+        raise Denial(
+            403,
+            f"its labels give workspace {workspace.pvc} (service {workspace.service}, agent {workspace.agent}) but "
+            f"its CodeRun {target.namespace}/{run.name} gives {verified.pvc} (service {verified.service}, agent "
+            f"{verified.agent}); the labels must agree with the run they belong to",
+        )
 
 
 def _deny_dying(namespace: str, newest: Generation) -> NoReturn:

@@ -282,3 +282,39 @@ def test_past_the_ceiling_no_new_workspace_is_made_and_the_setting_is_named(make
     assert admit_pod(http, job_pod("alpha", "5dlabs-rex"))[0] == "workspace-alpha-rex"
     other, _ = make_client(store, max_workspaces_per_namespace=2)
     assert admit_pod(other, job_pod("gamma", "5dlabs-rex"), dry_run=True)[1]["allowed"] is False
+
+
+# --- provenance (WEBHOOK_CREATE_FOR=verified-runs) -------------------------------------------
+
+
+def test_verified_runs_make_workspaces_only_for_real_runs(make_client: MakeClient) -> None:
+    run = stored_coderun("cleo-review", "run-uid-7")
+    job = job_of(run, "job-uid-7")
+    store = MemoryStore()
+    store.owners[("CodeRun", "agents", "cleo-review")] = run
+    store.owners[("Job", "agents", job["metadata"]["name"])] = job
+    http, _ = make_client(store, create_for="verified-runs")
+
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-review")))["response"]
+    assert any("made at its first Pod (WEBHOOK_CREATE_FOR=verified-runs" in w for w in answer["warnings"])
+    assert not store.pvcs  # the CodeRun has no uid yet: nothing to verify, so nothing made
+    assert admit_pod(http, pod_of(job))[0] == GEN1  # its Job's Pod: verified, made
+    assert ("agents", GEN1) in store.pvcs
+    del store.pvcs[("agents", GEN1)]  # gone again: what follows would each have to make it
+
+    bare = admit_pod(http, job_pod("billing", "5dlabs-rex"))[1]  # labels alone, no owner
+    assert bare["allowed"] is False and "names no controller Job and CodeRun" in bare["status"]["message"]
+    forged = admit_pod(http, pod_of(job, job_uid="made-up"))[1]
+    assert forged["allowed"] is False and "has uid job-uid-7, not the made-up it names" in forged["status"]["message"]
+    missing = pod_of(job)
+    missing["metadata"]["ownerReferences"][0]["name"] = "no-such-job"
+    gone = admit_pod(http, missing)[1]
+    assert "its controller Job agents/no-such-job does not exist" in gone["status"]["message"]
+    lying = pod_of(job)
+    lying["metadata"]["labels"].update({"service": "othersvc", "github-user": "5dlabs-tess"})
+    disagree = admit_pod(http, lying)[1]["status"]["message"]
+    assert "its labels give workspace workspace-othersvc-tess" in disagree and "gives workspace-cto-cleo" in disagree
+    assert not store.pvcs  # none of them made anything
+    # a workspace that exists is reused without verification (and no API call on a cache hit)
+    store.pvcs[("agents", "workspace-billing-rex")] = old_workspace("workspace-billing-rex")
+    assert admit_pod(http, job_pod("billing", "5dlabs-rex"))[0] == "workspace-billing-rex"

@@ -291,6 +291,7 @@ SAMPLES: dict[str, Any] = {
     "colocate": False,
     "grow_existing": True,
     "max_workspaces_per_namespace": 50,
+    "create_for": "verified-runs",
     "kube_deadline_seconds": 1.5,
     "ready_timeout_seconds": 2,
     "kube_pool_size": 16,

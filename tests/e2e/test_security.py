@@ -188,3 +188,34 @@ def test_a_hostpath_workspace_volume_is_refused_through_the_api_server(cluster: 
         create(cluster.admin, namespace, pod)
     assert "its volume 'workspace' is hostPath, not a persistentVolumeClaim" in denial(refused.value)
     assert pvcs(cluster.admin, namespace) == {}
+
+
+def test_verified_runs_only_real_runs_get_storage_through_the_api_server(cluster: Environment, namespace: str) -> None:
+    """WEBHOOK_CREATE_FOR=verified-runs: runs made as the platform makes them get their workspaces;
+    a bare Pod, a forged review for an owner that does not exist, and labels that disagree with
+    the owning CodeRun create nothing."""
+    from agent_workspace_webhook.testing.runs import start_run, wait_running
+
+    with cluster.webhook(create_for="verified-runs") as hook:
+        run = start_run(cluster.admin, namespace, "ledger", "ledger-1-cleo", githubApp="5DLabs-Cleo[bot]")
+        assert claim(wait_running(cluster.admin, run)) == "workspace-ledger-cleo"  # made at its first Pod
+        with pytest.raises(client.exceptions.ApiException) as bare:
+            create(cluster.admin, namespace, job_pod("made-up", "5dlabs-rex"))
+        assert "names no controller Job and CodeRun" in denial(bare.value)
+        forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=namespace))
+        assert (
+            forged["allowed"] is False
+            and "Job " + namespace + "/no-such-job does not exist" in forged["status"]["message"]
+        )
+        job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, namespace)
+        lying = job_pod("othersvc", "5dlabs-tess")
+        lying["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": run.job, "uid": job.metadata.uid, "controller": True}
+        ]
+        with pytest.raises(client.exceptions.ApiException) as disagree:
+            create(cluster.admin, namespace, lying)
+        message = denial(disagree.value)
+        assert (
+            "its labels give workspace workspace-othersvc-tess" in message and "gives workspace-ledger-cleo" in message
+        )
+    assert set(pvcs(cluster.admin, namespace)) == {"workspace-ledger-cleo"}

@@ -1,0 +1,66 @@
+"""Provenance: the run an agent Pod belongs to, verified against the API server. A real run
+leaves objects there (a CodeRun; a Job it controls; the Job controller's Pod naming that Job as
+its controller, uids matching), which a forged review cannot make exist. With
+`WEBHOOK_CREATE_FOR=verified-runs` a workspace is made only for such a run, and its service and
+agent come from the verified CodeRun; reusing one that exists needs no verification."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent_workspace_webhook.admission.context import Context, Denial
+from agent_workspace_webhook.rules.facts import RunFacts, coderun_facts, controller_owner
+
+
+@dataclass(frozen=True)
+class VerifiedRun:
+    name: str
+    uid: str
+    facts: RunFacts
+
+
+async def owning_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> VerifiedRun | None:
+    """The CodeRun that controls the Pod, directly or through its Job, each object existing with
+    the uid its child names; None when the Pod names no controller. A named controller that does
+    not exist, or has another uid, is a Denial naming it (a forged owner leads nowhere)."""
+    owner = controller_owner(pod)
+    if owner is None:
+        return None
+    uid = controller_uid(pod)
+    if owner[0] == "Job":
+        job = await _existing("Job", namespace, owner[1], uid, ctx)
+        owner = controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
+        if owner is None:
+            return None
+        uid = controller_uid(job)
+    if owner[0] != "CodeRun":
+        return None
+    run = await _existing("CodeRun", namespace, owner[1], uid, ctx)
+    return VerifiedRun(owner[1], str(uid), coderun_facts(run, where=f"CodeRun {namespace}/{owner[1]} "))
+
+
+async def _existing(kind: str, namespace: str, name: str, uid: str | None, ctx: Context) -> Mapping[str, Any]:
+    found = await ctx.store.get_owner("Job" if kind == "Job" else "CodeRun", namespace, name)
+    if found is None:
+        raise Denial(
+            403, f"its controller {kind} {namespace}/{name} does not exist; a workspace is made only for a real run"
+        )
+    actual = (found.get("metadata") or {}).get("uid")
+    if actual != uid:
+        raise Denial(
+            403,
+            f"its controller {kind} {namespace}/{name} has uid {actual}, not the {uid} it names; "
+            "a workspace is made only for a real run",
+        )
+    return found
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid in the object's controller ownerReference (controller_owner has checked there is one)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            uid = ref.get("uid")
+            return uid if isinstance(uid, str) else None
+    return None

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # workspace is then made at its first Pod); "any", whoever the labels name (bare Pods too:
     # anyone who may create Pods in a namespace in scope can mint storage; SECURITY.md).
     create_for: Literal["verified-runs", "any"] = "any"
+    # Agents that may get a new workspace besides those of agent_table: an agent only the
+    # agent_pattern names is mounted what exists, but no storage is made for it.
+    agent_allowlist: list[Label] = Field(default_factory=list)
 
     # --- the Kubernetes API ---------------------------------------------------------------------
     store: Literal["kube", "memory"] = "kube"

@@ -38,6 +38,8 @@ class Context:
     pvc_spec: PvcSpec
     scope: Selector  # the namespaces whose runs get workspaces
     store: WorkspaceStore
+    # The agents a new workspace may be made for: the agent table's and the allow-list.
+    known_agents: frozenset[str] = frozenset()
 
 
 def make_context(settings: Settings, store: WorkspaceStore) -> Context:
@@ -49,6 +51,7 @@ def make_context(settings: Settings, store: WorkspaceStore) -> Context:
         pvc_spec=PvcSpec(settings.storage_size, settings.access_modes, settings.storage_class),
         scope=parse_selector(settings.namespace_selector),
         store=store,
+        known_agents=frozenset([*settings.agent_table.values(), *settings.agent_allowlist]),
     )
 
 

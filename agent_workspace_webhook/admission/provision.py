@@ -88,6 +88,7 @@ async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnin
     """Generation 1 of a new workspace, empty or as a clone of the legacy workspace, below the
     namespace's ceiling."""
     namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
+    _deny_unknown_agent(workspace, ctx)
     if ctx.settings.create_for == "verified-runs":  # a Pod: a CodeRun's was deferred above
         await _verify(workspace, target, ctx)
     counting = f"counting the workspaces of namespace {namespace}"
@@ -114,6 +115,7 @@ async def _make_fresh(
     warnings: list[str],
 ) -> Provisioned:
     """The next generation, empty, for the fresh run this Pod belongs to; the current one is kept."""
+    _deny_unknown_agent(workspace, ctx)
     number = next_generation(generations)
     name = generation_name(base, number)
     current = current_generation(generations)
@@ -213,6 +215,17 @@ async def _grow(current: Generation, target: Target, ctx: Context, warnings: lis
         return "exists"
     warnings.append(f"{where} grows from {state.storage} to {wanted} (WEBHOOK_GROW_EXISTING)")
     return "grown"
+
+
+def _deny_unknown_agent(workspace: Workspace, ctx: Context) -> None:
+    """No storage for an agent only the pattern names: `5dlabs-<anything>` would mint it."""
+    agent = workspace.agent
+    if agent is not None and agent not in ctx.known_agents:
+        raise Denial(
+            403,
+            f"agent {agent!r} is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST, so no workspace is made "
+            f"for it ({workspace.pvc}); add it to one of them if it is one of the platform's agents",
+        )
 
 
 async def _verify(workspace: Workspace, target: Target, ctx: Context) -> None:

@@ -34,10 +34,24 @@ def test_lossy_label_of_a_bot_app_resolves_through_the_table(client: Client) -> 
     assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-cleo"
 
 
-def test_unknown_bot_label_is_never_stripped_to_a_shorter_agent(client: Client) -> None:
-    http, _ = client
+def test_unknown_bot_label_is_never_stripped_to_a_shorter_agent(make_client: MakeClient) -> None:
+    http, _ = make_client(agent_allowlist=["robot"])
     pod = job_pod("cto", "5dlabs-robot")
     assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-robot"
+
+
+def test_an_agent_only_the_pattern_names_gets_no_new_storage(make_client: MakeClient) -> None:
+    http, store = make_client()
+    answer = mutate(http, review(job_pod("cto", "5dlabs-anything")))["response"]
+    assert answer["allowed"] is False and answer["status"]["code"] == 403
+    assert "agent 'anything' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST" in answer["status"]["message"]
+    assert not store.pvcs
+    store.pvcs[("agents", "workspace-cto-anything")] = {  # one that exists is still mounted
+        "metadata": {"name": "workspace-cto-anything", "namespace": "agents"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    pod = job_pod("cto", "5dlabs-anything")
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-anything"
 
 
 def test_missing_labels_follow_owner_references_to_the_coderun(client: Client) -> None:

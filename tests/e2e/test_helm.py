@@ -292,6 +292,7 @@ SAMPLES: dict[str, Any] = {
     "grow_existing": True,
     "max_workspaces_per_namespace": 50,
     "create_for": "verified-runs",
+    "agent_allowlist": ["cipher", "atlas"],
     "kube_deadline_seconds": 1.5,
     "ready_timeout_seconds": 2,
     "kube_pool_size": 16,

@@ -219,3 +219,13 @@ def test_verified_runs_only_real_runs_get_storage_through_the_api_server(cluster
             "its labels give workspace workspace-othersvc-tess" in message and "gives workspace-ledger-cleo" in message
         )
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-ledger-cleo"}
+
+
+def test_an_agent_only_the_pattern_names_mints_no_storage(cluster: Environment, namespace: str) -> None:
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        create(cluster.admin, namespace, job_pod("billing", "5dlabs-anything"))
+    assert "agent 'anything' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST" in denial(refused.value)
+    with cluster.webhook(agent_allowlist='["anything"]'):
+        stored, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-anything"))
+    assert claim(stored) == "workspace-billing-anything"
+    assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing-anything"}

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
+from agent_workspace_webhook import logs
 from agent_workspace_webhook.kube.caches import fresh_run_cache, namespace_cache, pvc_cache
 from agent_workspace_webhook.kube.calls import Calls, api_message
 from agent_workspace_webhook.kube.connect import api_client
@@ -113,6 +114,9 @@ class KubeStore(Calls):
             raise describe_failure(
                 "create", "PersistentVolumeClaim", namespace, name, exc.status, api_message(exc)
             ) from None
+        # Written the moment it exists, before the admission's own line: if the answer is then lost
+        # (the webhook killed, the API server timed out), the log still says what was made.
+        logs.logger().info("pvc created", extra={"fields": {"namespace": namespace, "pvc": name}})
         if self.cache is not None and name.startswith(PREFIX):  # known ahead of its watch event
             self.cache.add((namespace, name), pvc_state(json.loads(cast(Any, response).data)))
         return "created"

@@ -219,6 +219,10 @@ def test_one_json_log_line_per_admission_and_no_secrets(cluster: Environment, na
     create(cluster.admin, namespace, job_pod("logs", "5dlabs-tess"))
     lines = [a for a in cluster.default.admissions() if a.get("namespace") == namespace]
     assert len(lines) == 1
+    # the creation has a line of its own, written before the answer (which may yet be lost)
+    logged = [json.loads(line) for line in cluster.default.log().splitlines() if f'"namespace":"{namespace}"' in line]
+    assert [entry["event"] for entry in logged] == ["pvc created", "admission"]
+    assert logged[0]["pvc"] == "workspace-logs-tess"
     line = lines[0]
     for key in (
         "ts",

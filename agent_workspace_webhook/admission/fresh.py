@@ -9,12 +9,8 @@ of a workspace that has one still waiting follows its owner chain (one GET, of i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from agent_workspace_webhook.admission.context import Context, Target, decide, within
-from agent_workspace_webhook.admission.provenance import controller_uid
-from agent_workspace_webhook.rules.facts import controller_owner
+from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
+from agent_workspace_webhook.admission.provenance import controlling_run
 from agent_workspace_webhook.rules.generations import (
     FreshRun,
     Generation,
@@ -53,22 +49,8 @@ async def fresh_run_of_pod(
     if not waiting:
         return None
     looking = f"looking up the Job that owns {target.who}"
-    uid = await within(target, looking, _owning_coderun_uid(target.obj, namespace, ctx))
-    return next((run for run in waiting if run.uid == uid), None)
-
-
-async def _owning_coderun_uid(pod: Mapping[str, Any], namespace: str, ctx: Context) -> str | None:
-    """The uid of the CodeRun that controls the Pod, directly or through its Job, where the Job
-    exists with the uid the Pod names (a forged owner leads nowhere)."""
-    owner = controller_owner(pod)
-    if owner is None:
+    try:
+        ref = await within(target, looking, controlling_run(target.obj, namespace, ctx))
+    except Denial:  # a forged or missing Job: not the fresh run's Pod
         return None
-    if owner[0] == "CodeRun":
-        return controller_uid(pod)
-    if owner[0] != "Job":
-        return None
-    job = await ctx.store.get_owner("Job", namespace, owner[1])
-    if job is None or (job.get("metadata") or {}).get("uid") != controller_uid(pod):
-        return None
-    job_owner = controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
-    return controller_uid(job) if job_owner is not None and job_owner[0] == "CodeRun" else None
+    return next((run for run in waiting if ref is not None and run.uid == ref[1]), None)

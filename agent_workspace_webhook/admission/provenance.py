@@ -25,6 +25,18 @@ async def owning_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> Ve
     """The CodeRun that controls the Pod, directly or through its Job, each object existing with
     the uid its child names; None when the Pod names no controller. A named controller that does
     not exist, or has another uid, is a Denial naming it (a forged owner leads nowhere)."""
+    ref = await controlling_run(pod, namespace, ctx)
+    if ref is None:
+        return None
+    name, uid = ref
+    run = await _existing("CodeRun", namespace, name, uid, ctx)
+    return VerifiedRun(name, str(uid), coderun_facts(run, where=f"CodeRun {namespace}/{name} "))
+
+
+async def controlling_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> tuple[str, str | None] | None:
+    """(name, uid) of the CodeRun the Pod's controller chain names: the Pod's own controller, or
+    its Job's once that Job is verified (one GET); None when the chain leads to no CodeRun. A Job
+    that does not exist, or has another uid, is a Denial naming it."""
     owner = controller_owner(pod)
     if owner is None:
         return None
@@ -37,8 +49,7 @@ async def owning_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> Ve
         uid = controller_uid(job)
     if owner[0] != "CodeRun":
         return None
-    run = await _existing("CodeRun", namespace, owner[1], uid, ctx)
-    return VerifiedRun(owner[1], str(uid), coderun_facts(run, where=f"CodeRun {namespace}/{owner[1]} "))
+    return owner[1], uid
 
 
 async def _existing(kind: str, namespace: str, name: str, uid: str | None, ctx: Context) -> Mapping[str, Any]:

@@ -6,13 +6,12 @@ back."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.rules.generations import generation_name
+from agent_workspace_webhook.rules.generations import generation_name, later_generation
 from agent_workspace_webhook.rules.labels import (
     ANNOTATION_MADE_FROM,
     LABEL_AGENT,
@@ -23,8 +22,6 @@ from agent_workspace_webhook.rules.labels import (
 from agent_workspace_webhook.rules.pvc import pvc_state
 from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.rules.workspace import PREFIX
-
-_LATER = re.compile(r"-g([0-9]{1,4})-[0-9a-f]{6}$")  # generation_name's suffix
 
 
 @dataclass(frozen=True)
@@ -124,11 +121,11 @@ def _released_copy(pv: Mapping[str, Any], bases: Mapping[str, set[str]]) -> Copy
     if (pv.get("status") or {}).get("phase") != "Released" or not name.startswith(PREFIX):
         return None
     workspace, generation = name, 1
-    later = _LATER.search(name)
+    later = later_generation(name)
     if later is not None:
-        number = int(later.group(1))
+        head, number = later
         known = [b for b in bases.get(namespace, ()) if generation_name(b, number) == name]
-        workspace, generation = (known[0] if known else name[: later.start()]), number
+        workspace, generation = (known[0] if known else head), number
     size = str((spec.get("capacity") or {}).get("storage", "?"))
     return Copy(
         namespace=namespace,

@@ -12,6 +12,7 @@ anywhere: every replica agrees, and a hit costs no API call.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,16 @@ class Generation:
     number: int
     pvc: str
     state: PvcState
+
+
+_LATER_SUFFIX = re.compile(r"-g([0-9]{1,4})-[0-9a-f]{6}$")  # what generation_name appends
+
+
+def later_generation(name: str) -> tuple[str, int] | None:
+    """(the name before the suffix, N) for a name generation_name made for N > 1, else None. The
+    name before it is generation 1's only when that was not cut to fit: check with generation_name."""
+    found = _LATER_SUFFIX.search(name)
+    return None if found is None else (name[: found.start()], int(found.group(1)))
 
 
 def current_generation(generations: Iterable[Generation]) -> Generation | None:

@@ -17,6 +17,7 @@ from agent_workspace_webhook.rules.generations import (
     current_generation,
     fresh_run_of,
     generation_name,
+    later_generation,
     next_generation,
     wants_fresh,
 )
@@ -165,3 +166,10 @@ def test_fresh_run_of_a_coderun() -> None:
 )
 def test_fresh_as_the_platforms_controller_decides(spec: dict[str, object], fresh: bool) -> None:
     assert wants_fresh(spec) is fresh
+
+
+@given(labels, labels, st.integers(2, 9999))
+def test_a_later_generations_name_says_its_number(service: str, agent: str, number: int) -> None:
+    base = pvc_name(service, agent)
+    head, found = later_generation(generation_name(base, number)) or ("", 0)
+    assert found == number and base.startswith(head)

@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     # exist with the uids it names (its service and agent from that CodeRun; a CodeRun's own
     # workspace is then made at its first Pod); "any", whoever the labels name (bare Pods too:
     # anyone who may create Pods in a namespace in scope can mint storage; SECURITY.md).
-    create_for: Literal["verified-runs", "any"] = "any"
+    # With store=memory (no API server, no runs to verify: `serve --store memory`, offline
+    # `review`) the default is "any".
+    create_for: Literal["verified-runs", "any"] = "verified-runs"
     # Agents that may get a new workspace besides those of agent_table: an agent only the
     # agent_pattern names is mounted what exists, but no storage is made for it.
     agent_allowlist: list[Label] = Field(default_factory=list)
@@ -181,6 +183,14 @@ class Settings(BaseSettings):
     namespace_selector: Annotated[str, AfterValidator(_selector)] = "agents.platform/workspaces=enabled"
     # Never in scope, whatever their labels: the webhook's own namespace and kube-system.
     own_namespace: Label = "agent-workspace-webhook"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offline_creates_for_any(cls, data: Any) -> Any:
+        # The memory store has no runs to verify against: every object in it is made up.
+        if isinstance(data, dict) and data.get("store") == "memory" and "create_for" not in data:
+            return {**data, "create_for": "any"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -9,11 +9,12 @@ ClusterError or DeadlinePassed) and turned into a Response in one place, answer_
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.admission.context import Context, Denial, Target, make_context, within
+from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
@@ -166,7 +167,7 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
-    lookup = ctx.store.get_owner
+    lookup = functools.partial(get_owner, target, ctx)
     facts = await within(
         target,
         f"looking up the CodeRun that owns {target.who}",

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
 from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
-from agent_workspace_webhook.rules.facts import RunFacts
+from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
 from agent_workspace_webhook.rules.pvc import PvcSpec
 from agent_workspace_webhook.rules.selector import Selector, parse_selector
@@ -115,6 +115,19 @@ class Target:
     # The admission's one deadline scope (now + budget), entered once by admit around every step:
     # one timer per admission, not one per step (a scope costs about 5 us, a tenth of an admission).
     deadline: asyncio.Timeout
+    # The owners read so far ((kind, namespace, name) -> object or None): the facts, the fresh
+    # check and provenance each walk the same chain, and pay for each GET once.
+    owners: dict[tuple[OwnerKind, str, str], Mapping[str, Any] | None] = field(default_factory=dict)
+
+
+async def get_owner(
+    target: Target, ctx: Context, kind: OwnerKind, namespace: str, name: str
+) -> Mapping[str, Any] | None:
+    """The owner, read from the API (or the store's cache) at most once per admission."""
+    key = (kind, namespace, name)
+    if key not in target.owners:
+        target.owners[key] = await ctx.store.get_owner(kind, namespace, name)
+    return target.owners[key]
 
 
 async def within(target: Target, step: str, call: Awaitable[T]) -> T:

@@ -50,7 +50,7 @@ async def fresh_run_of_pod(
         return None
     looking = f"looking up the Job that owns {target.who}"
     try:
-        ref = await within(target, looking, controlling_run(target.obj, namespace, ctx))
+        ref = await within(target, looking, controlling_run(target, ctx))
     except Denial:  # a forged or missing Job: not the fresh run's Pod
         return None
     return next((run for run in waiting if ref is not None and run.uid == ref[1]), None)

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.admission.context import Context, Denial
-from agent_workspace_webhook.rules.facts import RunFacts, coderun_facts, controller_owner
+from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner
+from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts, coderun_facts, controller_owner
 
 
 @dataclass(frozen=True)
@@ -21,29 +21,29 @@ class VerifiedRun:
     facts: RunFacts
 
 
-async def owning_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> VerifiedRun | None:
+async def owning_run(target: Target, ctx: Context) -> VerifiedRun | None:
     """The CodeRun that controls the Pod, directly or through its Job, each object existing with
     the uid its child names; None when the Pod names no controller. A named controller that does
     not exist, or has another uid, is a Denial naming it (a forged owner leads nowhere)."""
-    ref = await controlling_run(pod, namespace, ctx)
+    ref = await controlling_run(target, ctx)
     if ref is None:
         return None
     name, uid = ref
-    run = await _existing("CodeRun", namespace, name, uid, ctx)
-    return VerifiedRun(name, str(uid), coderun_facts(run, where=f"CodeRun {namespace}/{name} "))
+    run = await _existing("CodeRun", name, uid, target, ctx)
+    return VerifiedRun(name, str(uid), coderun_facts(run, where=f"CodeRun {target.namespace}/{name} "))
 
 
-async def controlling_run(pod: Mapping[str, Any], namespace: str, ctx: Context) -> tuple[str, str | None] | None:
+async def controlling_run(target: Target, ctx: Context) -> tuple[str, str | None] | None:
     """(name, uid) of the CodeRun the Pod's controller chain names: the Pod's own controller, or
     its Job's once that Job is verified (one GET); None when the chain leads to no CodeRun. A Job
     that does not exist, or has another uid, is a Denial naming it."""
-    owner = controller_owner(pod)
+    owner = controller_owner(target.obj)
     if owner is None:
         return None
-    uid = controller_uid(pod)
+    uid = controller_uid(target.obj)
     if owner[0] == "Job":
-        job = await _existing("Job", namespace, owner[1], uid, ctx)
-        owner = controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
+        job = await _existing("Job", owner[1], uid, target, ctx)
+        owner = controller_owner(job, where=f"Job {target.namespace}/{owner[1]} ")
         if owner is None:
             return None
         uid = controller_uid(job)
@@ -52,8 +52,9 @@ async def controlling_run(pod: Mapping[str, Any], namespace: str, ctx: Context) 
     return owner[1], uid
 
 
-async def _existing(kind: str, namespace: str, name: str, uid: str | None, ctx: Context) -> Mapping[str, Any]:
-    found = await ctx.store.get_owner("Job" if kind == "Job" else "CodeRun", namespace, name)
+async def _existing(kind: OwnerKind, name: str, uid: str | None, target: Target, ctx: Context) -> Mapping[str, Any]:
+    namespace = target.namespace
+    found = await get_owner(target, ctx, kind, namespace, name)
     if found is None:
         raise Denial(
             403, f"its controller {kind} {namespace}/{name} does not exist; a workspace is made only for a real run"

@@ -232,7 +232,7 @@ async def _verify(workspace: Workspace, target: Target, ctx: Context) -> None:
     """WEBHOOK_CREATE_FOR=verified-runs: the Pod's controller chain must lead to a CodeRun that
     exists, and that CodeRun's service and agent must give the same workspace as the Pod's labels."""
     verifying = f"verifying the Job and CodeRun that own {target.who}"
-    run = await within(target, verifying, owning_run(target.obj, target.namespace, ctx))
+    run = await within(target, verifying, owning_run(target, ctx))
     if run is None:
         raise Denial(
             403,

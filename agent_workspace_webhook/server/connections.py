@@ -2,6 +2,11 @@
 a cap on open connections, a deadline for each request's headers (slowloris), and with mutual
 TLS the client names allowed. Each refusal is a short HTTP answer, then the connection closes.
 
+At the cap a new connection is not refused while an open one is merely waiting: the one least
+likely to be the API server's is dropped instead (make_room), so clients that hold connections
+open, however many and however they reconnect, cannot lock the API server out. A connection
+whose request has fully arrived is never dropped; only when all are such is the newcomer refused.
+
 Applied by subclassing whichever uvicorn HTTP protocol is in use; only its documented hooks
 (connection_made, connection_lost, data_received, on_response_complete) and its `cycle` and
 `server_state` attributes are relied on.
@@ -10,9 +15,11 @@ Applied by subclassing whichever uvicorn HTTP protocol is in use; only its docum
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agent_workspace_webhook.server.tls import peer_names
 
@@ -33,6 +40,34 @@ def _answer(status: int, reason: str, message: str) -> bytes:
     return head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body
 
 
+class Waiting(Protocol):
+    """What make_room weighs of an open connection."""
+
+    source: str  # the peer's address
+    served: bool  # has answered a request: an attacker's trickle never has, the API server's has
+    since: float  # when it began waiting for its current request (connected, or last answered)
+    dropped: bool  # dropped to make room, not yet gone
+
+    def waiting(self) -> bool:
+        """No request of its has fully arrived and waits for (or is being sent) its answer."""
+        ...
+
+
+def make_room(connections: Collection[Waiting], cap: int) -> Waiting | bool:
+    """At the cap, the open connection to drop for a new one, or False when every connection
+    has a request in progress (the newcomer is refused); True when below the cap. The choice: one
+    that never served a request before one that has, then one from the source holding the most
+    connections (the API server comes from few addresses), then the one waiting longest."""
+    live = [c for c in connections if not c.dropped]
+    if len(live) < cap:
+        return True
+    per_source = Counter(c.source for c in live)
+    waiting = [c for c in live if c.waiting()]
+    if not waiting:
+        return False
+    return min(waiting, key=lambda c: (c.served, -per_source[c.source], c.since))
+
+
 def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type[asyncio.Protocol]:
     """`base` (a uvicorn HTTP protocol class) with the limits applied to every connection."""
 
@@ -40,14 +75,29 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
         _timer: asyncio.TimerHandle | None = None
         _armed_for: object = None
         _refused = False
+        source = ""
+        served = False
+        since = 0.0
+        dropped = False
+
+        def waiting(self) -> bool:
+            # uvicorn's cycle: None before a first request; more_body until the body has arrived.
+            cycle = self.cycle
+            return cycle is None or cycle.response_complete or cycle.more_body
 
         def connection_made(self, transport: asyncio.Transport) -> None:
-            if len(self.server_state.connections) >= limits.max_connections:
+            room = make_room(self.server_state.connections, limits.max_connections)
+            if room is False:
                 message = (
-                    f"agent-workspace-webhook has {limits.max_connections} connections open "
-                    "(WEBHOOK_MAX_CONNECTIONS); retry, or add replicas"
+                    f"agent-workspace-webhook has {limits.max_connections} connections open, each with a "
+                    "request in progress (WEBHOOK_MAX_CONNECTIONS); retry, or add replicas"
                 )
                 return self._refuse(transport, "connections", _answer(503, "Service Unavailable", message))
+            if isinstance(room, Guarded):
+                room._drop()
+            peer = transport.get_extra_info("peername")
+            self.source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            self.since = time.monotonic()
             if limits.client_names:
                 names = peer_names(transport.get_extra_info("peercert"))
                 if not names & limits.client_names:
@@ -59,6 +109,13 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
             super().connection_made(transport)
             self._arm()
             return None
+
+        def _drop(self) -> None:
+            """Dropped for a newcomer: aborted, not closed, so that its slot is free at once (a
+            TLS close would wait for a peer that may never answer)."""
+            self.dropped = True
+            refused("dropped")
+            self.transport.abort()
 
         def _refuse(self, transport: asyncio.Transport, reason: str, answer: bytes) -> None:
             self._refused = True
@@ -79,6 +136,7 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            self.served, self.since = True, time.monotonic()
             if not self.transport.is_closing():
                 self._arm()  # the next request on this keep-alive connection gets its own deadline
 

@@ -75,7 +75,8 @@ class Metrics:
         )
         self.connections_refused = Counter(
             f"{PREFIX}_connections_refused_total",
-            "Connections refused or dropped: too many open (connections), too slow (slow), client name.",
+            "Connections refused or dropped: too many open, each busy (connections), dropped to make room for a "
+            "newcomer (dropped), too slow (slow), client name (client_name).",
             ["reason"],
             registry=self.registry,
         )

@@ -21,6 +21,9 @@ from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 from agent_workspace_webhook.version import version
 
+# How long a closing TLS connection waits for the peer's close_notify before it is aborted.
+TLS_SHUTDOWN_SECONDS = 2.0
+
 
 class ServeError(Exception):
     """Serving cannot start as asked; one line for the terminal."""
@@ -116,6 +119,9 @@ def _handshake_bounded(seconds: float) -> Callable[[], asyncio.AbstractEventLoop
         async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:  # type: ignore[override]
             if kwargs.get("ssl") is not None:
                 kwargs.setdefault("ssl_handshake_timeout", seconds)
+                # A closed connection's TLS shutdown waits this long for the peer's answer
+                # (default 30 s): a dropped slow client would hold its descriptor that long.
+                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_SECONDS)
             return await super().create_server(*args, **kwargs)
 
     return Loop

@@ -9,14 +9,16 @@ run, poll up to 30 s for it to go, re-create that name, then create the Job."""
 
 from __future__ import annotations
 
+import copy
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from agent_workspace_webhook.rules.agents import label_form
 from agent_workspace_webhook.rules.generations import wants_fresh
 from agent_workspace_webhook.testing.kube import json_body
-from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod
+from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod, controller_ref, job_pod
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,31 @@ def fresh_pvc_step(admin: Any, namespace: str, name: str, patience: float = 30) 
     except ApiException as exc:
         if exc.status != 409:
             raise
+
+
+def owned_by_run(admin: Any, namespace: str, pod: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """`pod` (not yet created) made a real run's: a CodeRun `name` (default: a new one) is created
+    for its `service` and `github-user` labels, and the Pod names it as its controller, uid and
+    all. The shortest chain the webhook verifies (WEBHOOK_CREATE_FOR=verified-runs), for tests
+    that create Pods or send reviews themselves; the platform's own Pods come through a Job, as
+    `start_run` makes them."""
+    from kubernetes import client
+
+    labels = pod["metadata"].get("labels") or {}
+    body = coderun(labels.get("service"), labels.get("github-user"), name=name or f"run-{uuid.uuid4().hex[:10]}")
+    stored: dict[str, Any] = client.CustomObjectsApi(admin).create_namespaced_custom_object(  # type: ignore[assignment]
+        "agents.platform", "v1", namespace, "coderuns", body
+    )
+    owned = copy.deepcopy(pod)
+    owned["metadata"]["ownerReferences"] = [controller_ref(stored)]
+    return owned
+
+
+def run_pod(
+    admin: Any, namespace: str, service: str | None = "cto", app: str | None = "5dlabs-rex", **pod: Any
+) -> dict[str, Any]:
+    """A controller-shaped Pod (objects.job_pod) owned by a new CodeRun: `create` it, or review it."""
+    return owned_by_run(admin, namespace, job_pod(service, app, **pod))
 
 
 def start_run(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Run:

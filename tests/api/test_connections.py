@@ -1,7 +1,8 @@
 """Callers that misbehave at the connection level, against a real `serve` (in-memory store) on
-127.0.0.1: slow and idle clients are dropped, the connection cap refuses clearly and memory at
-the cap stays under the Deployment's limit, mutual TLS refuses the handshake to anyone but the
-API server's certificate, and every log line stays JSON (issue 10)."""
+127.0.0.1: slow and idle clients are dropped, at the connection cap the longest-waiting
+connection makes room for a newcomer, memory at the cap stays under the Deployment's limit,
+mutual TLS refuses the handshake to anyone but the API server's certificate, and every log line
+stays JSON (issues 10 and 23)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates, write_client_certificate
+from agent_workspace_webhook.server.serve import TLS_SHUTDOWN_SECONDS
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 
@@ -63,9 +65,9 @@ def mutate(hook: LocalWebhook, client: CertFiles | None = None, timeout: float =
         connection.close()
 
 
-def slow_client(hook: LocalWebhook) -> ssl.SSLSocket:
-    """A TLS connection that has sent half a request header."""
-    raw = socket.create_connection(("127.0.0.1", hook.port), timeout=5)
+def slow_client(hook: LocalWebhook, source: str = "127.0.0.1") -> ssl.SSLSocket:
+    """A TLS connection (from the `source` address) that has sent half a request header."""
+    raw = socket.create_connection(("127.0.0.1", hook.port), timeout=5, source_address=(source, 0))
     sock = tls(hook).wrap_socket(raw, server_hostname="127.0.0.1")
     sock.sendall(PARTIAL_HEADER)
     return sock
@@ -158,23 +160,55 @@ def test_clients_that_never_start_tls_are_dropped(start: Start) -> None:
     assert not open_ones, f"{len(open_ones)} connections without a TLS handshake still open after 5s"
 
 
-def test_past_the_connection_cap_a_client_is_told_why(start: Start) -> None:
+def test_at_the_cap_the_longest_waiting_connection_makes_room_for_a_new_one(start: Start) -> None:
     hook = start(max_connections="5")
     kept = [http.client.HTTPSConnection("127.0.0.1", hook.port, context=tls(hook), timeout=5) for _ in range(5)]
     for connection in kept:  # keep-alive: each holds its connection open after its answer
         connection.request("POST", "/mutate", body=BODY)
         assert connection.getresponse().read() and connection.sock is not None
-    status, body, _ = mutate(hook)
-    assert status == 503
-    assert b"5 connections open (WEBHOOK_MAX_CONNECTIONS); retry, or add replicas" in body
-    assert metric(hook, "connections") == 1
-    kept.pop().close()
-    deadline = time.monotonic() + 5
-    while (status := mutate(hook)[0]) != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert status == 200
+    status, _, _ = mutate(hook)
+    assert status == 200  # the newcomer is served ...
+    assert metric(hook, "dropped") == 1 and metric(hook, "connections") == 0
+    assert kept[0].sock is not None and closed_by_server(kept[0].sock) is not None  # ... the oldest made room
+    for connection in kept[1:]:  # the others were left alone
+        connection.request("POST", "/mutate", body=BODY)
+        assert connection.getresponse().status == 200
     for connection in kept:
         connection.close()
+
+
+def test_clients_that_fill_the_cap_with_trickles_cannot_lock_out_a_real_request(start: Start) -> None:
+    hook = start(max_connections="20")
+    slow = [slow_client(hook, source="127.0.0.2") for _ in range(20)]  # never a whole request
+    kept = []
+    for _ in range(20):  # each served connection stays open (keep-alive), and takes a trickler's place
+        connection = http.client.HTTPSConnection("127.0.0.1", hook.port, context=tls(hook), timeout=5)
+        connection.request("POST", "/mutate", body=BODY)
+        assert connection.getresponse().read() and connection.sock is not None
+        kept.append(connection)
+    assert metric(hook, "dropped") == 20 and metric(hook, "connections") == 0
+    assert all(closed_by_server(sock) is not None for sock in slow)  # aborted: no answer owed
+    for connection in kept:
+        connection.close()
+    for sock in slow:
+        sock.close()
+
+
+def test_dropped_and_timed_out_clients_free_their_descriptors_at_once(start: Start) -> None:
+    """A slow client that never answers the TLS close (it keeps its socket open) used to hold its
+    descriptor for the 30 s TLS shutdown timeout after its 408; now for TLS_SHUTDOWN_SECONDS."""
+    hook = start(request_timeout_seconds="1")
+    assert mutate(hook)[0] == 200
+    _, idle_fds = process_rss_and_fds(hook)
+    slow = [slow_client(hook) for _ in range(30)]
+    opened = time.monotonic()
+    while process_rss_and_fds(hook)[1] > idle_fds + 1 and time.monotonic() - opened < 15:
+        time.sleep(0.2)
+    freed_after = time.monotonic() - opened
+    for sock in slow:
+        sock.close()
+    assert metric(hook, "slow") == 30
+    assert freed_after < 1 + TLS_SHUTDOWN_SECONDS + 2, f"30 dropped connections held their fds for {freed_after:.1f}s"
 
 
 def test_memory_at_the_connection_cap_stays_under_the_deployment_limit(start: Start) -> None:
@@ -189,7 +223,7 @@ def test_memory_at_the_connection_cap_stays_under_the_deployment_limit(start: St
     cap = 200  # WEBHOOK_MAX_CONNECTIONS' default, as the manifests run it
     slow = [slow_client(hook) for _ in range(cap)]
     full_rss, full_fds = process_rss_and_fds(hook)
-    assert mutate(hook)[0] == 503  # one more is refused
+    assert mutate(hook)[0] == 200  # one more is served: a slow one made room
     for sock in slow:
         sock.close()
     print(

@@ -17,7 +17,7 @@ from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE
 from agent_workspace_webhook.testing.kube import apply, create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
-from agent_workspace_webhook.testing.runs import Run, wait_running
+from agent_workspace_webhook.testing.runs import Run, run_pod, wait_running
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +38,8 @@ def create_pvc(
 
 
 def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namespace: str) -> None:
-    rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
-    cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
+    rex, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
+    cleo, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-cleobot"))
     assert claim(rex) == "workspace-billing-rex"
     assert claim(cleo) == "workspace-billing-cleo"
     assert rex["metadata"]["labels"]["agents.platform/agent"] == "rex"
@@ -70,10 +70,14 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namesp
     ]
 
 
-def test_tess_coderun_is_labelled_and_gets_its_pvc(cluster: Environment, namespace: str) -> None:
-    run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-3-tess"))
+def test_tess_coderun_is_labelled_and_its_pvc_made_at_its_first_pod(cluster: Environment, namespace: str) -> None:
+    run, warnings = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-3-tess"))
     assert run["metadata"]["labels"]["agents.platform/agent"] == "tess"
     assert run["metadata"]["annotations"]["agents.platform/workspace"] == "workspace-billing-tess"
+    assert any("workspace-billing-tess is made at its first Pod" in w for w in warnings), warnings
+    assert pvcs(cluster.admin, namespace) == {}  # WEBHOOK_CREATE_FOR=verified-runs: not yet
+    create_job(cluster.admin, namespace, coderun_job(run, "task-3-job", job_pod("billing", "5dlabs-tess")))
+    assert claim(wait_running(cluster.admin, Run(namespace, "task-3-tess", "task-3-job"))) == "workspace-billing-tess"
     assert "workspace-billing-tess" in pvcs(cluster.admin, namespace)
 
 
@@ -88,16 +92,18 @@ def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Env
 
 
 def test_dry_run_shows_the_claim_and_creates_nothing(cluster: Environment, namespace: str) -> None:
-    pod, warnings = create(cluster.admin, namespace, job_pod("billing", "5dlabs-tess"), dry_run=True)
+    pod, warnings = create(
+        cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-tess"), dry_run=True
+    )
     assert claim(pod) == "workspace-billing-tess"
     assert any("would be created" in w for w in warnings), warnings
     assert pvcs(cluster.admin, namespace) == {}
 
 
 def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Environment, namespace: str) -> None:
-    create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
     first = wait_bound(cluster.admin, namespace, "workspace-billing-rex")
-    again, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+    again, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
     assert claim(again) == "workspace-billing-rex"
     assert (
         pvcs(cluster.admin, namespace)["workspace-billing-rex"]["metadata"]["resourceVersion"]
@@ -105,7 +111,7 @@ def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Environm
     )
 
     theirs = create_pvc(cluster, namespace, "workspace-billing-cleo", size="3Gi")
-    pod, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
+    pod, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-cleobot"))
     assert claim(pod) == "workspace-billing-cleo"
     after = pvcs(cluster.admin, namespace)["workspace-billing-cleo"]
     assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
@@ -116,8 +122,8 @@ def test_second_pod_reuses_and_existing_pvcs_are_never_changed(cluster: Environm
 def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Environment, namespace: str) -> None:
     legacy = create_pvc(cluster, namespace, "workspace-billing")
     with cluster.webhook(naming_mode="legacy"):
-        rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
-        cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
+        rex, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
+        cleo, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-cleobot"))
     assert claim(rex) == claim(cleo) == "workspace-billing"
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing"}
     assert (
@@ -129,9 +135,9 @@ def test_legacy_mode_keeps_everyone_on_the_shared_workspace(cluster: Environment
 def test_dual_mode_with_a_legacy_owner(cluster: Environment, namespace: str) -> None:
     legacy = create_pvc(cluster, namespace, "workspace-billing")
     with cluster.webhook(naming_mode="dual", legacy_owner="rex"):
-        rex, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
-        cleo, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-cleobot"))
-        odd, warnings = create(cluster.admin, namespace, job_pod("billing", "octocat"))
+        rex, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
+        cleo, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-cleobot"))
+        odd, warnings = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "octocat"))
     assert claim(rex) == "workspace-billing"  # Rex keeps its accumulated context
     assert claim(cleo) == "workspace-billing-cleo"
     assert claim(odd) == "workspace-billing"  # no agent: the shared one, with a warning
@@ -172,7 +178,7 @@ def test_binding_without_create_is_a_clear_denial_not_a_hang(cluster: Environmen
     with cluster.webhook(service_account=name):
         started = time.monotonic()
         with pytest.raises(ApiException) as err:
-            create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+            create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
         elapsed = time.monotonic() - started
     message = denial(err.value)
     assert f"PersistentVolumeClaim {namespace}/workspace-billing-rex" in message
@@ -200,7 +206,7 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Environment, nam
     try:
 
         def make(pair: tuple[str, str]) -> tuple[tuple[str, str], str | None]:
-            pod, _ = create(cluster.admin, namespace, job_pod(pair[0], f"5dlabs-{pair[1]}"))
+            pod, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, pair[0], f"5dlabs-{pair[1]}"))
             return pair, claim(pod)
 
         with ThreadPoolExecutor(max_workers=50) as pool:
@@ -211,7 +217,10 @@ def test_concurrent_pods_against_two_webhook_processes(cluster: Environment, nam
         second.stop()
     assert all(claim == f"workspace-{service}-{agent}" for (service, agent), claim in results)
     assert set(pvcs(cluster.admin, namespace)) == {f"workspace-{s}-{a}" for s, a in pairs}
-    served = [len([a for a in p.admissions() if a.get("namespace") == namespace]) for p in (first, second)]
+    served = [
+        len([a for a in p.admissions() if a.get("namespace") == namespace and a.get("kind") == "Pod"])
+        for p in (first, second)
+    ]
     assert sum(served) == 50 and min(served) > 0, served
 
 

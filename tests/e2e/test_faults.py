@@ -16,16 +16,19 @@ from agent_workspace_webhook.testing.controlplane import kubeconfig_text
 from agent_workspace_webhook.testing.kube import create, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import job_pod, review
+from agent_workspace_webhook.testing.runs import run_pod
 from tests.e2e.slowproxy import SlowProxy
 
 pytestmark = pytest.mark.e2e
 
 
-def api_calls(values: dict[str, float], verb: str) -> float:
+def api_calls(values: dict[str, float], verb: str, resource: str = "") -> float:
     return sum(
         v
         for k, v in values.items()
-        if k.startswith("agent_workspace_webhook_kube_requests_total{") and f'verb="{verb}"' in k
+        if k.startswith("agent_workspace_webhook_kube_requests_total{")
+        and f'verb="{verb}"' in k
+        and f'resource="{resource}' in k
     )
 
 
@@ -48,15 +51,17 @@ def test_api_server_stopped_mid_run_then_back(own_env: Environment) -> None:
     try:
         hook.wait_ready()
         own_env.namespace("outage")
-        first, _ = post(hook, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
+        rex, cleo = (run_pod(admin, "outage", "outage", app) for app in ("5dlabs-rex", "5dlabs-cleobot"))
+        first, _ = post(hook, review(rex, namespace="outage"))
         assert first["allowed"] and "workspace-outage-rex" in pvcs(admin, "outage")
 
         plane.stop_apiserver()
-        hit, _ = post(hook, review(job_pod("outage", "5dlabs-rex"), namespace="outage"))
+        hit, _ = post(hook, review(rex, namespace="outage"))
         assert hit["allowed"] is True  # known to exist: answered from the cache, no API needed
-        miss, elapsed = post(hook, review(job_pod("outage", "5dlabs-cleobot"), namespace="outage"))
+        miss, elapsed = post(hook, review(cleo, namespace="outage"))
         assert miss["allowed"] is False and elapsed < 1.5 + 1.0
-        assert "PersistentVolumeClaim outage/workspace-outage-cleo" in miss["status"]["message"]
+        # A new workspace needs its run verified first: the message names that step, and the cause.
+        assert "cannot get CodeRun outage/run-" in miss["status"]["message"]
         assert "unreachable" in miss["status"]["message"] or "did not answer" in miss["status"]["message"]
         assert hook.get("/readyz")[0] == 503
 
@@ -66,7 +71,7 @@ def test_api_server_stopped_mid_run_then_back(own_env: Environment) -> None:
             'agent_workspace_webhook_kube_requests_total{code="200",resource="persistentvolumeclaims",verb="list"}', 0
         )
         assert lists_before >= 2  # the cache listed again after the outage
-        back, _ = post(hook, review(job_pod("outage", "5dlabs-cleobot"), namespace="outage"))
+        back, _ = post(hook, review(cleo, namespace="outage"))
         assert back["allowed"] is True
         assert {"workspace-outage-rex", "workspace-outage-cleo"} <= set(pvcs(admin, "outage"))
     finally:
@@ -98,7 +103,7 @@ def test_slow_api_server_cannot_stretch_the_deadline(own_env: Environment) -> No
 
 def test_invalid_pvc_spec_quotes_the_api_servers_reason(cluster: Environment, namespace: str) -> None:
     with cluster.webhook(storage_class="Not_A_Valid_Name!"), pytest.raises(ApiException) as err:
-        create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+        create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
     message = denial(err.value)
     assert "rejected it as invalid" in message and "spec.storageClassName" in message
     assert "WEBHOOK_STORAGE_CLASS" in message
@@ -109,12 +114,14 @@ def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster
     hook = cluster.default
     assert hook is not None
     start = hook.metrics()
-    create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))
     after_miss = hook.metrics()
     assert api_calls(after_miss, "create") - api_calls(start, "create") == 1  # a miss: one create
-    assert api_calls(after_miss, "get") == api_calls(start, "get")  # and no read before it
+    # and before it one read: the CodeRun that owns the Pod (verified-runs), no PVC read
+    assert api_calls(after_miss, "get") - api_calls(start, "get") == 1
+    assert api_calls(after_miss, "get", "coderuns") - api_calls(start, "get", "coderuns") == 1
     for _ in range(3):
-        create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+        create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))
     after_hits = hook.metrics()
     for verb in ("get", "create"):
         assert api_calls(after_hits, verb) == api_calls(after_miss, verb)  # hits: no calls at all
@@ -125,10 +132,12 @@ def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster
     core.patch_namespaced_persistent_volume_claim("workspace-cache-rex", namespace, {"metadata": {"finalizers": None}})
     deadline = time.monotonic() + 15
     while True:  # until the watch has told the cache, a dry run says the PVC would be created
-        _, warnings = create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"), dry_run=True)
+        _, warnings = create(
+            cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"), dry_run=True
+        )
         if any("would be created" in w for w in warnings):
             break
         assert time.monotonic() < deadline, "the deleted PVC stayed in the cache"
         time.sleep(0.1)
-    create(cluster.admin, namespace, job_pod("cache", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))
     assert "workspace-cache-rex" in pvcs(cluster.admin, namespace)

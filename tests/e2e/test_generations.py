@@ -27,7 +27,6 @@ from agent_workspace_webhook.testing.objects import (
     coderun_job,
     controller_pod,
     controller_ref,
-    job_pod,
     review,
 )
 from agent_workspace_webhook.testing.runs import (
@@ -35,6 +34,7 @@ from agent_workspace_webhook.testing.runs import (
     cancel,
     controller_pvc_name,
     fresh_pvc_step,
+    run_pod,
     run_pods,
     start_run,
     submit,
@@ -265,18 +265,20 @@ def test_an_operator_grows_workspaces_in_place(cluster: Environment, namespace: 
             with cluster.webhook(storage_class=storage_class):
                 run = start_run(cluster.admin, namespace, "grow", f"grow-1-{agent}", githubApp=APPS[agent])
                 run_and_stop(cluster, run)
+        # their next runs' CodeRuns, before the operator turns growing on (a CodeRun's admission grows too)
+        rex, cleo = (run_pod(cluster.admin, namespace, "grow", app) for app in ("5dlabs-rex", "5dlabs-cleobot"))
         with cluster.webhook(grow_existing="true", storage_size="20Gi") as hook:
-            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-rex"), dry_run=True)
+            _, warnings = create(cluster.admin, namespace, rex, dry_run=True)
             assert any("would grow from 10Gi to 20Gi" in w for w in warnings)
             assert (
                 pvcs(cluster.admin, namespace)["workspace-grow-rex"]["spec"]["resources"]["requests"]["storage"]
                 == "10Gi"
             )
-            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-rex"))
+            _, warnings = create(cluster.admin, namespace, rex)
             assert "PersistentVolumeClaim" in " ".join(warnings) and any(
                 "grows from 10Gi to 20Gi" in w for w in warnings
             )
-            _, warnings = create(cluster.admin, namespace, job_pod("grow", "5dlabs-cleobot"))
+            _, warnings = create(cluster.admin, namespace, cleo)
             assert any(f"StorageClass {FIXED_CLASS} does not allow volume expansion" in w for w in warnings)
             assert hook.metrics().get("agent_workspace_webhook_pvcs_grown_total") == 1.0
         deadline = time.monotonic() + 60
@@ -298,7 +300,7 @@ def test_the_namespace_ceiling_denies_the_next_new_workspace(cluster: Environmen
             run = start_run(cluster.admin, namespace, "cap", f"cap-1-{agent}", githubApp=APPS[agent])
             assert claim(run_and_stop(cluster, run)) == f"workspace-cap-{agent}"
         with pytest.raises(client.exceptions.ApiException) as refused:
-            create(cluster.admin, namespace, job_pod("cap", "5dlabs-tess"))
+            create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cap", "5dlabs-tess"))
     message = denial(refused.value)
     assert "has 2 workspaces made by the webhook" in message and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in message
     assert "workspace-cap-tess" not in pvcs(cluster.admin, namespace)

@@ -94,8 +94,7 @@ def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Envir
     submitted = {
         agent: submit(cluster.admin, namespace, "ledger", f"ledger-{agent}", **dict(how)) for agent, how in AGENTS
     }
-    before = {name: pvc["metadata"]["uid"] for name, pvc in pvcs(cluster.admin, namespace).items()}
-    assert set(before) == {f"workspace-ledger-{a}" for a, _ in AGENTS}  # made at the CodeRuns' admission
+    assert pvcs(cluster.admin, namespace) == {}  # verified-runs: each is made at its run's first Pod
     hook.stop()
     try:
         runs = {agent: launch(cluster.admin, s) for agent, s in submitted.items()}  # the controller makes the Jobs
@@ -113,11 +112,14 @@ def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Envir
         hook.start()
     for agent, run in runs.items():  # the Job controller retries by itself
         assert claim(wait_running(cluster.admin, run, timeout=90)) == f"workspace-ledger-{agent}"
-    submit(cluster.admin, namespace, "ledger", "ledger-blaze", githubApp="5DLabs-Blaze")  # the platform's retry
+    before = {name: pvc["metadata"]["uid"] for name, pvc in pvcs(cluster.admin, namespace).items()}
+    blaze = launch(cluster.admin, submit(cluster.admin, namespace, "ledger", "ledger-blaze", githubApp="5DLabs-Blaze"))
+    assert claim(wait_running(cluster.admin, blaze)) == "workspace-ledger-blaze"  # the platform's retry
     names = {f"workspace-ledger-{a}" for a in ("rex", "cleo", "tess", "blaze")}
     assert set(pvcs(cluster.admin, namespace)) == names
     # The log spans both lives of the process: each PVC created exactly once, none by anyone else
-    # (rex, cleo and tess at their CodeRuns' admission before the stop, blaze after the restart).
+    # (each at its run's first Pod: rex, cleo and tess after the restart, when the Job controller
+    # retried, then blaze).
     created = [a["pvc"] for a in hook.admissions() if a.get("pvc_action") == "created" and a["namespace"] == namespace]
     assert sorted(created) == sorted(names), created
     uids = {name: pvc["metadata"]["uid"] for name, pvc in pvcs(cluster.admin, namespace).items()}

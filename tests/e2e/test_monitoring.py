@@ -21,6 +21,7 @@ import yaml
 
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port, stop_process
+from agent_workspace_webhook.testing.runs import run_pod
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agent-workspace-webhook"
@@ -242,10 +243,9 @@ def test_the_monitoring_objects_apply_beside_the_prometheus_operators_crds(tmp_p
 @pytest.mark.e2e
 def test_a_real_prometheus_scrapes_the_webhook(cluster: Environment, namespace: str, tmp_path: Path) -> None:
     from agent_workspace_webhook.testing.kube import create
-    from agent_workspace_webhook.testing.objects import job_pod
 
     assert cluster.default is not None
-    create(cluster.admin, namespace, job_pod("scraped", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "scraped", "5dlabs-rex"))
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

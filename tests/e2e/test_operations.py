@@ -21,8 +21,7 @@ from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.kube import create, wait_bound
-from agent_workspace_webhook.testing.objects import job_pod
-from agent_workspace_webhook.testing.runs import start_run, wait_running
+from agent_workspace_webhook.testing.runs import run_pod, start_run, wait_running
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +172,7 @@ def _scrape(cluster: Environment) -> dict[str, float]:
 
 def test_metrics_follow_admissions_and_api_calls(cluster: Environment, namespace: str) -> None:
     before = _scrape(cluster)
-    create(cluster.admin, namespace, job_pod("metrics", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "metrics", "5dlabs-rex"))
     after = _scrape(cluster)
 
     def delta(name: str) -> float:
@@ -195,7 +194,7 @@ def test_workspace_gauges_follow_the_cluster(cluster: Environment, namespace: st
 
     bound, current = gauge('workspace_pvcs{state="Bound"}'), gauge('workspace_generations{role="current"}')
     legacy = gauge("legacy_workspaces")
-    create(cluster.admin, namespace, job_pod("gauges", "5dlabs-rex"))
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "gauges", "5dlabs-rex"))
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(
         namespace,
         {  # a legacy shared one, made by someone else
@@ -216,12 +215,19 @@ def test_workspace_gauges_follow_the_cluster(cluster: Environment, namespace: st
 
 def test_one_json_log_line_per_admission_and_no_secrets(cluster: Environment, namespace: str) -> None:
     assert cluster.default is not None
-    create(cluster.admin, namespace, job_pod("logs", "5dlabs-tess"))
-    lines = [a for a in cluster.default.admissions() if a.get("namespace") == namespace]
+    create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "logs", "5dlabs-tess"))
+    lines = [a for a in cluster.default.admissions() if a.get("namespace") == namespace and a.get("kind") == "Pod"]
     assert len(lines) == 1
-    # the creation has a line of its own, written before the answer (which may yet be lost)
+    # the creation has a line of its own, written before the answer (which may yet be lost); the
+    # CodeRun's admission before them deferred its workspace to this Pod
     logged = [json.loads(line) for line in cluster.default.log().splitlines() if f'"namespace":"{namespace}"' in line]
-    assert [entry["event"] for entry in logged] == ["pvc created", "admission"]
+    assert [(entry["event"], entry.get("kind")) for entry in logged] == [
+        ("admission", "CodeRun"),
+        ("pvc created", None),
+        ("admission", "Pod"),
+    ]
+    assert logged[0]["pvc_action"] == "deferred"
+    logged = logged[1:]
     assert logged[0]["pvc"] == "workspace-logs-tess"
     line = lines[0]
     for key in (

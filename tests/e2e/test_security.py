@@ -21,6 +21,7 @@ from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, workspace
 from agent_workspace_webhook.testing.kube import create, create_job, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod, review
+from agent_workspace_webhook.testing.runs import run_pod
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ def test_the_api_server_with_its_client_certificate_gets_workspaces(
     admin = mtls[0].admin
     # The webhook completes no handshake without a certificate from the client CA: a patched
     # Pod means the API server presented the one its AdmissionConfiguration names.
-    stored, _ = create(admin, "secure", job_pod("billing", "5dlabs-rex"))
+    stored, _ = create(admin, "secure", run_pod(admin, "secure", "billing", "5dlabs-rex"))
     assert claim(stored) == "workspace-billing-rex"
     assert "workspace-billing-rex" in pvcs(admin, "secure")
 
@@ -123,7 +124,7 @@ def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Environment,
     status = {"status": {"hard": {"persistentvolumeclaims": "0"}, "used": {"persistentvolumeclaims": "0"}}}
     core.patch_namespaced_resource_quota_status("workspaces", namespace, status)
     with pytest.raises(client.exceptions.ApiException) as refused:
-        create(cluster.admin, namespace, job_pod("billing", "5dlabs-rex"))
+        create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-rex"))
     message = denial(refused.value)
     assert f"refused by ResourceQuota {namespace}/workspaces" in message
     assert "exceeded quota: workspaces" in message  # the API server's own text, quoted
@@ -136,17 +137,28 @@ def test_a_terminating_namespace_is_named_as_such(cluster: Environment) -> None:
     core = client.CoreV1Api(cluster.admin)
     name = f"ending-{uuid.uuid4().hex[:6]}"
     core.create_namespace(workspace_namespace(name))
-    core.create_namespaced_config_map(name, {"metadata": {"name": "held", "finalizers": ["agents.platform/test-hold"]}})
-    core.delete_namespace(name)  # Terminating until the held object goes (and a namespace controller runs)
+    hold = {"name": "held", "finalizers": ["agents.platform/test-hold"]}
+    core.create_namespaced_config_map(name, {"metadata": hold})
+    # A real run, its CodeRun held as well so that it outlives the namespace controller's sweep.
+    runs = client.CustomObjectsApi(cluster.admin)
+    run = runs.create_namespaced_custom_object(
+        "agents.platform", "v1", name, "coderuns", {**coderun("billing", "5DLabs-Rex"), "metadata": hold}
+    )
+    pod = job_pod("billing", "5dlabs-rex")
+    pod["metadata"]["ownerReferences"] = [controller_ref(run)]
+    core.delete_namespace(name)  # Terminating until the held objects go (and a namespace controller runs)
     assert cluster.default is not None
     # The API server refuses to create a Pod there before any webhook is called, so the run
     # arrives as a review straight to the webhook, whose namespace cache still says in scope.
-    answer = cluster.default.review(review(job_pod("billing", "5dlabs-rex"), namespace=name))
+    answer = cluster.default.review(review(pod, namespace=name))
     assert answer["allowed"] is False and answer["status"]["code"] == 403, answer
     message = answer["status"]["message"]
     assert f"namespace {name} is being deleted" in message and "being terminated" in message
     assert "ServiceAccount" not in message
     core.patch_namespaced_config_map("held", name, {"metadata": {"finalizers": None}})
+    runs.patch_namespaced_custom_object(
+        "agents.platform", "v1", name, "coderuns", "held", {"metadata": {"finalizers": None}}
+    )
 
 
 # --- bounded owner lookups -------------------------------------------------------------------
@@ -190,42 +202,40 @@ def test_a_hostpath_workspace_volume_is_refused_through_the_api_server(cluster: 
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_verified_runs_only_real_runs_get_storage_through_the_api_server(cluster: Environment, namespace: str) -> None:
-    """WEBHOOK_CREATE_FOR=verified-runs: runs made as the platform makes them get their workspaces;
-    a bare Pod, a forged review for an owner that does not exist, and labels that disagree with
-    the owning CodeRun create nothing."""
+def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment, namespace: str) -> None:
+    """The default, WEBHOOK_CREATE_FOR=verified-runs: runs made as the platform makes them get
+    their workspaces; a bare Pod, a forged review for an owner that does not exist, and labels
+    that disagree with the owning CodeRun create nothing."""
     from agent_workspace_webhook.testing.runs import start_run, wait_running
 
-    with cluster.webhook(create_for="verified-runs") as hook:
-        run = start_run(cluster.admin, namespace, "ledger", "ledger-1-cleo", githubApp="5DLabs-Cleo[bot]")
-        assert claim(wait_running(cluster.admin, run)) == "workspace-ledger-cleo"  # made at its first Pod
-        with pytest.raises(client.exceptions.ApiException) as bare:
-            create(cluster.admin, namespace, job_pod("made-up", "5dlabs-rex"))
-        assert "names no controller Job and CodeRun" in denial(bare.value)
-        forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=namespace))
-        assert (
-            forged["allowed"] is False
-            and "Job " + namespace + "/no-such-job does not exist" in forged["status"]["message"]
-        )
-        job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, namespace)
-        lying = job_pod("othersvc", "5dlabs-tess")
-        lying["metadata"]["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": run.job, "uid": job.metadata.uid, "controller": True}
-        ]
-        with pytest.raises(client.exceptions.ApiException) as disagree:
-            create(cluster.admin, namespace, lying)
-        message = denial(disagree.value)
-        assert (
-            "its labels give workspace workspace-othersvc-tess" in message and "gives workspace-ledger-cleo" in message
-        )
+    hook = cluster.default
+    assert hook is not None
+    run = start_run(cluster.admin, namespace, "ledger", "ledger-1-cleo", githubApp="5DLabs-Cleo[bot]")
+    assert claim(wait_running(cluster.admin, run)) == "workspace-ledger-cleo"  # made at its first Pod
+    with pytest.raises(client.exceptions.ApiException) as bare:
+        create(cluster.admin, namespace, job_pod("made-up", "5dlabs-rex"))
+    assert "names no controller Job and CodeRun" in denial(bare.value)
+    forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=namespace))
+    assert (
+        forged["allowed"] is False and "Job " + namespace + "/no-such-job does not exist" in forged["status"]["message"]
+    )
+    job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, namespace)
+    lying = job_pod("othersvc", "5dlabs-tess")
+    lying["metadata"]["ownerReferences"] = [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": run.job, "uid": job.metadata.uid, "controller": True}
+    ]
+    with pytest.raises(client.exceptions.ApiException) as disagree:
+        create(cluster.admin, namespace, lying)
+    message = denial(disagree.value)
+    assert "its labels give workspace workspace-othersvc-tess" in message and "gives workspace-ledger-cleo" in message
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-ledger-cleo"}
 
 
 def test_an_agent_only_the_pattern_names_mints_no_storage(cluster: Environment, namespace: str) -> None:
     with pytest.raises(client.exceptions.ApiException) as refused:
-        create(cluster.admin, namespace, job_pod("billing", "5dlabs-anything"))
+        create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
     assert "agent 'anything' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST" in denial(refused.value)
     with cluster.webhook(agent_allowlist='["anything"]'):
-        stored, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-anything"))
+        stored, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
     assert claim(stored) == "workspace-billing-anything"
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing-anything"}

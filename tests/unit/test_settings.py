@@ -27,6 +27,16 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.agent_table == {"Acme-Rex": "rex"}
 
 
+def test_only_verified_runs_get_new_workspaces_unless_the_store_is_made_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().create_for == "verified-runs"
+    assert load_settings(store="memory").create_for == "any"  # nothing in it to verify against
+    assert load_settings(store="memory", create_for="verified-runs").create_for == "verified-runs"
+    monkeypatch.setenv("WEBHOOK_STORE", "memory")
+    assert load_settings().create_for == "any"
+    monkeypatch.setenv("WEBHOOK_CREATE_FOR", "verified-runs")
+    assert load_settings().create_for == "verified-runs"
+
+
 @pytest.mark.parametrize("suffix", ["yaml", "json", "toml"])
 def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
     text = {

@@ -97,7 +97,8 @@ class Scale:
         return time.monotonic() - started
 
     def webhook(self, port: int | None = None, reuse_port: bool = False) -> LocalWebhook:
-        return self.env.start_webhook(port=port, reuse_port=reuse_port, timeout=120)
+        # The burst's Pods are bare (no CodeRun behind them): create_for=any, the create path alone.
+        return self.env.start_webhook({"create_for": "any"}, port=port, reuse_port=reuse_port, timeout=120)
 
     def measure(self, size: int) -> dict[str, float]:
         started = time.monotonic()

@@ -1,6 +1,6 @@
 """One-off listings for the operator's `workspaces` commands (not the admission path, which asks
-the store): every PVC, the Pods that may mount them, and the PersistentVolumes (the Released
-ones are what deleted workspaces left in a Retain class)."""
+the store): every PVC, the Pods that may mount them, the CodeRuns that name them, and the
+PersistentVolumes (the Released ones are what deleted workspaces left in a Retain class)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,26 @@ def list_pods(settings: Settings, namespace: str | None) -> list[dict[str, Any]]
 def list_pvs(settings: Settings) -> list[dict[str, Any]]:
     """Every PersistentVolume (cluster-wide; the report needs only the Released ones)."""
     return _list(settings, None, "persistent_volume", "PersistentVolumes")
+
+
+def list_coderuns(settings: Settings, namespace: str | None) -> list[dict[str, Any]]:
+    """The CodeRuns, everywhere or in one namespace: which workspace each names (its annotation)."""
+    from kubernetes import client
+
+    api = api_client(settings)
+    runs = client.CustomObjectsApi(api)
+    group, version = settings.coderun_group, settings.coderun_version
+    try:
+        if namespace:
+            response = runs.list_namespaced_custom_object(group, version, namespace, "coderuns", _preload_content=False)
+        else:
+            response = runs.list_cluster_custom_object(group, version, "coderuns", _preload_content=False)
+    except Exception as exc:
+        raise ClusterError(f"cannot list CodeRuns ({group}/{version}): {one_line(exc)}") from None
+    finally:
+        api.close()
+    items: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
+    return items
 
 
 def _list(settings: Settings, namespace: str | None, kind: str, what: str, **options: Any) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent_workspace_webhook.kube.listings import list_pods, list_pvcs, list_pvs
+from agent_workspace_webhook.kube.listings import list_coderuns, list_pods, list_pvcs, list_pvs
+from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.ops.history import histories
 from agent_workspace_webhook.ops.lifecycle import PlanError, prune_plan, restore_plan, volume_spec
 from agent_workspace_webhook.ops.workspaces import mounts, report, rows
@@ -19,7 +20,11 @@ Say = Callable[[str], None]
 
 def show(settings: Settings, namespace: str | None, say: Say = print) -> int:
     pvs = [pv for pv in list_pvs(settings) if namespace is None or _claimed_in(pv, namespace)]
-    say(report(rows(list_pvcs(settings, namespace), list_pods(settings, namespace), pvs)))
+    try:
+        coderuns: list[dict[str, object]] | None = list_coderuns(settings, namespace)
+    except ClusterError:  # no CRD, or no right to list them: the report says RUNS ?
+        coderuns = None
+    say(report(rows(list_pvcs(settings, namespace), list_pods(settings, namespace), pvs, coderuns=coderuns)))
     return 0
 
 

@@ -21,6 +21,7 @@ from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.kube import create, wait_bound
+from agent_workspace_webhook.testing.objects import review
 from agent_workspace_webhook.testing.runs import run_pod, start_run, wait_running
 
 pytestmark = pytest.mark.e2e
@@ -268,23 +269,35 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, nam
         }
         pods = {agent: wait_running(cluster.admin, run)["metadata"]["name"] for agent, run in runs.items()}
     client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim("workspace-ledger-rex", namespace)
+    # Tess's run: its Pod's admission made the PVC but its answer was lost (the Pod never stored),
+    # then the run was deleted: a workspace no run names.
+    assert cluster.default is not None
+    lost = run_pod(cluster.admin, namespace, "ledger", "5dlabs-tess")
+    assert cluster.default.review(review(lost, namespace=namespace))["allowed"] is True
+    run_name = lost["metadata"]["ownerReferences"][0]["name"]
+    client.CustomObjectsApi(cluster.admin).delete_namespaced_custom_object(
+        "agents.platform", "v1", namespace, "coderuns", run_name
+    )
     result = cli("workspaces", "--namespace", namespace, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
     assert result.returncode == 0, result.stderr
     print("\n" + result.stdout)  # the closing note of issue 12 quotes this table
     lines = result.stdout.splitlines()
-    headers = "NAMESPACE SERVICE AGENT GEN PVC STATE SIZE MADE FROM MOUNTED BY AGE LEGACY"
+    headers = "NAMESPACE SERVICE AGENT GEN PVC STATE SIZE MADE FROM MOUNTED BY RUNS AGE LEGACY"
     assert lines[0].split() == headers.split()
-    cleo, rex, shared = (line.split() for line in lines[1:4])
+    cleo, rex, tess, shared = (line.split() for line in lines[1:5])
     # generation 1 of each, current (*) but for Rex's, which is going; made as clones of the legacy one
     assert cleo[:10] == [namespace, "ledger", "cleo", "1*", "workspace-ledger-cleo", "Bound", "10Gi", "clone", "of",
                          "workspace-ledger"]  # fmt: skip
-    assert cleo[10] == pods["Cleo"] and cleo[-1] == "no"
+    assert cleo[10:12] == [pods["Cleo"], "1"] and cleo[-1] == "no"  # mounted, and named by its CodeRun
     assert rex[:12] == [namespace, "ledger", "rex", "1", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi",
                         "clone", "of", "workspace-ledger"]  # fmt: skip
-    assert rex[12] == pods["Rex"]  # still mounted: why it is not gone yet
+    assert rex[12:14] == [pods["Rex"], "1"]  # still mounted: why it is not gone yet
     assert shared[:10] == [namespace, "ledger", "-", "1*", "workspace-ledger", "Bound", "5Gi", "not", "the", "webhook"]
     assert shared[-1] == "yes"
     assert f"  {namespace}/workspace-ledger: cloned into: cleo, rex" in result.stdout
+    assert tess[2:5] == ["tess", "1*", "workspace-ledger-tess"] and tess[-4:-2] == ["-", "0"]  # no Pod, no run
+    unnamed = "1 workspace(s) made by the webhook that no CodeRun names and no Pod mounts:"
+    assert f"{unnamed}\n  {namespace}/workspace-ledger-tess\n" in result.stdout
 
 
 def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> None:

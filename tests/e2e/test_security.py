@@ -8,6 +8,7 @@ from __future__ import annotations
 import ssl
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -239,3 +240,39 @@ def test_an_agent_only_the_pattern_names_mints_no_storage(cluster: Environment, 
         stored, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
     assert claim(stored) == "workspace-billing-anything"
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing-anything"}
+
+
+def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environment, namespace: str) -> None:
+    """What an attacker in the cluster can send to port 8443 without mutual TLS (issue 23), under
+    the default WEBHOOK_CREATE_FOR=verified-runs: every new workspace is denied, naming why, and
+    the API server holds no PVC afterwards."""
+    hook = cluster.default
+    assert hook is not None
+    real = client.CustomObjectsApi(cluster.admin).create_namespaced_custom_object(
+        "agents.platform", "v1", namespace, "coderuns", coderun("realsvc", "5DLabs-Cleo[bot]", name="real-run")
+    )
+
+    def owned_by(pod: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+        pod["metadata"]["ownerReferences"] = [owner]
+        return pod
+
+    wrong_uid = {**controller_ref(real), "uid": str(uuid.uuid4())}
+    forged = {
+        "no owner": job_pod("forged", "5dlabs-rex"),
+        "an owner uid that does not match": owned_by(job_pod("realsvc", "5dlabs-cleobot"), wrong_uid),
+        "labels that disagree with the owner": owned_by(job_pod("othersvc", "5dlabs-tess"), controller_ref(real)),
+        "a made-up agent": owned_by(job_pod("realsvc", "5dlabs-mallory"), controller_ref(real)),
+        **{f"made-up service {i}": job_pod(f"made-up-{i}", "5dlabs-rex", owner_job=f"job-{i}") for i in range(50)},
+    }
+    says = {
+        "no owner": "names no controller Job and CodeRun",
+        "an owner uid that does not match": f"has uid {real['metadata']['uid']}, not the {wrong_uid['uid']}",
+        "labels that disagree with the owner": "its labels give workspace workspace-othersvc-tess",
+        "a made-up agent": "agent 'mallory' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST",
+    }
+    for what, pod in forged.items():
+        answer = hook.review(review(pod, namespace=namespace))
+        assert answer["allowed"] is False and answer["status"]["code"] == 403, (what, answer)
+        expected = says.get(what, "does not exist; a workspace is made only for a real run")
+        assert expected in answer["status"]["message"], (what, answer["status"]["message"])
+    assert pvcs(cluster.admin, namespace) == {}  # checked with the API, not the webhook's word

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from agent_workspace_webhook.server.tls import peer_names
 
-# reason ("connections", "slow", "client_name") -> None: counts the refusals in the metrics
+# reason ("connections", "dropped", "slow", "client_name") -> None: counts them in the metrics
 Refused = Callable[[str], None]
 
 
@@ -86,6 +86,14 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
             return cycle is None or cycle.response_complete or cycle.more_body
 
         def connection_made(self, transport: asyncio.Transport) -> None:
+            if limits.client_names:  # before making room: a refused caller must not cost anyone theirs
+                names = peer_names(transport.get_extra_info("peercert"))
+                if not names & limits.client_names:
+                    message = (
+                        f"client certificate names {sorted(names)} are not in WEBHOOK_CLIENT_NAMES; "
+                        "only the API server may call this webhook"
+                    )
+                    return self._refuse(transport, "client_name", _answer(403, "Forbidden", message))
             room = make_room(self.server_state.connections, limits.max_connections)
             if room is False:
                 message = (
@@ -98,14 +106,6 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
             peer = transport.get_extra_info("peername")
             self.source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             self.since = time.monotonic()
-            if limits.client_names:
-                names = peer_names(transport.get_extra_info("peercert"))
-                if not names & limits.client_names:
-                    message = (
-                        f"client certificate names {sorted(names)} are not in WEBHOOK_CLIENT_NAMES; "
-                        "only the API server may call this webhook"
-                    )
-                    return self._refuse(transport, "client_name", _answer(403, "Forbidden", message))
             super().connection_made(transport)
             self._arm()
             return None

@@ -1,6 +1,10 @@
 """One admission's Python cost, without HTTP: `Mutator.answer()` (parse the review, admit, log
 one JSON line, encode the answer) on the (b) review of bench.py, an agent Pod whose workspace
-exists, with the in-memory store. Prints microseconds per admission (the median of repeats)."""
+exists, with the in-memory store. Prints microseconds per admission (the median of repeats).
+
+With --http, the same review as an ASGI request in-process, no sockets or TLS: through the bare
+handler (b0, bare.py) and through the FastAPI app (b), alternating in one run; their ratio is
+what FastAPI's router and middleware add to /mutate's Python."""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.admission.context import make_context
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
+from agent_workspace_webhook.server.app import create_app
 from agent_workspace_webhook.server.metrics import Metrics
 from agent_workspace_webhook.server.mutator import Mutator
 from agent_workspace_webhook.settings import load_settings
@@ -31,11 +37,48 @@ def body() -> bytes:
     ).encode()
 
 
-def mutator() -> Mutator:
-    store = MemoryStore()
+def store() -> MemoryStore:
+    hot = MemoryStore()
     manifest = pvc_manifest("workspace-hot-rex", NAMESPACE, {}, PvcSpec("1Gi", ["ReadWriteOnce"]))
-    store.pvcs[(NAMESPACE, "workspace-hot-rex")] = {**manifest, "status": {"phase": "Bound"}}
-    return Mutator(make_context(load_settings(store="memory"), store), Metrics())
+    hot.pvcs[(NAMESPACE, "workspace-hot-rex")] = {**manifest, "status": {"phase": "Bound"}}
+    return hot
+
+
+def mutator() -> Mutator:
+    return Mutator(make_context(load_settings(store="memory"), store()), Metrics())
+
+
+async def measure_http(calls: int, repeats: int) -> dict[str, list[float]]:
+    """Microseconds per POST /mutate through (b0) and (b), in-process, alternating."""
+    from bare import Bare
+
+    request = body()
+    app = create_app(load_settings(store="memory"), store())
+    apps = {"b0": Bare(app), "b": app}
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(request)).encode())]
+    scope = {"type": "http", "method": "POST", "path": "/mutate", "raw_path": b"/mutate", "root_path": ""}
+    scope |= {"query_string": b"", "headers": headers, "http_version": "1.1", "scheme": "https"}
+    message = {"type": "http.request", "body": request, "more_body": False}
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(sent: dict[str, Any]) -> None:
+        if sent["type"] == "http.response.start":
+            statuses.add(sent["status"])
+
+    per_call: dict[str, list[float]] = {name: [] for name in apps}
+    for repeat in range(repeats + 1):  # the first round warms up
+        for name, asgi in apps.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                await asgi(dict(scope), receive, send)
+                await asyncio.sleep(0)  # a turn of the loop, as between requests (timers, the log's flush)
+            if repeat:
+                per_call[name].append((time.perf_counter() - started) / calls * 1e6)
+    assert statuses == {200}, statuses
+    return per_call
 
 
 async def measure(calls: int, repeats: int) -> list[float]:
@@ -58,6 +101,20 @@ def python_us_per_admission(calls: int = 2000, repeats: int = 7) -> float:
         return statistics.median(asyncio.run(measure(calls, repeats)))
 
 
+def http_us_per_request(calls: int = 1000, repeats: int = 15) -> tuple[float, float, float]:
+    """(b0) and (b) microseconds per request, and the median of their ratios round by round (the
+    machine's other load drifts between rounds, less within one)."""
+    with Path(os.devnull).open("w") as devnull:
+        logs.configure("INFO", devnull)
+        us = asyncio.run(measure_http(calls, repeats))
+    ratios = [b0 / b for b0, b in zip(us["b0"], us["b"], strict=True)]
+    return statistics.median(us["b0"]), statistics.median(us["b"]), statistics.median(ratios)
+
+
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    print(f"python_us_per_admission={python_us_per_admission(500 if quick else 2000):.1f}")
+    calls = 500 if "--quick" in sys.argv else 2000
+    if "--http" in sys.argv:
+        b0, b, ratio = http_us_per_request(calls // 2)
+        print(f"http_us_b0={b0:.1f} http_us_b={b:.1f} ratio_b_over_b0={ratio:.2f}")
+    else:
+        print(f"python_us_per_admission={python_us_per_admission(calls):.1f}")

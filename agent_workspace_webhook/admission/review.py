@@ -73,6 +73,28 @@ def parse_review(body: bytes) -> AdmissionReview:
         raise ReviewError(f"AdmissionReview field {where}: {first['msg']}{more}") from None
 
 
+class Status(BaseModel):
+    code: int
+    message: str
+
+
+class AdmissionResponse(BaseModel):
+    uid: str
+    allowed: bool
+    patch_type: Literal["JSONPatch"] | None = Field(default=None, alias="patchType")
+    patch: str | None = Field(default=None, description="the JSON patch, base64-encoded")
+    status: Status | None = Field(default=None, description="why not allowed: HTTP-style code and message")
+    warnings: list[str] | None = None
+
+
+class AdmissionReviewAnswer(BaseModel):
+    """The answer's shape, for the OpenAPI document (Response.to_review builds it, faster)."""
+
+    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
 # The decisions, as the logs and the metrics' `decision` label name them; the constructors below
 # have the same names.
 Decision = Literal["allowed", "patched", "denied", "error"]

@@ -79,12 +79,13 @@ def serve(
     limits = ConnectionLimits(
         settings.max_connections, settings.request_timeout_seconds, frozenset(settings.client_names)
     )
-    config.http_protocol_class = guarded(config.http_protocol_class, limits, app.metrics.refused)
+    webhook = app.state.webhook
+    config.http_protocol_class = guarded(config.http_protocol_class, limits, webhook.metrics.refused)
     server = uvicorn.Server(config)
     probes = None
     if probe_sock is not None:
         probe_config = uvicorn.Config(
-            create_probe_app(app.ctx, app.metrics),
+            create_probe_app(app),
             http="httptools",
             log_config=None,
             access_log=False,

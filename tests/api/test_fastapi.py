@@ -1,0 +1,80 @@
+"""The webhook is a FastAPI application: /mutate documented in the OpenAPI document (served on the
+probe port only), and extensible the usual way (a route, a middleware) without losing /mutate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent_workspace_webhook.admission.review import AdmissionReview, AdmissionReviewAnswer
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.testing import job_pod, review
+from tests.api.conftest import MakeClient, mutate, probes
+
+Client = tuple[TestClient, MemoryStore]
+
+
+def test_both_ports_are_fastapi_apps_and_only_the_probe_port_documents(client: Client) -> None:
+    http, _ = client
+    assert isinstance(http.app, FastAPI)
+    assert http.get("/openapi.json").status_code == 404 and http.get("/docs").status_code == 404
+    probe = probes(http)
+    assert isinstance(probe.app, FastAPI)
+    document = probe.get("/openapi.json").json()
+    assert set(document["paths"]) == {"/mutate", "/healthz", "/readyz", "/metrics"}
+    post = document["paths"]["/mutate"]["post"]
+    request = post["requestBody"]["content"]["application/json"]["schema"]
+    answer = post["responses"]["200"]["content"]["application/json"]["schema"]
+    assert request == {"$ref": "#/components/schemas/AdmissionReview"}
+    assert answer == {"$ref": "#/components/schemas/AdmissionReviewAnswer"}
+    assert {"AdmissionReview", "AdmissionRequest", "AdmissionReviewAnswer", "AdmissionResponse"} <= set(
+        document["components"]["schemas"]
+    )
+    assert probe.get("/docs").status_code == 200
+
+
+def test_what_mutate_takes_and_answers_fits_the_documented_models(client: Client) -> None:
+    http, _ = client
+    body = review(job_pod())
+    AdmissionReview.model_validate(body)
+    answer = AdmissionReviewAnswer.model_validate(mutate(http, body))
+    assert answer.response.allowed and answer.response.patch_type == "JSONPatch" and answer.response.patch
+
+
+def test_a_platform_team_adds_a_route_and_a_middleware(make_client: MakeClient) -> None:
+    http, _ = make_client()
+    app = http.app
+    assert isinstance(app, FastAPI)
+    seen: list[str] = []
+
+    @app.get("/team")
+    async def team() -> dict[str, str]:
+        return {"team": "platform"}
+
+    @app.middleware("http")
+    async def tag(request: Request, call_next: Any) -> Response:
+        seen.append(request.url.path)
+        response: Response = await call_next(request)
+        response.headers["x-team"] = "platform"
+        return response
+
+    class Pure:  # an ASGI middleware, the cheaper kind
+        def __init__(self, inner: ASGIApp) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                seen.append("pure " + scope["path"])
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Pure)
+    with TestClient(app) as extended:
+        assert extended.get("/team").json() == {"team": "platform"}
+        response = extended.post("/mutate", json=review(job_pod()))
+        assert response.status_code == 200 and response.headers["x-team"] == "platform"
+        assert response.json()["response"]["allowed"] is True
+    assert seen == ["pure /team", "/team", "pure /mutate", "/mutate"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
-from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, error
+from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import FactsError, coderun_facts, pod_facts
@@ -57,7 +57,7 @@ class Record:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-async def admit(request: AdmissionRequest, ctx: Context) -> tuple[Response, Record]:
+async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
     name = request.name or _object_name(request.object)
     namespace = request.namespace
     provisioned: Provisioned | None = None
@@ -99,7 +99,7 @@ def answer_failure(uid: str, who: str | None, failure: Failure) -> Response:
     return denied(uid, 400, f"{lead}{failure}")
 
 
-async def _route(request: AdmissionRequest, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
+async def _route(request: Request, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
     """Each kind its own path, every Kubernetes step of it inside the one deadline."""
     if request.operation != "CREATE":
         return allowed(request.uid, f"operation {request.operation} is left alone"), None
@@ -130,12 +130,12 @@ async def _check_scope(target: Target, ctx: Context) -> None:
         )
 
 
-def _is_pod(request: AdmissionRequest) -> bool:
+def _is_pod(request: Request) -> bool:
     kind = request.kind
     return (kind.group, kind.version, kind.kind) == ("", "v1", "Pod")
 
 
-def _target(request: AdmissionRequest, name: str | None, ctx: Context) -> Target:
+def _target(request: Request, name: str | None, ctx: Context) -> Target:
     """The object, once the kind is one we handle and the object is one we can patch."""
     kind, settings = request.kind, ctx.settings
     coderun = (settings.coderun_group, settings.coderun_version, "CodeRun")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
@@ -35,8 +36,7 @@ Failure = Denial | FactsError | NamingError | ClusterError
 __all__ = ["Context", "Record", "admit", "make_context"]
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(msgspec.Struct, frozen=True):
     """What the log line and the metrics say about one admission (never sent to the caller)."""
 
     uid: str
@@ -54,7 +54,7 @@ class Record:
     cloned_from: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
 
 
 async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:

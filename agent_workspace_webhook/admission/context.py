@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
+
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
 from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
 from agent_workspace_webhook.rules.facts import RunFacts
@@ -103,8 +105,7 @@ class DeadlinePassed(ClusterError):
         self.step = step
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(msgspec.Struct, frozen=True):
     """The object under admission, checked enough to work on."""
 
     obj: Mapping[str, Any]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -148,8 +147,7 @@ class AdmissionReviewAnswer(BaseModel):
 Decision = Literal["allowed", "patched", "denied", "error"]
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(msgspec.Struct, frozen=True):
     """The webhook's answer to one AdmissionReview; made only by the four functions below. A
     denial's code and message reach the user; an admission's message only the logs."""
 

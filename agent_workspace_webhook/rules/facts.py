@@ -4,8 +4,9 @@ owning CodeRun through a lookup the caller gives (pure apart from that lookup)."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 from agent_workspace_webhook.rules.agents import AgentRules, is_ambiguous_label
 
@@ -18,8 +19,7 @@ class FactsError(ValueError):
     """A field that should hold a fact has the wrong type; the message names it."""
 
 
-@dataclass(frozen=True)
-class RunFacts:
+class RunFacts(msgspec.Struct, frozen=True):
     service: str | None
     app: str | None
     service_field: str

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from agent_workspace_webhook.rules.facts import FactsError, RunFacts, coderun_facts
 from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.names import MAX_LABEL
@@ -34,8 +36,7 @@ def generation_name(base: str, generation: int) -> str:
     return base[: MAX_LABEL - len(suffix)].rstrip("-") + suffix
 
 
-@dataclass(frozen=True, slots=True)
-class Generation:
+class Generation(msgspec.Struct, frozen=True):
     """One existing generation of a workspace, as the cache knows it."""
 
     number: int

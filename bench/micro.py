@@ -1,6 +1,7 @@
 """One admission's Python cost, without HTTP: `Mutator.answer()` (parse the review, admit, log
 one JSON line, encode the answer) on the (b) review of bench.py, an agent Pod whose workspace
-exists, with the in-memory store. Prints microseconds per admission (the median of repeats).
+exists, with the in-memory store, on uvloop as `serve` runs. Prints microseconds per admission
+(CPU time, the median of repeats).
 
 With --http, the same review as an ASGI request in-process, no sockets or TLS: through the bare
 handler (b0, bare.py) and through the FastAPI app (b), alternating in one run; their ratio is
@@ -14,8 +15,11 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import uvloop
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.admission.context import make_context
@@ -28,6 +32,7 @@ from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.objects import controller_pod, review
 
 NAMESPACE = "bench"
+T = TypeVar("T")
 
 
 def body() -> bytes:
@@ -95,11 +100,16 @@ async def measure(calls: int, repeats: int) -> list[float]:
     return per_call
 
 
+def on_uvloop(work: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work)
+
+
 def python_us_per_admission(calls: int = 2000, repeats: int = 7) -> float:
     # The log line is formatted and written as in production (INFO, JSON), to /dev/null.
     with Path(os.devnull).open("w") as devnull:
         logs.configure("INFO", devnull)
-        return statistics.median(asyncio.run(measure(calls, repeats)))
+        return statistics.median(on_uvloop(measure(calls, repeats)))
 
 
 def http_us_per_request(calls: int = 1000, repeats: int = 15) -> tuple[float, float, float]:
@@ -107,7 +117,7 @@ def http_us_per_request(calls: int = 1000, repeats: int = 15) -> tuple[float, fl
     machine's other load drifts between rounds, less within one)."""
     with Path(os.devnull).open("w") as devnull:
         logs.configure("INFO", devnull)
-        us = asyncio.run(measure_http(calls, repeats))
+        us = on_uvloop(measure_http(calls, repeats))
     ratios = [b0 / b for b0, b in zip(us["b0"], us["b"], strict=True)]
     return statistics.median(us["b0"]), statistics.median(us["b"]), statistics.median(ratios)
 

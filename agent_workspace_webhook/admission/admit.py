@@ -19,7 +19,13 @@ from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
-from agent_workspace_webhook.rules.facts import FactsError, coderun_facts, pod_facts
+from agent_workspace_webhook.rules.facts import (
+    FactsError,
+    coderun_facts,
+    conclusive_label_facts,
+    label_facts,
+    owner_facts,
+)
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
 from agent_workspace_webhook.rules.patch import (
     colocation_patch,
@@ -103,12 +109,12 @@ async def _route(request: Request, target: Target, ctx: Context) -> tuple[Respon
     """Each kind its own path, every Kubernetes step of it inside the one deadline."""
     if request.operation != "CREATE":
         return allowed(request.uid, f"operation {request.operation} is left alone"), None
-    # Every await below is a context.within step, which names itself if the deadline passes.
-    async with target.deadline:
-        await _check_scope(target, ctx)
-        if _is_pod(request):
-            return await _admit_pod(request.uid, target, ctx)
-        return await _admit_coderun(request.uid, target, ctx)
+    # Every await below that may wait is a context.within step, which names itself if the deadline
+    # passes; what the caches answer at once (a hit) is read without one.
+    await _check_scope(target, ctx)
+    if _is_pod(request):
+        return await _admit_pod(request.uid, target, ctx)
+    return await _admit_coderun(request.uid, target, ctx)
 
 
 async def _check_scope(target: Target, ctx: Context) -> None:
@@ -116,9 +122,10 @@ async def _check_scope(target: Target, ctx: Context) -> None:
     namespace, selector = target.namespace, ctx.scope.text
     if namespace in (ctx.settings.own_namespace, "kube-system"):
         raise Denial(403, f"namespace {namespace} never gets workspaces (the webhook's own, or kube-system)")
-    in_scope = await within(
-        target, f"reading Namespace {namespace}", ctx.store.namespace_in_scope(namespace, ctx.scope)
-    )
+    in_scope = ctx.store.in_scope_now(namespace, ctx.scope)
+    if in_scope is None:
+        reading = f"reading Namespace {namespace}"
+        in_scope = await within(target, reading, ctx.store.namespace_in_scope(namespace, ctx.scope))
     if in_scope is None:
         raise Denial(404, f"namespace {namespace} does not exist")
     if not in_scope:
@@ -156,8 +163,7 @@ def _target(request: Request, name: str | None, ctx: Context) -> Target:
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
     budget = settings.kube_deadline_seconds
     who = f"{kind.kind} {namespace}/{name or '(generated name)'}"
-    deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + budget)
-    return Target(obj, namespace, who, request.dry_run, budget, deadline)
+    return Target(obj, namespace, who, request.dry_run, budget, asyncio.get_running_loop().time() + budget)
 
 
 async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
@@ -166,12 +172,11 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
-    lookup = ctx.store.get_owner
-    facts = await within(
-        target,
-        f"looking up the CodeRun that owns {target.who}",
-        pod_facts(target.obj, target.namespace, ctx.rules, s.pod_service_label, s.pod_app_label, lookup),
-    )
+    facts = conclusive_label_facts(target.obj, ctx.rules, s.pod_service_label, s.pod_app_label)
+    if facts is None:  # the owners say, one or two GETs
+        labels = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
+        looking = f"looking up the CodeRun that owns {target.who}"
+        facts = await within(target, looking, owner_facts(target.obj, target.namespace, labels, ctx.store.get_owner))
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
     problem = volume_problem(target.obj["spec"]["volumes"][index])

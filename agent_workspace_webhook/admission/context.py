@@ -113,18 +113,21 @@ class Target(msgspec.Struct, frozen=True):
     who: str  # "Pod agents/code-run-x7" for messages
     dry_run: bool
     budget: float  # seconds for all the Kubernetes calls of this admission
-    # The admission's one deadline scope (now + budget), entered once by admit around every step:
-    # one timer per admission, not one per step (a scope costs about 5 us, a tenth of an admission).
-    deadline: asyncio.Timeout
+    # When they must all be done by (the loop's clock): now + budget. Each step that waits is
+    # bounded by it (within); a hit, answered from the caches at once, waits for nothing and
+    # arms no timer.
+    expires: float
 
 
 async def within(target: Target, step: str, call: Awaitable[T]) -> T:
-    """Await one step that talks to Kubernetes, inside the admission's deadline. When the deadline
-    cancels it, the step is named in the DeadlinePassed raised instead (the cancellation is the
-    deadline's own, so nothing else is waiting for it); any other cancellation goes on up."""
+    """Await one step that talks to Kubernetes, before the admission's deadline. When the deadline
+    cuts it off, the step is named in the DeadlinePassed raised instead; any other cancellation
+    (a shutdown) goes on up."""
+    scope = asyncio.timeout_at(target.expires)
     try:
-        return await call
-    except asyncio.CancelledError:
-        if not target.deadline.expired():
+        async with scope:
+            return await call
+    except TimeoutError:
+        if not scope.expired():
             raise
         raise DeadlinePassed(step, target.budget) from None

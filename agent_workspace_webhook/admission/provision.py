@@ -77,8 +77,10 @@ async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple
     for base in (workspace.prefer_existing, workspace.pvc):
         if base is None:
             continue
-        reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
-        generations = await within(target, reading, ctx.store.generations(target.namespace, base))
+        generations = ctx.store.generations_now(target.namespace, base)
+        if generations is None:
+            reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
+            generations = await within(target, reading, ctx.store.generations(target.namespace, base))
         if generations:
             return base, generations
     return workspace.pvc, []

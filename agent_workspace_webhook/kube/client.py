@@ -59,10 +59,14 @@ class KubeStore(Calls):
             if cache is not None:
                 cache.start()
 
-    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+    def in_scope_now(self, name: str, selector: Selector) -> bool | None:
         cached = self.namespaces.lookup(name) if self.namespaces is not None else None
         # A namespace the watch has not told of yet may be one created a moment ago (its first
         # run follows at once): ask the API before calling it missing. Known ones cost nothing.
+        return selector.matches(cached[1] or {}) if cached is not None and cached[0] else None
+
+    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        cached = self.namespaces.lookup(name) if self.namespaces is not None else None
         if cached is not None and cached[0]:
             found, labels = cached
         else:
@@ -141,6 +145,10 @@ class KubeStore(Calls):
             ),
         )
 
+    def generations_now(self, namespace: str, base: str) -> list[Generation] | None:
+        found = self.cache.lookup_group((namespace, base)) if self.cache is not None else None
+        return None if found is None else _generations(found)
+
     async def generations(self, namespace: str, base: str) -> list[Generation]:
         found = self.cache.lookup_group((namespace, base)) if self.cache is not None else None
         if found is None:  # no cache (or not synced): the labelled ones, and generation 1 by name
@@ -160,7 +168,7 @@ class KubeStore(Calls):
                 first = await self.get_pvc(namespace, base)
                 if first is not None:
                     found[(namespace, base)] = first
-        return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)
+        return _generations(found)
 
     async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -220,6 +228,10 @@ class KubeStore(Calls):
         idle = {what: cache.idle_seconds() for what, cache in self._caches() if cache is not None}
         return replace(found, idle_seconds={what: seconds for what, seconds in idle.items() if seconds is not None})
 
+    def fresh_runs_now(self, namespace: str) -> list[FreshRun] | None:
+        found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
+        return None if found is None else list(found.values())
+
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
         if found is not None:
@@ -257,3 +269,7 @@ class KubeStore(Calls):
                 cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
+
+
+def _generations(found: Mapping[tuple[str, str], PvcState]) -> list[Generation]:
+    return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -42,6 +42,12 @@ class Context:
     store: WorkspaceStore
     # The agents a new workspace may be made for: the agent table's and the allow-list.
     known_agents: frozenset[str] = frozenset()
+    # decide()'s answers by facts (the rules are fixed at start-up, and a workspace's runs repeat
+    # the same facts): bounded, since the facts come from requests.
+    decided: dict[RunFacts, Workspace] = field(default_factory=dict)
+
+
+DECIDED_MAX = 4096
 
 
 def make_context(settings: Settings, store: WorkspaceStore) -> Context:
@@ -59,6 +65,16 @@ def make_context(settings: Settings, store: WorkspaceStore) -> Context:
 
 def decide(facts: RunFacts, ctx: Context) -> Workspace:
     """Which workspace these facts give; NamingError where the rules deny."""
+    known = ctx.decided.get(facts)
+    if known is None:
+        known = _decide(facts, ctx)
+        if len(ctx.decided) >= DECIDED_MAX:
+            ctx.decided.clear()
+        ctx.decided[facts] = known
+    return known
+
+
+def _decide(facts: RunFacts, ctx: Context) -> Workspace:
     if facts.service is None:
         raise NamingError(f"{facts.service_field} is missing; set it to the service name, for example 'cto'")
     service = validate_service(facts.service, facts.service_field)

@@ -8,7 +8,7 @@ in C (orjson then pydantic took twice as long: bench/README.md)."""
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -167,7 +167,7 @@ class Response(msgspec.Struct, frozen=True):
         response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
         if self.patch:
             response["patchType"] = "JSONPatch"
-            response["patch"] = base64.b64encode(orjson.dumps(self.patch)).decode()
+            response["patch"] = binascii.b2a_base64(orjson.dumps(self.patch), newline=False).decode()
         if not self.allowed:
             response["status"] = {"code": self.code, "message": self.message or ""}
         if self.warnings:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from agent_workspace_webhook.rules.agents import AgentRules, is_ambiguous_label
+from agent_workspace_webhook.rules.patch import MAPPING
 
 OwnerKind = Literal["Job", "CodeRun"]
 # (kind, namespace, name) -> the object, or None when it does not exist
@@ -40,7 +41,7 @@ def _mapping(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = obj.get(key)
     if value is None:
         return {}
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         return value
     raise FactsError(f"{path} must be an object, not {type(value).__name__}")
 

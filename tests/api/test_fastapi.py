@@ -78,3 +78,28 @@ def test_a_platform_team_adds_a_route_and_a_middleware(make_client: MakeClient) 
         assert response.status_code == 200 and response.headers["x-team"] == "platform"
         assert response.json()["response"]["allowed"] is True
     assert seen == ["pure /team", "/team", "pure /mutate", "/mutate"]
+
+
+def test_mutate_answers_alike_straight_and_through_the_whole_stack(make_client: MakeClient) -> None:
+    """Without middleware /mutate skips FastAPI's stack (app.WebhookAPI); with one it goes through
+    it: the same review gets the same answer, headers and status either way."""
+    body = review(job_pod(), uid="same-uid")
+    straight, _ = make_client()
+    layered, _ = make_client()
+    assert isinstance(layered.app, FastAPI)
+    layered.app.add_middleware(PassThrough)
+    answers = [http.post("/mutate", json=body) for http in (straight, layered)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json() and answers[0].json()["response"]["patch"]
+    assert answers[0].headers == answers[1].headers
+    for http in (straight, layered):
+        bad = http.post("/mutate", content=b"{not json")
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+
+
+class PassThrough:
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.inner(scope, receive, send)

@@ -42,14 +42,14 @@ Failure = Denial | FactsError | NamingError | ClusterError
 __all__ = ["Context", "Record", "admit", "make_context"]
 
 
-class Record(msgspec.Struct, frozen=True):
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What the log line and the metrics say about one admission (never sent to the caller)."""
 
     uid: str
     kind: str
     operation: str
-    namespace: str | None
-    name: str | None
+    namespace: str | None = None
+    name: str | None = None
     dry_run: bool
     decision: Decision
     message: str | None = None
@@ -60,7 +60,9 @@ class Record(msgspec.Struct, frozen=True):
     cloned_from: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+        """The fields that are set (omit_defaults: every None is left out)."""
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return fields
 
 
 async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:

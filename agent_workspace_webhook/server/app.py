@@ -135,7 +135,38 @@ class Webhook:
             self.ctx.store.close()
 
 
-def _admission_review(review: AdmissionReview) -> AdmissionReviewAnswer:  # pragma: no cover
+def _json(model: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"{COMPONENTS}{model}"}}}
+
+
+COMPONENTS = "#/components/schemas/"
+# /mutate's operation in the OpenAPI document, its shapes named from the models (schemas() below).
+# Written out rather than taken from a signature: FastAPI's model fields for a signature import
+# pydantic.v1 (25 modules, 2 MB) only to check that the models are not of it.
+OPERATION = {
+    "requestBody": {"required": True, "content": _json("AdmissionReview")},
+    "responses": {
+        "200": {"description": "The AdmissionReview answered", "content": _json("AdmissionReviewAnswer")},
+        "4XX": {"description": REQUEST_ERRORS, "content": _json("RequestError")},
+    },
+}
+
+
+def schemas() -> dict[str, Any]:
+    """The OpenAPI components of /mutate's shapes: the request as validated, the answer as sent."""
+    from pydantic.json_schema import models_json_schema
+
+    models = [
+        (AdmissionReview, "validation"),
+        (AdmissionReviewAnswer, "serialization"),
+        (RequestError, "serialization"),
+    ]
+    _, found = models_json_schema(models, ref_template=COMPONENTS + "{model}")  # type: ignore[arg-type]
+    defined: dict[str, Any] = found["$defs"]
+    return defined
+
+
+def _admission_review() -> None:  # pragma: no cover
     """An AdmissionReview v1 from the API server (a Pod or CodeRun CREATE), answered with an
     AdmissionReview: allowed, with a base64 JSON patch that mounts the workspace PVC, or refused
     with a code and a message naming the field, the cause and the fix. A body that is not an
@@ -144,7 +175,7 @@ def _admission_review(review: AdmissionReview) -> AdmissionReviewAnswer:  # prag
 
 
 class MutateRoute(APIRoute):
-    """POST /mutate: documented from `_admission_review`'s signature, answered by `handler`."""
+    """POST /mutate: documented by `_admission_review` and OPERATION, answered by `handler`."""
 
     def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         super().__init__(
@@ -153,9 +184,8 @@ class MutateRoute(APIRoute):
             methods=["POST"],
             name="mutate",
             summary="Admit a Pod or CodeRun, with its workspace",
-            response_model=AdmissionReviewAnswer,
-            response_model_exclude_none=True,
-            responses={"4XX": {"model": RequestError, "description": REQUEST_ERRORS}},
+            response_model=None,
+            openapi_extra=OPERATION,
         )
         self.app = handler
 

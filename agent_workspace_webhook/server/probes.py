@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
-from agent_workspace_webhook.server.app import NO_TELEMETRY, TITLE, Webhook
+from agent_workspace_webhook.server.app import NO_TELEMETRY, TITLE, Webhook, schemas
 from agent_workspace_webhook.version import version
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -23,8 +23,8 @@ def create_probe_app(webhook_app: FastAPI) -> FastAPI:
     app = FastAPI(title=TITLE, version=version(), redoc_url=None, telemetry=NO_TELEMETRY)  # type: ignore[arg-type]
 
     @app.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", summary="Readiness: the Kubernetes API answers and the watch caches are synced")
     async def readyz() -> Response:
@@ -42,7 +42,9 @@ def create_probe_app(webhook_app: FastAPI) -> FastAPI:
         """One document for both ports: /mutate (TLS) and the probes (here)."""
         if app.openapi_schema is None:
             routes = [*webhook_app.routes, *app.routes]
-            app.openapi_schema = get_openapi(title=TITLE, version=app.version, routes=routes)
+            document = get_openapi(title=TITLE, version=app.version, routes=routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas())
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,6 +3,8 @@ probe port only), and extensible the usual way (a route, a middleware) without l
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -103,3 +105,19 @@ class PassThrough:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.inner(scope, receive, send)
+
+
+def test_building_both_apps_imports_nothing_the_serving_path_does_not_use() -> None:
+    """FastAPI's model fields for a documented signature import pydantic.v1 only to rule it out:
+    /mutate's document is written out (app.OPERATION), so a replica never loads it."""
+    script = (
+        "import sys\n"
+        "from agent_workspace_webhook.kube.memory import MemoryStore\n"
+        "from agent_workspace_webhook.server.app import create_app\n"
+        "from agent_workspace_webhook.server.probes import create_probe_app\n"
+        "from agent_workspace_webhook.settings import load_settings\n"
+        "create_probe_app(create_app(load_settings(store='memory'), MemoryStore())).openapi()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic.v1', 'agent_workspace_webhook.testing'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -26,6 +26,7 @@ from agent_workspace_webhook.admission.context import make_context
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
 from agent_workspace_webhook.server.app import create_app
+from agent_workspace_webhook.server.connections import BODY_RECEIVED
 from agent_workspace_webhook.server.metrics import Metrics
 from agent_workspace_webhook.server.mutator import Mutator
 from agent_workspace_webhook.settings import load_settings
@@ -63,6 +64,7 @@ async def measure_http(calls: int, repeats: int) -> dict[str, list[float]]:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(request)).encode())]
     scope = {"type": "http", "method": "POST", "path": "/mutate", "raw_path": b"/mutate", "root_path": ""}
     scope |= {"query_string": b"", "headers": headers, "http_version": "1.1", "scheme": "https"}
+    scope[BODY_RECEIVED] = True  # as serve's connection guard marks a body that came with its headers
     message = {"type": "http.request", "body": request, "more_body": False}
     statuses: set[int] = set()
 

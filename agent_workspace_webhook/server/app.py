@@ -29,6 +29,7 @@ from agent_workspace_webhook.admission.admit import Context, make_context
 from agent_workspace_webhook.admission.review import AdmissionReview, AdmissionReviewAnswer
 from agent_workspace_webhook.kube.factory import make_store
 from agent_workspace_webhook.kube.store import WorkspaceStore
+from agent_workspace_webhook.server.connections import BODY_RECEIVED
 from agent_workspace_webhook.server.metrics import Metrics
 from agent_workspace_webhook.server.mutator import Answer, Mutator
 from agent_workspace_webhook.server.tls import ReloadingCertificate
@@ -105,16 +106,18 @@ class Webhook:
 
     async def answer(self, scope: Scope, receive: Receive, started: float) -> Answer:
         settings = self.settings
+        limit = settings.max_body_bytes
         try:
-            # Together with the header deadline (server/connections.py): a slow client is dropped.
-            async with asyncio.timeout(settings.request_timeout_seconds):
-                body = await read_body(scope, receive, settings.max_body_bytes)
+            if scope.get(BODY_RECEIVED):  # all here already (connections.py): nothing to wait for
+                body = await read_body(scope, receive, limit)
+            else:  # together with the header deadline (connections.py): a slow client is dropped
+                async with asyncio.timeout(settings.request_timeout_seconds):
+                    body = await read_body(scope, receive, limit)
         except TimeoutError:
             seconds = settings.request_timeout_seconds
             message = f"request body not received within {seconds}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"
             return self.mutator.invalid(408, message)
         except BodyTooLarge:
-            limit = settings.max_body_bytes
             return self.mutator.invalid(413, f"request body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)")
         return await self.mutator.answer(body, started)
 

@@ -26,7 +26,6 @@ from agent_workspace_webhook.admission.context import make_context
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.pvc import PvcSpec, pvc_manifest
 from agent_workspace_webhook.server.app import create_app
-from agent_workspace_webhook.server.connections import BODY_RECEIVED
 from agent_workspace_webhook.server.metrics import Metrics
 from agent_workspace_webhook.server.mutator import Mutator
 from agent_workspace_webhook.settings import load_settings
@@ -57,6 +56,8 @@ def mutator() -> Mutator:
 async def measure_http(calls: int, repeats: int) -> dict[str, list[float]]:
     """Microseconds per POST /mutate through (b0) and (b), in-process, alternating."""
     from bare import Bare
+
+    from agent_workspace_webhook.server.connections import BODY_RECEIVED
 
     request = body()
     app = create_app(load_settings(store="memory"), store())

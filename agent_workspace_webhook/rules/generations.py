@@ -57,8 +57,11 @@ def later_generation(name: str) -> tuple[str, int] | None:
 def current_generation(generations: Iterable[Generation]) -> Generation | None:
     """The current generation: the highest not being deleted; None when none is usable (none
     exists, or all are going)."""
-    alive = [generation for generation in generations if not generation.state.deleting]
-    return max(alive, key=lambda generation: generation.number) if alive else None
+    current = None
+    for generation in generations:
+        if not generation.state.deleting and (current is None or generation.number > current.number):
+            current = generation
+    return current
 
 
 def next_generation(generations: Iterable[Generation]) -> int:

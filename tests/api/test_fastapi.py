@@ -109,15 +109,18 @@ class PassThrough:
 
 def test_building_both_apps_imports_nothing_the_serving_path_does_not_use() -> None:
     """FastAPI's model fields for a documented signature import pydantic.v1 only to rule it out:
-    /mutate's document is written out (app.OPERATION), so a replica never loads it."""
+    /mutate's document is written out (app.OPERATION), so a replica never loads it; cryptography
+    is for throw-away certificates only (serve, without --cert-file)."""
     script = (
         "import sys\n"
+        "import agent_workspace_webhook.server.serve\n"
         "from agent_workspace_webhook.kube.memory import MemoryStore\n"
         "from agent_workspace_webhook.server.app import create_app\n"
         "from agent_workspace_webhook.server.probes import create_probe_app\n"
         "from agent_workspace_webhook.settings import load_settings\n"
         "create_probe_app(create_app(load_settings(store='memory'), MemoryStore())).openapi()\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pydantic.v1', 'agent_workspace_webhook.testing'))))\n"
+        "unused = ('pydantic.v1', 'cryptography', 'agent_workspace_webhook.testing')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(unused)))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]", done.stdout

@@ -66,18 +66,16 @@ class KubeStore(Calls):
         return selector.matches(cached[1] or {}) if cached is not None and cached[0] else None
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
-        cached = self.namespaces.lookup(name) if self.namespaces is not None else None
-        if cached is not None and cached[0]:
-            found, labels = cached
-        else:
-            namespace = await self._get(
-                "Namespace",
-                "",
-                name,
-                lambda: self._core.read_namespace(name, _preload_content=False, _request_timeout=self._timeout),
-            )
-            found, labels = namespace is not None, (namespace or {}).get("metadata", {}).get("labels")
-        return selector.matches(labels or {}) if found else None
+        known = self.in_scope_now(name, selector)
+        if known is not None:
+            return known
+        namespace = await self._get(
+            "Namespace",
+            "",
+            name,
+            lambda: self._core.read_namespace(name, _preload_content=False, _request_timeout=self._timeout),
+        )
+        return None if namespace is None else selector.matches(namespace.get("metadata", {}).get("labels") or {})
 
     async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
         cached = self.cache.lookup((namespace, name)) if self.cache is not None else None
@@ -150,24 +148,26 @@ class KubeStore(Calls):
         return None if found is None else _generations(found)
 
     async def generations(self, namespace: str, base: str) -> list[Generation]:
-        found = self.cache.lookup_group((namespace, base)) if self.cache is not None else None
-        if found is None:  # no cache (or not synced): the labelled ones, and generation 1 by name
-            listed = await self._list(
-                "PersistentVolumeClaim",
+        known = self.generations_now(namespace, base)
+        if known is not None:
+            return known
+        # No cache (or not synced): the labelled ones, and generation 1 by name.
+        listed = await self._list(
+            "PersistentVolumeClaim",
+            namespace,
+            f"(generations of {base})",
+            lambda: self._core.list_namespaced_persistent_volume_claim(
                 namespace,
-                f"(generations of {base})",
-                lambda: self._core.list_namespaced_persistent_volume_claim(
-                    namespace,
-                    label_selector=f"{LABEL_GENERATION_OF}={base}",
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
-            found = {(namespace, item["metadata"]["name"]): pvc_state(item) for item in listed}
-            if (namespace, base) not in found:  # made before generations, or by the platform
-                first = await self.get_pvc(namespace, base)
-                if first is not None:
-                    found[(namespace, base)] = first
+                label_selector=f"{LABEL_GENERATION_OF}={base}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        found = {(namespace, item["metadata"]["name"]): pvc_state(item) for item in listed}
+        if (namespace, base) not in found:  # made before generations, or by the platform
+            first = await self.get_pvc(namespace, base)
+            if first is not None:
+                found[(namespace, base)] = first
         return _generations(found)
 
     async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
@@ -233,9 +233,9 @@ class KubeStore(Calls):
         return None if found is None else list(found.values())
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
-        found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
-        if found is not None:
-            return list(found.values())
+        known = self.fresh_runs_now(namespace)
+        if known is not None:
+            return known
         s = self._settings
         listed = await self._list(
             "CodeRun",

@@ -30,6 +30,8 @@ class _Sink:
 
 
 _SINK = _Sink()
+_OURS = logging.getLogger(LOGGER)  # loggers live as long as the process: look it up once
+_LEVELS = {logging.INFO: "info", logging.WARNING: "warning"}  # the levels event() is called with
 
 
 def _timestamp(created: float) -> str:
@@ -82,14 +84,14 @@ def event(level: int, name: str, fields: Mapping[str, Any]) -> None:
     """One line, as `logger().log(level, name, extra={"fields": fields})` would write it, for the
     line every admission writes: once configure() has set up stderr, without building a LogRecord
     (with the handler's lock and the caller lookup, that was most of the line's cost)."""
-    ours = logging.getLogger(LOGGER)
+    ours = _OURS
     if not ours.isEnabledFor(level):
         return
     stream = _SINK.stream
     if stream is None:  # not configured (tests, a library user): through logging as usual
         ours.log(level, name, extra={"fields": dict(fields)})
         return
-    stream.write(_line(time.time(), logging.getLevelName(level).lower(), name, fields) + b"\n")
+    stream.write(_line(time.time(), _LEVELS.get(level) or logging.getLevelName(level).lower(), name, fields) + b"\n")
     if _SINK.flush_pending:
         return
     # Under load many admissions end in one turn of the event loop: their lines go out in one

@@ -3,6 +3,7 @@
 Scenarios, each driven by wrk from a second process over TLS, one server process each (the
 count the README recommends: one per pod, scale with replicas):
   (a) baseline: the same server stack answering a fixed AdmissionReview, no parsing or logic
+  (b0) (b) served bare: the same /mutate handler with no FastAPI in front (bare.py)
   (b) /mutate, an agent Pod whose PVC exists (the watch-backed cache answers)
   (c) /mutate, a Pod with no workspace volume (not an agent's)
   (d) /mutate, every request a new service, so every admission creates a PVC
@@ -134,7 +135,14 @@ class Bench:
         # The log level of production (INFO): each admission's JSON line is part of its cost.
         # (d)'s reviews name made-up services with no run behind them: create_for=any measures the
         # create path itself (a verified run adds the GET of its CodeRun, or of its Job and CodeRun).
+        started = time.monotonic()
         self.hook = env.start_webhook({"create_for": "any"}).wait_ready()
+        assert self.hook.proc is not None
+        # Cost per replica: from exec to /readyz 200 (imports, caches' first lists), RSS at rest.
+        self.ready_seconds = time.monotonic() - started
+        self.rest_rss_mb = rss_and_fds(self.hook.proc.pid)[0]
+        bare = (str(Path(__file__).with_name("bare.py")),)
+        self.bare = env.start_webhook({"create_for": "any"}, entry=bare).wait_ready()
         # (b)'s workspace exists before the run
         self.core.create_namespaced_persistent_volume_claim(
             NAMESPACE,
@@ -183,13 +191,17 @@ class Bench:
         body, unique = {"b": (self.body_b, False), "c": (self.body_c, False), "d": (self.body_d, True)}.get(
             name, (self.body_b, False)
         )
+        hook: LocalWebhook | None = self.hook
         if name == "a":
-            port, pid = self.baseline_port, self.baseline.pid
-        before = api_calls(self.hook)
+            port, pid, hook = self.baseline_port, self.baseline.pid, None
+        elif name == "b0":
+            assert self.bare.proc is not None
+            port, pid, hook = self.bare.port, self.bare.proc.pid, self.bare
+        before = api_calls(hook) if hook else 0.0
         run = wrk(port, body, connections, seconds, unique)
         calls = None
-        if name != "a":
-            calls = (api_calls(self.hook) - before) / max(run["requests"], 1)
+        if hook is not None:
+            calls = (api_calls(hook) - before) / max(run["requests"], 1)
         return Result(
             name,
             connections,
@@ -262,14 +274,20 @@ def main() -> int:
         concurrencies, seconds, per_arm = ([16], 4, 40) if args.quick else ([4, 16, 64], 10, 200)
         results: list[Result] = []
         for connections in concurrencies:
-            for name in ("a", "b", "c", "d"):  # a and b back to back, so their ratio is side by side
+            for name in ("a", "b0", "b", "c", "d"):  # a, b0 and b back to back, so their ratios are side by side
                 results.append(bench.scenario(name, connections, seconds))
                 print(f"  done ({name}) at {connections} connections", file=sys.stderr, flush=True)
         pods = bench.pod_creation(per_arm)
     finally:
         bench.stop()
 
-    labels = {"a": "(a) baseline", "b": "(b) PVC exists", "c": "(c) not an agent", "d": "(d) new PVC each"}
+    labels = {
+        "a": "(a) baseline",
+        "b0": "(b0) bare /mutate",
+        "b": "(b) PVC exists",
+        "c": "(c) not an agent",
+        "d": "(d) new PVC each",
+    }
     header = ("scenario", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "API calls/adm", "peak RSS MB")
     rows = [
         (
@@ -289,22 +307,31 @@ def main() -> int:
     by = {(r.scenario, r.connections): r for r in results}
     print()
     for connections in concurrencies:
-        a, b = by[("a", connections)], by[("b", connections)]
-        print(f"at {connections:>3} connections: (b)/(a) throughput {b.rps / a.rps:.2f}, p99 {b.p99 / a.p99:.2f}x")
+        a, b0, b = by[("a", connections)], by[("b0", connections)], by[("b", connections)]
+        print(
+            f"at {connections:>3} connections: (b)/(a) throughput {b.rps / a.rps:.2f}, p99 {b.p99 / a.p99:.2f}x; "
+            f"(b)/(b0) throughput {b.rps / b0.rps:.2f}, p99 {b.p99 / b0.p99:.2f}x"
+        )
     with_, without = statistics.median(pods["with"]), statistics.median(pods["without"])
     print(
         f"\nPod create through kube-apiserver ({len(pods['with'])} each): median {without:.2f} ms without the "
         f"webhook, {with_:.2f} ms with (+{with_ - without:.2f} ms); p99 {percentile(pods['without'], 0.99):.2f} / "
         f"{percentile(pods['with'], 0.99):.2f} ms"
     )
+    b_peak = max(r.rss_mb for r in results if r.scenario == "b")
+    print(
+        f"serve: ready {bench.ready_seconds:.2f} s after exec, RSS at rest {bench.rest_rss_mb:.1f} MB, "
+        f"peak {b_peak:.1f} MB under (b)"
+    )
     mid = concurrencies[len(concurrencies) // 2]
-    a, b = by[("a", mid)], by[("b", mid)]
+    a, b0, b = by[("a", mid)], by[("b0", mid)], by[("b", mid)]
     calls = b.calls_per_admission or 0.0
     from micro import python_us_per_admission  # after the servers stopped: nothing else on the CPU
 
     python_us = python_us_per_admission(500 if args.quick else 2000)
     print(
-        f"ratio_b_over_a={b.rps / a.rps:.2f} p99_ratio={b.p99 / a.p99:.2f} api_calls_per_hit={calls:.2f} "
+        f"ratio_b_over_a={b.rps / a.rps:.2f} p99_ratio={b.p99 / a.p99:.2f} ratio_b_over_b0={b.rps / b0.rps:.2f} "
+        f"api_calls_per_hit={calls:.2f} "
         f"python_us_per_admission={python_us:.1f}"
     )
     return 0

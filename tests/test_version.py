@@ -58,7 +58,7 @@ def test_the_serving_log_line_says_it() -> None:
 
 def test_the_build_info_metric_says_it() -> None:
     app = create_app(load_settings(store="memory"), MemoryStore())
-    with TestClient(create_probe_app(app.ctx, app.metrics)) as probes:
+    with TestClient(create_probe_app(app)) as probes:
         assert f'agent_workspace_webhook_build_info{{version="{VERSION}"}} 1.0' in probes.get("/metrics").text
 
 

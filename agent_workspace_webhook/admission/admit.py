@@ -11,15 +11,22 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
-from agent_workspace_webhook.admission.review import AdmissionRequest, Decision, Response, allowed, denied, error
+from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
-from agent_workspace_webhook.rules.facts import FactsError, coderun_facts, pod_facts
+from agent_workspace_webhook.rules.facts import (
+    FactsError,
+    coderun_facts,
+    conclusive_label_facts,
+    label_facts,
+    owner_facts,
+)
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
 from agent_workspace_webhook.rules.patch import (
     colocation_patch,
@@ -36,15 +43,14 @@ Failure = Denial | FactsError | NamingError | ClusterError
 __all__ = ["Context", "Record", "admit", "make_context"]
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What the log line and the metrics say about one admission (never sent to the caller)."""
 
     uid: str
     kind: str
     operation: str
-    namespace: str | None
-    name: str | None
+    namespace: str | None = None
+    name: str | None = None
     dry_run: bool
     decision: Decision
     message: str | None = None
@@ -55,10 +61,12 @@ class Record:
     cloned_from: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """The fields that are set (omit_defaults: every None is left out)."""
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return fields
 
 
-async def admit(request: AdmissionRequest, ctx: Context) -> tuple[Response, Record]:
+async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
     name = request.name or _object_name(request.object)
     namespace = request.namespace
     provisioned: Provisioned | None = None
@@ -100,16 +108,16 @@ def answer_failure(uid: str, who: str | None, failure: Failure) -> Response:
     return denied(uid, 400, f"{lead}{failure}")
 
 
-async def _route(request: AdmissionRequest, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
+async def _route(request: Request, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
     """Each kind its own path, every Kubernetes step of it inside the one deadline."""
     if request.operation != "CREATE":
         return allowed(request.uid, f"operation {request.operation} is left alone"), None
-    # Every await below is a context.within step, which names itself if the deadline passes.
-    async with target.deadline:
-        await _check_scope(target, ctx)
-        if _is_pod(request):
-            return await _admit_pod(request.uid, target, ctx)
-        return await _admit_coderun(request.uid, target, ctx)
+    # Every await below that may wait is a context.within step, which names itself if the deadline
+    # passes; what the caches answer at once (a hit) is read without one.
+    await _check_scope(target, ctx)
+    if _is_pod(request):
+        return await _admit_pod(request.uid, target, ctx)
+    return await _admit_coderun(request.uid, target, ctx)
 
 
 async def _check_scope(target: Target, ctx: Context) -> None:
@@ -117,9 +125,10 @@ async def _check_scope(target: Target, ctx: Context) -> None:
     namespace, selector = target.namespace, ctx.scope.text
     if namespace in (ctx.settings.own_namespace, "kube-system"):
         raise Denial(403, f"namespace {namespace} never gets workspaces (the webhook's own, or kube-system)")
-    in_scope = await within(
-        target, f"reading Namespace {namespace}", ctx.store.namespace_in_scope(namespace, ctx.scope)
-    )
+    in_scope = ctx.store.in_scope_now(namespace, ctx.scope)
+    if in_scope is None:
+        reading = f"reading Namespace {namespace}"
+        in_scope = await within(target, reading, ctx.store.namespace_in_scope(namespace, ctx.scope))
     if in_scope is None:
         raise Denial(404, f"namespace {namespace} does not exist")
     if not in_scope:
@@ -131,12 +140,12 @@ async def _check_scope(target: Target, ctx: Context) -> None:
         )
 
 
-def _is_pod(request: AdmissionRequest) -> bool:
+def _is_pod(request: Request) -> bool:
     kind = request.kind
     return (kind.group, kind.version, kind.kind) == ("", "v1", "Pod")
 
 
-def _target(request: AdmissionRequest, name: str | None, ctx: Context) -> Target:
+def _target(request: Request, name: str | None, ctx: Context) -> Target:
     """The object, once the kind is one we handle and the object is one we can patch."""
     kind, settings = request.kind, ctx.settings
     coderun = (settings.coderun_group, settings.coderun_version, "CodeRun")
@@ -157,8 +166,7 @@ def _target(request: AdmissionRequest, name: str | None, ctx: Context) -> Target
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
     budget = settings.kube_deadline_seconds
     who = f"{kind.kind} {namespace}/{name or '(generated name)'}"
-    deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + budget)
-    return Target(obj, namespace, who, request.dry_run, budget, deadline)
+    return Target(obj, namespace, who, request.dry_run, budget, asyncio.get_running_loop().time() + budget)
 
 
 async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
@@ -167,12 +175,12 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
-    lookup = functools.partial(get_owner, target, ctx)
-    facts = await within(
-        target,
-        f"looking up the CodeRun that owns {target.who}",
-        pod_facts(target.obj, target.namespace, ctx.rules, s.pod_service_label, s.pod_app_label, lookup),
-    )
+    facts = conclusive_label_facts(target.obj, ctx.rules, s.pod_service_label, s.pod_app_label)
+    if facts is None:  # the owners say, one or two GETs
+        labels = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
+        looking = f"looking up the CodeRun that owns {target.who}"
+        lookup = functools.partial(get_owner, target, ctx)
+        facts = await within(target, looking, owner_facts(target.obj, target.namespace, labels, lookup))
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
     problem = volume_problem(target.obj["spec"]["volumes"][index])

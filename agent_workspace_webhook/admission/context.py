@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
+
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
 from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts
@@ -40,6 +42,12 @@ class Context:
     store: WorkspaceStore
     # The agents a new workspace may be made for: the agent table's and the allow-list.
     known_agents: frozenset[str] = frozenset()
+    # decide()'s answers by facts (the rules are fixed at start-up, and a workspace's runs repeat
+    # the same facts): bounded, since the facts come from requests.
+    decided: dict[RunFacts, Workspace] = field(default_factory=dict)
+
+
+DECIDED_MAX = 4096
 
 
 def make_context(settings: Settings, store: WorkspaceStore) -> Context:
@@ -57,6 +65,16 @@ def make_context(settings: Settings, store: WorkspaceStore) -> Context:
 
 def decide(facts: RunFacts, ctx: Context) -> Workspace:
     """Which workspace these facts give; NamingError where the rules deny."""
+    known = ctx.decided.get(facts)
+    if known is None:
+        known = _decide(facts, ctx)
+        if len(ctx.decided) >= DECIDED_MAX:
+            ctx.decided.clear()
+        ctx.decided[facts] = known
+    return known
+
+
+def _decide(facts: RunFacts, ctx: Context) -> Workspace:
     if facts.service is None:
         raise NamingError(f"{facts.service_field} is missing; set it to the service name, for example 'cto'")
     service = validate_service(facts.service, facts.service_field)
@@ -103,8 +121,7 @@ class DeadlinePassed(ClusterError):
         self.step = step
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(msgspec.Struct, frozen=True):
     """The object under admission, checked enough to work on."""
 
     obj: Mapping[str, Any]
@@ -112,12 +129,13 @@ class Target:
     who: str  # "Pod agents/code-run-x7" for messages
     dry_run: bool
     budget: float  # seconds for all the Kubernetes calls of this admission
-    # The admission's one deadline scope (now + budget), entered once by admit around every step:
-    # one timer per admission, not one per step (a scope costs about 5 us, a tenth of an admission).
-    deadline: asyncio.Timeout
+    # When they must all be done by (the loop's clock): now + budget. Each step that waits is
+    # bounded by it (within); a hit, answered from the caches at once, waits for nothing and
+    # arms no timer.
+    expires: float
     # The owners read so far ((kind, namespace, name) -> object or None): the facts, the fresh
     # check and provenance each walk the same chain, and pay for each GET once.
-    owners: dict[tuple[OwnerKind, str, str], Mapping[str, Any] | None] = field(default_factory=dict)
+    owners: dict[tuple[OwnerKind, str, str], Mapping[str, Any] | None] = msgspec.field(default_factory=dict)
 
 
 async def get_owner(
@@ -131,12 +149,14 @@ async def get_owner(
 
 
 async def within(target: Target, step: str, call: Awaitable[T]) -> T:
-    """Await one step that talks to Kubernetes, inside the admission's deadline. When the deadline
-    cancels it, the step is named in the DeadlinePassed raised instead (the cancellation is the
-    deadline's own, so nothing else is waiting for it); any other cancellation goes on up."""
+    """Await one step that talks to Kubernetes, before the admission's deadline. When the deadline
+    cuts it off, the step is named in the DeadlinePassed raised instead; any other cancellation
+    (a shutdown) goes on up."""
+    scope = asyncio.timeout_at(target.expires)
     try:
-        return await call
-    except asyncio.CancelledError:
-        if not target.deadline.expired():
+        async with scope:
+            return await call
+    except TimeoutError:
+        if not scope.expired():
             raise
         raise DeadlinePassed(step, target.budget) from None

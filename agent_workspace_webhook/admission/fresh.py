@@ -36,8 +36,10 @@ async def fresh_run_of_pod(
 ) -> FreshRun | None:
     """The fresh CodeRun this Pod runs for, if it still awaits its new generation; else None."""
     namespace = target.namespace
-    reading = f"reading the CodeRuns of namespace {namespace} that ask for a fresh workspace"
-    runs = await within(target, reading, ctx.store.fresh_runs(namespace))
+    runs = ctx.store.fresh_runs_now(namespace)
+    if runs is None:
+        reading = f"reading the CodeRuns of namespace {namespace} that ask for a fresh workspace"
+        runs = await within(target, reading, ctx.store.fresh_runs(namespace))
     waiting = []
     for run in runs:
         try:

@@ -5,8 +5,9 @@ workspace, the next generation, empty (admission/fresh.py). Earlier generations 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, NoReturn
+
+import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.fresh import announce_fresh, fresh_run_of_pod
@@ -27,8 +28,7 @@ from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.rules.workspace import Workspace, legacy_pvc_name
 
 
-@dataclass(frozen=True)
-class Provisioned:
+class Provisioned(msgspec.Struct, frozen=True):
     """The outcome of the shared provisioning step: which PVC the run mounts, and what was done."""
 
     service: str
@@ -77,8 +77,10 @@ async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple
     for base in (workspace.prefer_existing, workspace.pvc):
         if base is None:
             continue
-        reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
-        generations = await within(target, reading, ctx.store.generations(target.namespace, base))
+        generations = ctx.store.generations_now(target.namespace, base)
+        if generations is None:
+            reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
+            generations = await within(target, reading, ctx.store.generations(target.namespace, base))
         if generations:
             return base, generations
     return workspace.pvc, []

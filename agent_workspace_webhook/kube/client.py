@@ -59,21 +59,23 @@ class KubeStore(Calls):
             if cache is not None:
                 cache.start()
 
-    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+    def in_scope_now(self, name: str, selector: Selector) -> bool | None:
         cached = self.namespaces.lookup(name) if self.namespaces is not None else None
         # A namespace the watch has not told of yet may be one created a moment ago (its first
         # run follows at once): ask the API before calling it missing. Known ones cost nothing.
-        if cached is not None and cached[0]:
-            found, labels = cached
-        else:
-            namespace = await self._get(
-                "Namespace",
-                "",
-                name,
-                lambda: self._core.read_namespace(name, _preload_content=False, _request_timeout=self._timeout),
-            )
-            found, labels = namespace is not None, (namespace or {}).get("metadata", {}).get("labels")
-        return selector.matches(labels or {}) if found else None
+        return selector.matches(cached[1] or {}) if cached is not None and cached[0] else None
+
+    async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        known = self.in_scope_now(name, selector)
+        if known is not None:
+            return known
+        namespace = await self._get(
+            "Namespace",
+            "",
+            name,
+            lambda: self._core.read_namespace(name, _preload_content=False, _request_timeout=self._timeout),
+        )
+        return None if namespace is None else selector.matches(namespace.get("metadata", {}).get("labels") or {})
 
     async def get_pvc(self, namespace: str, name: str) -> PvcState | None:
         cached = self.cache.lookup((namespace, name)) if self.cache is not None else None
@@ -141,26 +143,32 @@ class KubeStore(Calls):
             ),
         )
 
-    async def generations(self, namespace: str, base: str) -> list[Generation]:
+    def generations_now(self, namespace: str, base: str) -> list[Generation] | None:
         found = self.cache.lookup_group((namespace, base)) if self.cache is not None else None
-        if found is None:  # no cache (or not synced): the labelled ones, and generation 1 by name
-            listed = await self._list(
-                "PersistentVolumeClaim",
+        return None if found is None else _generations(found)
+
+    async def generations(self, namespace: str, base: str) -> list[Generation]:
+        known = self.generations_now(namespace, base)
+        if known is not None:
+            return known
+        # No cache (or not synced): the labelled ones, and generation 1 by name.
+        listed = await self._list(
+            "PersistentVolumeClaim",
+            namespace,
+            f"(generations of {base})",
+            lambda: self._core.list_namespaced_persistent_volume_claim(
                 namespace,
-                f"(generations of {base})",
-                lambda: self._core.list_namespaced_persistent_volume_claim(
-                    namespace,
-                    label_selector=f"{LABEL_GENERATION_OF}={base}",
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
-            found = {(namespace, item["metadata"]["name"]): pvc_state(item) for item in listed}
-            if (namespace, base) not in found:  # made before generations, or by the platform
-                first = await self.get_pvc(namespace, base)
-                if first is not None:
-                    found[(namespace, base)] = first
-        return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)
+                label_selector=f"{LABEL_GENERATION_OF}={base}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        found = {(namespace, item["metadata"]["name"]): pvc_state(item) for item in listed}
+        if (namespace, base) not in found:  # made before generations, or by the platform
+            first = await self.get_pvc(namespace, base)
+            if first is not None:
+                found[(namespace, base)] = first
+        return _generations(found)
 
     async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -220,10 +228,14 @@ class KubeStore(Calls):
         idle = {what: cache.idle_seconds() for what, cache in self._caches() if cache is not None}
         return replace(found, idle_seconds={what: seconds for what, seconds in idle.items() if seconds is not None})
 
-    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+    def fresh_runs_now(self, namespace: str) -> list[FreshRun] | None:
         found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
-        if found is not None:
-            return list(found.values())
+        return None if found is None else list(found.values())
+
+    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+        known = self.fresh_runs_now(namespace)
+        if known is not None:
+            return known
         s = self._settings
         listed = await self._list(
             "CodeRun",
@@ -257,3 +269,7 @@ class KubeStore(Calls):
                 cache.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
+
+
+def _generations(found: Mapping[tuple[str, str], PvcState]) -> list[Generation]:
+    return sorted((Generation(s.generation, key[1], s) for key, s in found.items()), key=lambda g: g.number)

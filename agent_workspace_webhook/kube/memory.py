@@ -79,8 +79,18 @@ class MemoryStore:
         await self._call("get", kind, namespace, name)
         return self.owners.get((kind, namespace, name))
 
+    def generations_now(self, namespace: str, base: str) -> list[Generation] | None:
+        # As a cache would, unless a failure or a delay is injected: those the call must meet.
+        if self.delay or "get" in self.failures:
+            return None
+        self.calls.append(("get", base))
+        return self._generations(namespace, base)
+
     async def generations(self, namespace: str, base: str) -> list[Generation]:
         await self._call("get", "PersistentVolumeClaim", namespace, base)  # KubeStore: one cache read
+        return self._generations(namespace, base)
+
+    def _generations(self, namespace: str, base: str) -> list[Generation]:
         found = []
         for (pvc_namespace, name), pvc in self.pvcs.items():
             state = pvc_state(pvc)
@@ -107,7 +117,7 @@ class MemoryStore:
             groups.setdefault((namespace, state.generation_of or name), {})[name] = state
         return census((base, members) for (_, base), members in groups.items())
 
-    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+    def fresh_runs_now(self, namespace: str) -> list[FreshRun]:
         # Not counted as a call: the real store answers this from its CodeRun watch.
         found = []
         for (kind, run_namespace, _), run in self.owners.items():
@@ -117,7 +127,16 @@ class MemoryStore:
                 found.append(fresh)
         return found
 
+    async def fresh_runs(self, namespace: str) -> list[FreshRun]:
+        return self.fresh_runs_now(namespace)
+
+    def in_scope_now(self, name: str, selector: Selector) -> bool | None:
+        return self._in_scope(name, selector)  # a missing one (None) is asked again, as KubeStore does
+
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
+        return self._in_scope(name, selector)
+
+    def _in_scope(self, name: str, selector: Selector) -> bool | None:
         # Not counted as a call: the real store answers this from its namespace watch.
         if self.namespaces is not None:
             labels = self.namespaces.get(name)

@@ -4,10 +4,12 @@ owning CodeRun through a lookup the caller gives (pure apart from that lookup)."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 from agent_workspace_webhook.rules.agents import AgentRules, is_ambiguous_label
+from agent_workspace_webhook.rules.patch import MAPPING
 
 OwnerKind = Literal["Job", "CodeRun"]
 # (kind, namespace, name) -> the object, or None when it does not exist
@@ -18,8 +20,7 @@ class FactsError(ValueError):
     """A field that should hold a fact has the wrong type; the message names it."""
 
 
-@dataclass(frozen=True)
-class RunFacts:
+class RunFacts(msgspec.Struct, frozen=True):
     service: str | None
     app: str | None
     service_field: str
@@ -40,7 +41,7 @@ def _mapping(obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = obj.get(key)
     if value is None:
         return {}
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         return value
     raise FactsError(f"{path} must be an object, not {type(value).__name__}")
 
@@ -76,8 +77,14 @@ def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFa
     return RunFacts(service, app, f"metadata.labels[{service_key!r}]", f"metadata.labels[{app_key!r}]")
 
 
-def _label_is_conclusive(facts: RunFacts, rules: AgentRules) -> bool:
-    return facts.service is not None and facts.app is not None and not is_ambiguous_label(facts.app, rules)
+def conclusive_label_facts(
+    obj: Mapping[str, Any], rules: AgentRules, service_key: str, app_key: str
+) -> RunFacts | None:
+    """The facts of the Pod's labels when they are complete and unambiguous (no lookup needed)."""
+    facts = label_facts(obj, service_key, app_key)
+    if facts is None or facts.service is None or facts.app is None or is_ambiguous_label(facts.app, rules):
+        return None
+    return facts
 
 
 def controller_owner(obj: Mapping[str, Any], where: str = "") -> tuple[str, str] | None:
@@ -129,9 +136,15 @@ async def pod_facts(
 ) -> RunFacts | None:
     """Facts for a Pod: its labels when they are complete and unambiguous, else its owning
     CodeRun (authoritative), else whatever the labels had; None for a Pod that is no agent's."""
-    labels = label_facts(pod, service_key, app_key)
-    if labels is not None and _label_is_conclusive(labels, rules):
-        return labels
+    return conclusive_label_facts(pod, rules, service_key, app_key) or await owner_facts(
+        pod, namespace, label_facts(pod, service_key, app_key), lookup
+    )
+
+
+async def owner_facts(
+    pod: Mapping[str, Any], namespace: str, labels: RunFacts | None, lookup: OwnerLookup
+) -> RunFacts | None:
+    """Facts from the Pod's owning CodeRun (authoritative), else its labels' (`labels`)."""
     owner = await owning_coderun(pod, namespace, lookup)
     if owner is not None:
         name, coderun = owner

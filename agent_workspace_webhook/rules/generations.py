@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from agent_workspace_webhook.rules.facts import FactsError, RunFacts, coderun_facts
 from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.names import MAX_LABEL
@@ -34,8 +36,7 @@ def generation_name(base: str, generation: int) -> str:
     return base[: MAX_LABEL - len(suffix)].rstrip("-") + suffix
 
 
-@dataclass(frozen=True, slots=True)
-class Generation:
+class Generation(msgspec.Struct, frozen=True):
     """One existing generation of a workspace, as the cache knows it."""
 
     number: int
@@ -56,8 +57,11 @@ def later_generation(name: str) -> tuple[str, int] | None:
 def current_generation(generations: Iterable[Generation]) -> Generation | None:
     """The current generation: the highest not being deleted; None when none is usable (none
     exists, or all are going)."""
-    alive = [generation for generation in generations if not generation.state.deleting]
-    return max(alive, key=lambda generation: generation.number) if alive else None
+    current = None
+    for generation in generations:
+        if not generation.state.deleting and (current is None or generation.number > current.number):
+            current = generation
+    return current
 
 
 def next_generation(generations: Iterable[Generation]) -> int:

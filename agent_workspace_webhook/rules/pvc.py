@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from agent_workspace_webhook.rules.labels import (
     ANNOTATION_CLONED_FROM,
     ANNOTATION_FRESH_FOR,
@@ -32,8 +34,7 @@ class PvcSpec:
     storage_class: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PvcState:
+class PvcState(msgspec.Struct, frozen=True):
     """What the webhook knows of an existing workspace PVC (the watch cache keeps one per PVC):
     enough to deny a dying one, to colocate RWO runs and to clone it."""
 

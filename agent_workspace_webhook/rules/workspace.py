@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, MAX_LABEL, is_dns1123_label, quote
 
 PREFIX = "workspace-"
@@ -25,8 +27,7 @@ class NamingPolicy:
     shared: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Workspace:
+class Workspace(msgspec.Struct, frozen=True):
     """Which PVC a run mounts, and why."""
 
     pvc: str

@@ -8,8 +8,8 @@ open, however many and however they reconnect, cannot lock the API server out. A
 whose request has fully arrived is never dropped; only when all are such is the newcomer refused.
 
 Applied by subclassing whichever uvicorn HTTP protocol is in use; only its documented hooks
-(connection_made, connection_lost, data_received, on_response_complete) and its `cycle` and
-`server_state` attributes are relied on.
+(connection_made, connection_lost, data_received, on_response_complete) and its `cycle` (its
+`scope` and `more_body`) and `server_state` attributes are relied on.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from agent_workspace_webhook.server.tls import peer_names
 
 # reason ("connections", "dropped", "slow", "client_name") -> None: counts them in the metrics
 Refused = Callable[[str], None]
+# Set in a request's scope once its whole body has arrived (with its headers, as an API server's
+# review does): the app then reads it without arming its body deadline, since it cannot wait.
+BODY_RECEIVED = "agent_workspace_webhook.body_received"
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,10 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._timer is not None and self.cycle is not self._armed_for:
+            cycle = self.cycle
+            if cycle is not None and not cycle.more_body:
+                cycle.scope[BODY_RECEIVED] = True
+            if self._timer is not None and cycle is not self._armed_for:
                 self._disarm()  # a new request's headers are complete
 
         def on_response_complete(self) -> None:

@@ -7,10 +7,12 @@ from it would let any caller grow the exposition (and each scrape) without bound
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent_workspace_webhook.rules.census import Census
@@ -32,22 +34,9 @@ def bounded(value: str, known: frozenset[str]) -> str:
 
 class Metrics:
     def __init__(self) -> None:
-        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            f"{PREFIX}_requests_total",
-            "Admission requests by kind, operation and decision (allowed, patched, denied, error, invalid); "
-            "kinds and operations the webhook does not handle are counted as 'other'.",
-            ["kind", "operation", "decision"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            f"{PREFIX}_request_duration_seconds",
-            "Time to answer an admission request, Kubernetes calls included.",
-            ["kind"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
+        self.admissions = Admissions()
+        self.registry.register(self.admissions)
         # Prometheus' convention: which build answers, as a label on a constant 1.
         Gauge(f"{PREFIX}_build_info", "The running webhook's version.", ["version"], registry=self.registry).labels(
             version()
@@ -92,14 +81,9 @@ class Metrics:
         self.connections_refused.labels(reason).inc()
 
     def admission(self, kind: str, operation: str, decision: str, seconds: float) -> None:
-        key = (bounded(kind, KINDS), bounded(operation, OPERATIONS), bounded(decision, DECISIONS))
-        # The labelled children, looked up once per label set (at most 3 x 5 x 5): labels() takes
-        # a lock and builds a tuple on every call, a visible share of an admission.
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.requests.labels(*key), self.latency.labels(key[0]))
-        children[0].inc()
-        children[1].observe(seconds)
+        self.admissions.count(
+            bounded(kind, KINDS), bounded(operation, OPERATIONS), bounded(decision, DECISIONS), seconds
+        )
 
     def kube_call(self, verb: str, resource: str, code: str) -> None:
         # Called by our own code with our own values (verbs, resources and HTTP codes): bounded.
@@ -111,6 +95,51 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Admissions(Collector):
+    """requests_total{kind,operation,decision} and request_duration_seconds{kind}, counted in plain
+    numbers and turned into samples at each scrape. prometheus_client's Counter and Histogram take
+    a lock on every inc and observe; here every admission and every scrape run on the one event
+    loop, so nothing else touches these numbers meanwhile."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, str], int] = {}
+        # kind -> [count per bucket (the last for +Inf), sum of seconds]
+        self._latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def count(self, kind: str, operation: str, decision: str, seconds: float) -> None:
+        key = (kind, operation, decision)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        latency = self._latency.get(kind)
+        if latency is None:
+            latency = self._latency[kind] = ([0] * (len(BUCKETS) + 1), [0.0])
+        latency[0][bisect.bisect_left(BUCKETS, seconds)] += 1
+        latency[1][0] += seconds
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at collection; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            f"{PREFIX}_requests",
+            "Admission requests by kind, operation and decision (allowed, patched, denied, error, invalid); "
+            "kinds and operations the webhook does not handle are counted as 'other'.",
+            labels=["kind", "operation", "decision"],
+        )
+        for key, total in self._requests.items():
+            requests.add_metric(list(key), total)
+        yield requests
+        latency = HistogramMetricFamily(
+            f"{PREFIX}_request_duration_seconds",
+            "Time to answer an admission request, Kubernetes calls included.",
+            labels=["kind"],
+        )
+        for kind, (counts, seconds) in self._latency.items():
+            cumulative = list(itertools.accumulate(counts))
+            bounds = [*(str(bound) for bound in BUCKETS), "+Inf"]
+            latency.add_metric([kind], list(zip(bounds, cumulative, strict=True)), seconds[0])
+        yield latency
 
 
 class WorkspaceGauges(Collector):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 from agent_workspace_webhook import logs
@@ -16,8 +16,7 @@ from agent_workspace_webhook.admission.review import ReviewError, error, parse_r
 from agent_workspace_webhook.server.metrics import OTHER, Metrics
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """What /mutate sends back (status, JSON body), and what the metrics count it under."""
 
     status: int

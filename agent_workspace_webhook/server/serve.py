@@ -16,7 +16,6 @@ from typing import Any
 import uvicorn
 
 from agent_workspace_webhook import logs
-from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 from agent_workspace_webhook.version import version
@@ -82,12 +81,13 @@ def serve(
     limits = ConnectionLimits(
         settings.max_connections, settings.request_timeout_seconds, frozenset(settings.client_names)
     )
-    config.http_protocol_class = guarded(config.http_protocol_class, limits, app.metrics.refused)
+    webhook = app.state.webhook
+    config.http_protocol_class = guarded(config.http_protocol_class, limits, webhook.metrics.refused)
     server = uvicorn.Server(config)
     probes = None
     if probe_sock is not None:
         probe_config = uvicorn.Config(
-            create_probe_app(app.ctx, app.metrics),
+            create_probe_app(app),
             http="httptools",
             log_config=None,
             access_log=False,
@@ -163,6 +163,9 @@ def _certificate(
     if cert_file and key_file:
         cert, key = Path(cert_file), Path(key_file)
     else:
+        # Only here: cryptography (10 MB, 60 ms at start-up) serves nothing once certificates exist.
+        from agent_workspace_webhook.certificates import write_certificates
+
         files = write_certificates(Path(tempfile.mkdtemp(prefix="agent-workspace-webhook-")), [host, "localhost"])
         cert, key = files.cert, files.key
         log.info("throw-away certificates", extra={"fields": {"ca_file": str(files.ca), "cert_file": str(cert)}})

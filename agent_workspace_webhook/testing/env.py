@@ -36,7 +36,7 @@ from agent_workspace_webhook.testing.install import (
     workspace_namespace,
 )
 from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound
-from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.local_webhook import SERVE, LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.
@@ -135,15 +135,16 @@ class Environment:
         service_account: str = WEBHOOK_SERVICE_ACCOUNT,
         kubeconfig: Path | None = None,
         timeout: float = 30,
+        entry: tuple[str, ...] = SERVE,
     ) -> LocalWebhook:
         """`serve` as a process of its own with these settings (`{"naming_mode": "agent"}` is
-        WEBHOOK_NAMING_MODE=agent), as that ServiceAccount unless a kubeconfig is given; healthy,
-        not yet registered."""
+        WEBHOOK_NAMING_MODE=agent), as that ServiceAccount unless a kubeconfig is given, run by `entry`
+        (a script in place of the package: bench/bare.py); healthy, not yet registered."""
         assert self.workdir is not None
         env = {f"WEBHOOK_{key.upper()}": value for key, value in (settings or {}).items()}
         env["WEBHOOK_KUBECONFIG"] = str(kubeconfig or self.kubeconfig_for(service_account))
         log = self.workdir / f"webhook-{len(self.webhooks)}.log"
-        process = LocalWebhook(port or free_port(), env, self.certs, log, reuse_port)
+        process = LocalWebhook(port or free_port(), env, self.certs, log, reuse_port, entry=entry)
         self.webhooks.append(process)
         return process.start(timeout)
 

@@ -18,6 +18,9 @@ from typing import Any
 from agent_workspace_webhook.certificates import CertFiles
 from agent_workspace_webhook.testing.controlplane import ControlPlaneError, free_port, stop_process
 
+# The interpreter's arguments before `serve ...`: the package's command line.
+SERVE = ("-m", "agent_workspace_webhook")
+
 
 @dataclass
 class LocalWebhook:
@@ -30,6 +33,7 @@ class LocalWebhook:
     reuse_port: bool = False
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = field(default_factory=free_port)
+    entry: tuple[str, ...] = SERVE  # what runs `serve`: the package, or a script taking its arguments
 
     @property
     def url(self) -> str:
@@ -70,7 +74,7 @@ class LocalWebhook:
         return [json.loads(line) for line in self.log().splitlines() if '"event":"admission"' in line]
 
     def start(self, timeout: float = 30) -> LocalWebhook:
-        args = [sys.executable, "-m", "agent_workspace_webhook", "serve", "--port", str(self.port)]
+        args = [sys.executable, *self.entry, "serve", "--port", str(self.port)]
         args += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
         args += ["--metrics-port", str(self.metrics_port)]
         if self.reuse_port:

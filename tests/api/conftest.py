@@ -1,11 +1,12 @@
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
-from agent_workspace_webhook.server.app import WebhookApp, create_app
+from agent_workspace_webhook.server.app import create_app
 from agent_workspace_webhook.server.probes import create_probe_app
 from agent_workspace_webhook.settings import load_settings
 
@@ -43,8 +44,8 @@ def mutate(http: TestClient, body: dict[str, Any] | bytes) -> dict[str, Any]:
 
 def probes(http: TestClient) -> TestClient:
     """A client of the probe port's app (/healthz, /readyz, /metrics) beside this /mutate client."""
-    app = cast(WebhookApp, http.app)
-    return TestClient(create_probe_app(app.ctx, app.metrics))
+    assert isinstance(http.app, FastAPI)
+    return TestClient(create_probe_app(http.app))
 
 
 @pytest.fixture

@@ -462,6 +462,9 @@ class BrokenStore(MemoryStore):
     async def generations(self, namespace: str, base: str) -> Any:
         raise RuntimeError("bug in generations")
 
+    def generations_now(self, namespace: str, base: str) -> Any:  # a hit, answered at once
+        raise RuntimeError("bug in generations")
+
 
 def test_a_bug_is_a_500_counted_apart_from_api_errors(
     make_client: MakeClient, caplog: pytest.LogCaptureFixture

@@ -102,6 +102,11 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     kube.store.close()
 
 
+def cached(backend: Backend) -> bool:
+    """Whether the store answers a hit at once (its *_now methods): the twin, or the watch caches."""
+    return not isinstance(backend.store, KubeStore) or backend.store.cache is not None
+
+
 def manifest(backend: Backend, name: str) -> dict[str, Any]:
     return pvc_manifest(name, backend.namespace, {"agents.platform/agent": "rex"}, SPEC)
 
@@ -176,8 +181,10 @@ def test_ready(backend: Backend) -> None:
 def test_a_labelled_namespace_is_in_scope_and_a_missing_one_does_not_exist(backend: Backend) -> None:
     scope = parse_selector("agents.platform/workspaces=enabled")
     assert asyncio.run(backend.store.namespace_in_scope(backend.namespace, scope)) is True
+    assert backend.store.in_scope_now(backend.namespace, scope) is (True if cached(backend) else None)
     if isinstance(backend.store, KubeStore):  # the memory twin assumes every namespace exists
         assert asyncio.run(backend.store.namespace_in_scope("no-such-namespace", scope)) is None
+        assert backend.store.in_scope_now("no-such-namespace", scope) is None  # not at once: asked
 
 
 def test_the_generations_of_a_workspace(backend: Backend) -> None:
@@ -190,7 +197,9 @@ def test_the_generations_of_a_workspace(backend: Backend) -> None:
     found = asyncio.run(backend.store.generations(backend.namespace, base))
     assert [(g.number, g.pvc) for g in found] == [(1, base), (2, second)]
     assert found[1].state.generation_of == base
+    assert backend.store.generations_now(backend.namespace, base) == (found if cached(backend) else None)
     assert asyncio.run(backend.store.generations(backend.namespace, "workspace-cto-nobody")) == []
+    assert backend.store.generations_now(backend.namespace, "workspace-cto-nobody") == ([] if cached(backend) else None)
 
 
 def test_only_the_coderuns_asking_for_a_fresh_workspace(backend: Backend) -> None:
@@ -204,6 +213,10 @@ def test_only_the_coderuns_asking_for_a_fresh_workspace(backend: Backend) -> Non
             break
         time.sleep(0.05)
     assert sorted((run.name, run.facts.app) for run in runs) == [("fresh", "5DLabs-Cleo"), ("intake", "5DLabs-Tess")]
+    at_once = backend.store.fresh_runs_now(backend.namespace)
+    assert (sorted(at_once, key=lambda run: run.name) if at_once is not None else None) == (
+        sorted(runs, key=lambda run: run.name) if cached(backend) else None
+    )
     assert asyncio.run(backend.store.fresh_runs("no-such-namespace")) == []
 
 

@@ -36,6 +36,12 @@ from agent_workspace_webhook.testing.objects import controller_pod, review
 NAMESPACE = "bench"
 
 
+# (d)'s reviews name made-up services with no run behind them, thousands of them in one namespace:
+# create_for=any measures the create path itself (a verified run adds the GET of its CodeRun, or
+# of its Job and CodeRun), and the per-namespace ceiling is lifted so that every one is created.
+SETTINGS = {"create_for": "any", "max_workspaces_per_namespace": "1000000"}
+
+
 def pod(service: str, app: str = "5dlabs-rex", workspace: bool = True) -> dict[str, Any]:
     volume = None if workspace else {"name": "scratch", "emptyDir": {}}  # None: the controller's workspace claim
     return controller_pod(service, app, volume=volume, generate_name="bench-")
@@ -133,16 +139,14 @@ class Bench:
         self.core = client.CoreV1Api(self.admin)
         env.namespace(NAMESPACE)
         # The log level of production (INFO): each admission's JSON line is part of its cost.
-        # (d)'s reviews name made-up services with no run behind them: create_for=any measures the
-        # create path itself (a verified run adds the GET of its CodeRun, or of its Job and CodeRun).
         started = time.monotonic()
-        self.hook = env.start_webhook({"create_for": "any"}).wait_ready()
+        self.hook = env.start_webhook(SETTINGS).wait_ready()
         assert self.hook.proc is not None
         # Cost per replica: from exec to /readyz 200 (imports, caches' first lists), RSS at rest.
         self.ready_seconds = time.monotonic() - started
         self.rest_rss_mb = rss_and_fds(self.hook.proc.pid)[0]
         bare = (str(Path(__file__).with_name("bare.py")),)
-        self.bare = env.start_webhook({"create_for": "any"}, entry=bare).wait_ready()
+        self.bare = env.start_webhook(SETTINGS, entry=bare).wait_ready()
         # (b)'s workspace exists before the run
         self.core.create_namespaced_persistent_volume_claim(
             NAMESPACE,

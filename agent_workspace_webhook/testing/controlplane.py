@@ -111,11 +111,18 @@ class ControlPlane:
     # (testing/living.py): Pods run and PVCs bind. Without it, admission is all that happens.
     living: bool = False
     components: Living | None = None
+    # Where the API server listens (a real node's Pods reach it on a bridge's gateway address,
+    # testing/node.py) and its Services' range; with a real node, Pods get ServiceAccount tokens,
+    # the kubelet is reached by its address, and namespaces may pin their Pods to nodes
+    # (PodNodeSelector: runs on the simulated nodes, the webhook on the real one).
+    host: str = "127.0.0.1"
+    service_cidr: str = "10.0.0.0/24"
+    real_node: bool = False
     _apiserver_args: list[str] = field(default_factory=list)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -213,15 +220,19 @@ class ControlPlane:
             f"--etcd-servers={etcd_url}",
             f"--cert-dir={self.workdir / 'certs'}",
             f"--secure-port={self.port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--bind-address={self.host}",
+            f"--advertise-address={self.host}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=RBAC",
             f"--token-auth-file={tokens}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_pub}",
             f"--service-account-signing-key-file={sa_key}",
-            "--disable-admission-plugins=ServiceAccount",
+            *(
+                ["--kubelet-preferred-address-types=InternalIP", "--enable-admission-plugins=PodNodeSelector"]
+                if self.real_node
+                else ["--disable-admission-plugins=ServiceAccount"]
+            ),
             "--allow-privileged=true",
             *self.apiserver_flags,
         ]

@@ -61,13 +61,18 @@ def rendered(source: Source, helm: Path | None = None) -> list[dict[str, Any]]:
 def install(api: Any, source: Source = "manifests", helm: Path | None = None) -> None:
     """Apply the stand-in for the platform's CodeRun CRD, then the install's namespace,
     ServiceAccount and RBAC; wait for the CRD to be served."""
+    install_platform_crd(api)
+    for doc in rendered(source, helm):
+        if doc["kind"] in INSTALLED_KINDS:
+            apply(api, doc)
+
+
+def install_platform_crd(api: Any) -> None:
+    """The stand-in for the platform's CodeRun CRD, served before this returns."""
     from kubernetes import client
 
     for doc in load_yaml(PLATFORM_CRD_STAND_IN):
         apply(api, doc)
-    for doc in rendered(source, helm):
-        if doc["kind"] in INSTALLED_KINDS:
-            apply(api, doc)
     extensions = client.ApiextensionsV1Api(api)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -36,7 +36,7 @@ from agent_workspace_webhook.testing.install import (
     unregister,
     workspace_namespace,
 )
-from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound
+from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound, wait_service_account
 from agent_workspace_webhook.testing.living import KWOK_LABEL
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.node import GATEWAY, NODE_LABEL, SERVICE_CIDR, Node
@@ -129,6 +129,8 @@ class Environment:
             selector = ",".join(f"{k}={v}" for k, v in where.items())
             body["metadata"]["annotations"] = {"scheduler.alpha.kubernetes.io/node-selector": selector}
         client.CoreV1Api(self.admin).create_namespace(body)  # type: ignore[arg-type]
+        if self.node:  # Pods are refused until the controller manager has made its ServiceAccount
+            wait_service_account(self.admin, name)
         return name
 
     def delete_namespace(self, name: str) -> None:

@@ -6,6 +6,7 @@ saying so. One environment for the whole session; it stops by pid and puts the h
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,6 +31,8 @@ IMAGE = yaml.safe_load((ROOT / "manifests/base/deployment.yaml").read_text())["s
     0
 ]["image"]
 CLI = Path(sys.executable).parent / "agent-workspace-webhook"
+WEBHOOK = "agent-workspace-webhook"  # the namespace, Deployment, Service and release
+SELECTOR = "app.kubernetes.io/name=agent-workspace-webhook"
 NEEDS = ("dockerd", "containerd", "ctr", "runc", "debootstrap", "iptables", "gcc", "ip")
 
 
@@ -92,3 +96,57 @@ def certs_overlay(directory: Path) -> Path:
     done = subprocess.run([str(CLI), "certs", "--out", str(directory)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return directory
+
+
+def uninstall(env: Environment) -> None:
+    """Whatever install a module left (helm release or kustomize objects): its cluster-wide
+    objects and its namespace, gone before this returns; then the namespace again, empty (the
+    environment pins its Pods to the real node)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    kubectl(env, "delete", "mutatingwebhookconfiguration,clusterrole,clusterrolebinding", WEBHOOK, "--ignore-not-found")
+    core = client.CoreV1Api(env.admin)
+    try:
+        core.delete_namespace(WEBHOOK)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(WEBHOOK)
+        except ApiException as exc:
+            if exc.status == 404:
+                env.namespace(WEBHOOK)
+                return
+            raise
+        time.sleep(0.5)
+    raise AssertionError(f"namespace {WEBHOOK} still there after 120 s")
+
+
+def ready_replicas(env: Environment) -> list[dict[str, Any]]:
+    """The webhook's Pods that are Ready and not being deleted."""
+    pods = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))["items"]
+    return [
+        pod
+        for pod in pods
+        if "deletionTimestamp" not in pod["metadata"]
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    ]
+
+
+def wait_rolled_out(env: Environment, timeout: float = 180) -> float:
+    """`kubectl rollout status` of the Deployment; the seconds it took."""
+    started = time.monotonic()
+    kubectl(
+        env,
+        "-n",
+        WEBHOOK,
+        "rollout",
+        "status",
+        f"deployment/{WEBHOOK}",
+        f"--timeout={int(timeout)}s",
+        timeout=timeout + 30,
+    )
+    return time.monotonic() - started

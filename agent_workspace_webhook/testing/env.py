@@ -39,7 +39,8 @@ from agent_workspace_webhook.testing.install import (
 from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound, wait_service_account
 from agent_workspace_webhook.testing.living import KWOK_LABEL
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
-from agent_workspace_webhook.testing.node import GATEWAY, NODE_LABEL, SERVICE_CIDR, Node
+from agent_workspace_webhook.testing.node import NODE_LABEL, Node
+from agent_workspace_webhook.testing.node_config import GATEWAY, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import controller_pod
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.

@@ -77,7 +77,7 @@ def install_platform_crd(api: Any) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         crd = extensions.read_custom_resource_definition(CODERUN_CRD, _preload_content=False)
-        conditions = json_body(crd).get("status", {}).get("conditions", [])
+        conditions = (json_body(crd).get("status") or {}).get("conditions") or []  # null at first
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.1)

@@ -18,24 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from agent_workspace_webhook.testing.controlplane import ControlPlaneError, free_port, http_ok, stop_process
 from agent_workspace_webhook.testing.host_state import HostState, sh
 from agent_workspace_webhook.testing.image import PAUSE_IMAGE, import_images
+from agent_workspace_webhook.testing.node_config import (
+    BRIDGE,
+    GATEWAY,
+    NODE_NAME,
+    containerd_config,
+    kubelet_config,
+    proxy_config,
+)
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane
 
-NODE_NAME = "real-node-0"
 NODE_LABEL = {"type": "node"}
-# A bridge and ranges no other plane of the repo uses (ControlPlane's default Services are
-# 10.0.0.0/24, kwok's Pods 10.244.0.0/16).
-BRIDGE = "awhnode0"
-POD_SUBNET = "10.197.0.0/24"
-GATEWAY = "10.197.0.1"
-SERVICE_CIDR = "10.196.0.0/24"
-CNI_BIN = Path("/usr/lib/cni")
 
 
 @dataclass
@@ -46,6 +44,8 @@ class Node:
     host: HostState | None = None
     startup_seconds: float = 0.0
     restored: list[str] = field(default_factory=list)  # what restore_host() put back
+    _kubelet_args: list[str] = field(default_factory=list)
+    _kubelet_healthz: str = ""
 
     @property
     def containerd_socket(self) -> Path:
@@ -63,27 +63,30 @@ class Node:
         self.plane = plane
         started = time.monotonic()
         try:
-            config = self._containerd_config()
+            config = containerd_config(self.workdir, self.containerd_socket)
             self.procs["containerd"] = self._spawn("containerd", ["containerd", f"--config={config}"])
             self._wait("containerd", self._containerd_answers, timeout)
             import_images(self.containerd_socket, PAUSE_IMAGE, *images)
             healthz, proxy_healthz = free_port(), free_port()
-            self.procs["kubelet"] = self._spawn(
-                "kubelet",
+            self._kubelet_args = [
+                str(plane.bin_dir / "kubelet"),
+                f"--config={kubelet_config(self.workdir, self.containerd_socket, healthz)}",
+                f"--kubeconfig={plane.kubeconfig}",
+                f"--root-dir={self.workdir / 'kubelet'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={GATEWAY}",
+                f"--node-labels={','.join(f'{k}={v}' for k, v in NODE_LABEL.items())}",
+            ]
+            self._kubelet_healthz = f"http://127.0.0.1:{healthz}/healthz"
+            self.procs["kubelet"] = self._spawn("kubelet", self._kubelet_args)
+            self.procs["kube-proxy"] = self._spawn(
+                "kube-proxy",
                 [
-                    str(plane.bin_dir / "kubelet"),
-                    f"--config={self._kubelet_config(healthz)}",
-                    f"--kubeconfig={plane.kubeconfig}",
-                    f"--root-dir={self.workdir / 'kubelet'}",
-                    f"--hostname-override={NODE_NAME}",
-                    f"--node-ip={GATEWAY}",
-                    f"--node-labels={','.join(f'{k}={v}' for k, v in NODE_LABEL.items())}",
+                    str(plane.bin_dir / "kube-proxy"),
+                    f"--config={proxy_config(self.workdir, plane.kubeconfig, proxy_healthz)}",
                 ],
             )
-            self.procs["kube-proxy"] = self._spawn(
-                "kube-proxy", [str(plane.bin_dir / "kube-proxy"), f"--config={self._proxy_config(proxy_healthz)}"]
-            )
-            self._wait("kubelet", lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout)
+            self._wait("kubelet", lambda: http_ok(self._kubelet_healthz), timeout)
             self._wait("kube-proxy", lambda: http_ok(f"http://127.0.0.1:{proxy_healthz}/healthz"), timeout)
             self._wait("node Ready", self._ready, timeout)
         except BaseException:
@@ -92,6 +95,18 @@ class Node:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def restart_kubelet(self, timeout: float = 60) -> None:
+        """The kubelet stopped by its pid and started again with the same flags: the Pods run on,
+        and with its in-memory ServiceAccount tokens gone it requests each Pod's anew and
+        rewrites their token files (atomically, as on any renewal)."""
+        stop_process(self.procs.pop("kubelet", None), grace=15)
+        self.procs["kubelet"] = self._spawn("kubelet", self._kubelet_args)
+        self._wait("kubelet", lambda: http_ok(self._kubelet_healthz), timeout)
+
+    def token_files(self) -> list[Path]:
+        """The ServiceAccount token file of every Pod the kubelet runs."""
+        return sorted((self.workdir / "kubelet" / "pods").glob("*/volumes/kubernetes.io~projected/*/token"))
 
     def _containerd_answers(self) -> bool:
         return sh("ctr", "-a", str(self.containerd_socket), "version").returncode == 0
@@ -172,113 +187,6 @@ class Node:
                 pass
             time.sleep(0.2)
         raise ControlPlaneError(f"{what} not ready after {timeout}s; logs in {self.workdir}")
-
-    # --- configuration files -----------------------------------------------------------------
-
-    def _containerd_config(self) -> Path:
-        base, cri = self.workdir / "containerd", 'plugins."io.containerd.grpc.v1.cri"'
-        cni = self.workdir / "cni"
-        (cni / "net.d").mkdir(parents=True, exist_ok=True)
-        (cni / "net.d" / "10-awhnode.conflist").write_text(json.dumps(cni_config(cni / "ipam")))
-        path = base / "config.toml"
-        base.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            f"""version = 2
-root = "{base / "root"}"
-state = "{base / "state"}"
-[grpc]
-  address = "{self.containerd_socket}"
-[ttrpc]
-  address = "{self.containerd_socket}.ttrpc"
-[{cri}]
-  sandbox_image = "{PAUSE_IMAGE}"
-  # root on these VMs lacks CAP_SYS_RESOURCE: without this every sandbox fails in runc
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  [{cri}.containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [{cri}.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [{cri}.containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{base / "runc"}"
-  [{cri}.cni]
-    bin_dir = "{CNI_BIN}"
-    conf_dir = "{cni / "net.d"}"
-"""
-        )
-        return path
-
-    def _kubelet_config(self, healthz: int) -> Path:
-        config = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": GATEWAY,
-            "port": free_port(),
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": healthz,
-            "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-            "cgroupDriver": "cgroupfs",
-            "failSwapOn": False,
-            "failCgroupV1": False,
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
-            "podLogsDir": str(self.workdir / "pod-logs"),
-            "resolvConf": "",
-            "imageGCHighThresholdPercent": 100,
-            "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-            "syncFrequency": "5s",
-            "fileCheckFrequency": "5s",
-            "serializeImagePulls": False,
-        }
-        path = self.workdir / "kubelet.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
-
-    def _proxy_config(self, healthz: int) -> Path:
-        assert self.plane is not None
-        config = {
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-            "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(self.plane.kubeconfig)},
-            "mode": "iptables",
-            "bindAddress": "127.0.0.1",
-            "healthzBindAddress": f"127.0.0.1:{healthz}",
-            "metricsBindAddress": f"127.0.0.1:{free_port()}",
-            "hostnameOverride": NODE_NAME,
-            "clusterCIDR": POD_SUBNET,
-            "nodePortAddresses": [f"{GATEWAY}/32"],
-            # 0: leave the host's conntrack limits and timeouts as they are
-            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-        }
-        path = self.workdir / "kube-proxy.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
-
-
-def cni_config(ipam_dir: Path) -> dict[str, Any]:
-    """A bridge onto the bridge made here; no masquerade, no port maps: no iptables rules of CNI."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": "awhnode",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": False,
-                "ipMasq": False,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
-                    "routes": [{"dst": "0.0.0.0/0", "gw": GATEWAY}],
-                    "dataDir": str(ipam_dir),
-                },
-            }
-        ],
-    }
 
 
 def make_bridge() -> None:

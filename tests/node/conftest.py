@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,6 @@ CLI = Path(sys.executable).parent / "agent-workspace-webhook"
 WEBHOOK = "agent-workspace-webhook"  # the namespace, Deployment, Service and release
 SELECTOR = "app.kubernetes.io/name=agent-workspace-webhook"
 NEEDS = ("dockerd", "containerd", "ctr", "runc", "debootstrap", "iptables", "gcc", "ip")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/node/" in str(item.fspath):
-            item.add_marker(pytest.mark.node)
 
 
 @dataclass
@@ -98,6 +92,16 @@ def certs_overlay(directory: Path) -> Path:
     return directory
 
 
+def install_fresh(env: Environment, install: Callable[[], object]) -> float:
+    """Whatever install was there removed, then `install()` as a user runs it, until two Ready
+    replicas behind a routed Service: the seconds from the install to that."""
+    uninstall(env)
+    started = time.monotonic()
+    install()
+    wait_rolled_out(env)
+    return time.monotonic() - started
+
+
 def uninstall(env: Environment) -> None:
     """Whatever install a module left (helm release or kustomize objects): its cluster-wide
     objects and its namespace, gone before this returns; then the namespace again, empty (the
@@ -137,7 +141,8 @@ def ready_replicas(env: Environment) -> list[dict[str, Any]]:
 
 
 def wait_rolled_out(env: Environment, timeout: float = 180) -> float:
-    """`kubectl rollout status` of the Deployment; the seconds it took."""
+    """`kubectl rollout status` of the Deployment, and kube-proxy routing its Service; the seconds
+    it took."""
     started = time.monotonic()
     kubectl(
         env,
@@ -149,4 +154,34 @@ def wait_rolled_out(env: Environment, timeout: float = 180) -> float:
         f"--timeout={int(timeout)}s",
         timeout=timeout + 30,
     )
+    wait_routed(env)
     return time.monotonic() - started
+
+
+def cluster_ip(env: Environment) -> str:
+    return kubectl(env, "-n", WEBHOOK, "get", "service", WEBHOOK, "-o", "jsonpath={.spec.clusterIP}")
+
+
+def wait_routed(env: Environment) -> None:
+    """Until kube-proxy routes the Service's cluster IP: before it has seen Ready endpoints it
+    rejects (connection refused), however Ready the replicas are."""
+    ip, deadline = cluster_ip(env), time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listing = ["iptables", "-t", "nat", "-L", "KUBE-SERVICES", "-n"]
+        rules = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
+        if any(f"{WEBHOOK}/{WEBHOOK}:https cluster IP" in line and f" {ip} " in line for line in rules.splitlines()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"kube-proxy does not route the Service {WEBHOOK} ({ip}) after 30 s")
+
+
+def service_connections(env: Environment) -> set[str]:
+    """The Pod addresses behind the host's connections to the Service's cluster IP, from the
+    host's connection tracking (`dst=<cluster IP> dport=443` answered from `<pod>:8443`): calls
+    that went through the Service to a Pod. Only the API server calls the webhook that way."""
+    ip, pods = cluster_ip(env), set()
+    for entry in Path("/proc/net/nf_conntrack").read_text().splitlines():
+        fields = entry.split()
+        if f"dst={ip}" in fields and "dport=443" in fields and "sport=8443" in fields:
+            pods.add(next(f for f in fields[fields.index(f"dst={ip}") + 1 :] if f.startswith("src="))[4:])
+    return pods

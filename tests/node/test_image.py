@@ -18,6 +18,9 @@ from agent_workspace_webhook.testing.controlplane import free_port
 
 from .conftest import Built
 
+# Needs the control plane or Docker (e2e), and root (node): tests/node/conftest.py says which.
+pytestmark = [pytest.mark.e2e, pytest.mark.node]
+
 # The slim base (about 123 MB from debootstrap) plus the virtual environment (about 133 MB).
 MAX_SIZE = 300 * 1024 * 1024
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +18,26 @@ from typing import Any
 import pytest
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.node import NODE_NAME, SERVICE_CIDR
+from agent_workspace_webhook.testing.controlplane import write_key_pair
+from agent_workspace_webhook.testing.node_config import NODE_NAME, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import start_run, wait_running
 
-from .conftest import IMAGE, SELECTOR, WEBHOOK, certs_overlay, kubectl, ready_replicas, uninstall, wait_rolled_out
+from .conftest import (
+    IMAGE,
+    SELECTOR,
+    WEBHOOK,
+    certs_overlay,
+    install_fresh,
+    kubectl,
+    ready_replicas,
+    service_connections,
+    wait_rolled_out,
+)
 from .traffic import Traffic
+
+# Needs the control plane or Docker (e2e), and root (node): tests/node/conftest.py says which.
+pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
 
 @dataclass
@@ -35,12 +48,8 @@ class Installed:
 
 @pytest.fixture(scope="module")
 def installed(node_env: Environment, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    uninstall(node_env)
     overlay = certs_overlay(tmp_path_factory.mktemp("certs") / "generated")
-    started = time.monotonic()
-    kubectl(node_env, "apply", "-k", str(overlay))
-    wait_rolled_out(node_env)
-    return Installed(overlay, time.monotonic() - started)
+    return Installed(overlay, install_fresh(node_env, lambda: kubectl(node_env, "apply", "-k", str(overlay))))
 
 
 @pytest.fixture
@@ -74,21 +83,6 @@ def test_apply_k_brings_up_two_ready_replicas_from_the_image_on_the_real_node(
         assert {"token", "ca.crt", "namespace"} <= set(lines[4:-1]) and lines[-1] == "0", inside
 
 
-def service_connections() -> int:
-    """Connections kube-proxy's rule for the webhook Service's cluster IP has sent to a replica
-    (NAT counts a connection's first packet): only the API server calls the webhook, and not
-    through this rule unless through the Service (probes go to the Pod's own address)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # the rule appears once the Service has Ready endpoints
-        listing = ["iptables", "-t", "nat", "-L", "KUBE-SERVICES", "-v", "-n", "-x"]
-        rules = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
-        for line in rules.splitlines():
-            if f"{WEBHOOK}/{WEBHOOK}:https cluster IP" in line:
-                return int(line.split()[0])
-        time.sleep(0.5)
-    raise AssertionError(f"no kube-proxy rule for the Service {WEBHOOK}")
-
-
 def test_a_run_gets_its_workspace_through_the_service_from_a_replica(
     node_env: Environment, installed: Installed, runs_namespace: str
 ) -> None:
@@ -98,7 +92,7 @@ def test_a_run_gets_its_workspace_through_the_service_from_a_replica(
     pod = wait_running(node_env.admin, run)
     assert claim(pod) == "workspace-cto-rex"
     kubectl(node_env, "-n", runs_namespace, "get", "pvc", "workspace-cto-rex")
-    assert service_connections() > 0
+    assert service_connections(node_env) & {p["status"]["podIP"] for p in ready_replicas(node_env)}
     # A replica answered, and made the PVC with its own ServiceAccount's token.
     logs = [
         json.loads(line)
@@ -198,3 +192,39 @@ def test_eviction_through_the_disruption_budget_has_no_failed_admission(
         time.sleep(3)
     assert len(ready_replicas(node_env)) == 2
     assert counted(traffic, "eviction") == []
+
+
+def test_the_webhook_keeps_reading_the_api_after_the_kubelet_renews_its_token(
+    node_env: Environment, installed: Installed, tmp_path: Path
+) -> None:
+    """The token file the kubelet projects is renewed under the running webhook; once the old
+    token is refused, the webhook still reads and writes the API (its client re-reads the file
+    every minute). A new signing key renews every token now: a token's lifetime cannot be made
+    shorter than an hour (--service-account-max-token-expiration)."""
+    plane, node = node_env.plane, node_env.real_node
+    assert node is not None
+    old_keys = sorted(plane.workdir.glob("sa*.pub"))
+    signing, public = write_key_pair(tmp_path / "sa-new.key", tmp_path / "sa-new.pub")
+    plane.restart_with_service_account_keys(signing, [*old_keys, public])  # old tokens still valid
+    before = {path: path.read_text() for path in node.token_files()}
+    assert len(before) == 2
+    node.restart_kubelet()
+    started = time.monotonic()
+    while time.monotonic() - started < 90 and any(path.read_text() == token for path, token in before.items()):
+        time.sleep(0.5)
+    renewed = time.monotonic() - started
+    assert all(path.read_text() != token for path, token in before.items()), "token files not renewed in 90 s"
+    time.sleep(65)  # past the client's one-minute re-read of the file
+    plane.restart_with_service_account_keys(signing, [public])  # the old tokens are refused now
+    deadline = time.monotonic() + 60
+    while len(ready_replicas(node_env)) < 2 and time.monotonic() < deadline:  # /readyz asks the API
+        time.sleep(0.5)
+    assert len(ready_replicas(node_env)) == 2
+    namespace = node_env.namespace()
+    try:
+        run = start_run(node_env.admin, namespace, "tokens", "rex-2", githubApp="5DLabs-Rex")
+        assert claim(wait_running(node_env.admin, run)) == "workspace-tokens-rex"
+        kubectl(node_env, "-n", namespace, "get", "pvc", "workspace-tokens-rex")  # made with the new token
+    finally:
+        node_env.delete_namespace(namespace)
+    print(f"token files renewed {renewed:.1f} s after the kubelet restarted; old tokens refused, webhook working")

@@ -158,21 +158,21 @@ def wait_rolled_out(env: Environment, timeout: float = 180) -> float:
     return time.monotonic() - started
 
 
-def cluster_ip(env: Environment) -> str:
-    return kubectl(env, "-n", WEBHOOK, "get", "service", WEBHOOK, "-o", "jsonpath={.spec.clusterIP}")
+def cluster_ip(env: Environment, namespace: str = WEBHOOK, service: str = WEBHOOK) -> str:
+    return kubectl(env, "-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}")
 
 
-def wait_routed(env: Environment) -> None:
+def wait_routed(env: Environment, namespace: str = WEBHOOK, service: str = WEBHOOK, timeout: float = 30) -> None:
     """Until kube-proxy routes the Service's cluster IP: before it has seen Ready endpoints it
-    rejects (connection refused), however Ready the replicas are."""
-    ip, deadline = cluster_ip(env), time.monotonic() + 30
+    rejects (connection refused), however Ready the Pods behind it are."""
+    ip, deadline = cluster_ip(env, namespace, service), time.monotonic() + timeout
     while time.monotonic() < deadline:
         listing = ["iptables", "-t", "nat", "-L", "KUBE-SERVICES", "-n"]
         rules = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
-        if any(f"{WEBHOOK}/{WEBHOOK}:https cluster IP" in line and f" {ip} " in line for line in rules.splitlines()):
+        if any(f"{namespace}/{service}:https cluster IP" in line and f" {ip} " in line for line in rules.splitlines()):
             return
         time.sleep(0.5)
-    raise AssertionError(f"kube-proxy does not route the Service {WEBHOOK} ({ip}) after 30 s")
+    raise AssertionError(f"kube-proxy does not route the Service {namespace}/{service} ({ip}) after {timeout} s")
 
 
 def service_connections(env: Environment) -> set[str]:

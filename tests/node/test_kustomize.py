@@ -33,6 +33,7 @@ from .conftest import (
     ready_replicas,
     service_connections,
     wait_rolled_out,
+    wait_routed,
 )
 from .traffic import Traffic
 
@@ -216,10 +217,12 @@ def test_the_webhook_keeps_reading_the_api_after_the_kubelet_renews_its_token(
     assert all(path.read_text() != token for path, token in before.items()), "token files not renewed in 90 s"
     time.sleep(65)  # past the client's one-minute re-read of the file
     plane.restart_with_service_account_keys(signing, [public])  # the old tokens are refused now
-    deadline = time.monotonic() + 60
+    wait_routed(node_env, "default", "kubernetes", timeout=60)  # the API server's Service, for the Pods
+    deadline = time.monotonic() + 90
     while len(ready_replicas(node_env)) < 2 and time.monotonic() < deadline:  # /readyz asks the API
         time.sleep(0.5)
-    assert len(ready_replicas(node_env)) == 2
+    logs = kubectl(node_env, "-n", WEBHOOK, "logs", "-l", SELECTOR, "--tail=8", "--prefix", check=False)
+    assert len(ready_replicas(node_env)) == 2, logs
     namespace = node_env.namespace()
     try:
         run = start_run(node_env.admin, namespace, "tokens", "rex-2", githubApp="5DLabs-Rex")

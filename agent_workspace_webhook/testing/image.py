@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_workspace_webhook.testing.controlplane import CHECKOUT, ControlPlaneError, stop_process
+from agent_workspace_webhook.testing.host_state import unmount_under
 
 BASE_IMAGE = "python:3.11-slim-bookworm"
 # What the base holds: Python 3.11 with venv (whose ensurepip wheel the build stage's throw-away
@@ -102,7 +103,11 @@ class Docker:
         return self
 
     def stop(self) -> None:
-        stop_process(self.proc, grace=20)
+        """Only a daemon started here; then the mount it leaves in its exec root (the host's
+        network namespace, bind-mounted as netns/default)."""
+        if self.proc is not None:
+            stop_process(self.proc, grace=20)
+            unmount_under(self.workdir)
         self.proc = None
 
 

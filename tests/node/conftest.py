@@ -69,7 +69,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 @pytest.fixture(scope="session")
 def node_env(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
     with Environment(node=True, node_images=(built.image,), workdir=tmp_path_factory.mktemp("node-cluster")) as env:
+        assert env.real_node is not None
+        print(f"\nnode Ready {env.real_node.startup_seconds:.1f} s after containerd started (images imported)")
         yield env
+    if env.real_node is not None:
+        print(f"\nhost state put back: {', '.join(env.real_node.restored) or 'nothing had changed'}")
 
 
 def kubectl(env: Environment, *args: str, timeout: float = 180, check: bool = True) -> str:

@@ -4,7 +4,8 @@
 # per machine; and, for a cluster that runs Pods and provisions volumes without a kubelet,
 # kube-scheduler, kube-controller-manager, kwok (fake nodes, with its stages in kwok-stages.yaml),
 # csi-provisioner, csi-resizer and workspaces-csi-driver (controlplane/csi-driver); and for the
-# monitoring tests promtool and prometheus, and the Prometheus Operator's CRDs. Each section has its own
+# monitoring tests promtool and prometheus, and the Prometheus Operator's CRDs; and for a real node
+# (tests/node) kubelet and kube-proxy, with the host packages it needs. Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
 # about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
@@ -23,6 +24,10 @@ mkdir -p "$bin" "$work"
 go_version=$(go env GOVERSION)
 kubernetes_tools=(kube-apiserver kubectl kube-scheduler kube-controller-manager)
 kubernetes_stamp="kubernetes=$KUBERNETES_VERSION go=$go_version tools=$(IFS=,; echo "${kubernetes_tools[*]}")"
+# A real node's own binaries (tests/node): same version and wrapper module, their own stamp, so
+# adding them did not rebuild the section above.
+node_tools=(kubelet kube-proxy)
+node_stamp="node=$KUBERNETES_VERSION go=$go_version tools=$(IFS=,; echo "${node_tools[*]}")"
 etcd_stamp="etcd=$ETCD_VERSION go=$go_version tools=etcd"
 helm_stamp="helm=$HELM_VERSION go=$go_version tools=helm"
 # kwok's node and pod stages, not its volume ones: volumes come from csi-provisioner and our driver.
@@ -61,14 +66,32 @@ current() {
   [[ -f $bin/STAMP.$section && $(cat "$bin/STAMP.$section") == "$stamp" ]]
 }
 
-if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current etcd "$etcd_stamp" etcd &&
+# The real node's host packages (tests/node): a container runtime, CNI plugins, iptables for
+# kube-proxy, docker and debootstrap to build the image. Installed from Debian's packages when
+# missing and we are root; otherwise tests/node says what is missing and skips.
+node_packages=(docker.io containerd runc debootstrap containernetworking-plugins iptables gcc libc6-dev)
+missing=()
+for package in "${node_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "controlplane: apt-get install ${missing[*]} (the real node's host packages)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "controlplane: not root: the node tier (tests/node) will skip without ${missing[*]}"
+  fi
+fi
+
+if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current node "$node_stamp" "${node_tools[@]}" && current etcd "$etcd_stamp" etcd &&
   current helm "$helm_stamp" helm && current kwok "$kwok_stamp" kwok kwok-stages.yaml &&
   current csi-provisioner "$csi_provisioner_stamp" csi-provisioner &&
   current csi-resizer "$csi_resizer_stamp" csi-resizer &&
   current prometheus "$prometheus_stamp" promtool prometheus &&
   current prometheus-operator "$operator_stamp" "${operator_files[@]}" &&
   current csi-driver "$csi_driver_stamp" workspaces-csi-driver; then
-  echo "controlplane: cached binaries match ($kubernetes_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
+  echo "controlplane: cached binaries match ($kubernetes_stamp; $node_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
     "$csi_provisioner_stamp; $csi_resizer_stamp; $csi_driver_stamp; $prometheus_stamp; $operator_stamp)," \
     "nothing to build"
   exit 0
@@ -91,9 +114,9 @@ wrapper() {
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging
 # paths that only exist in its own repository, so `go install` fails. A wrapper module
 # replaces each of them with the published k8s.io/X v0.MINOR.PATCH instead.
-build_kubernetes() {
+build_kubernetes_module() {
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
-  local kdir=$work/kube-apiserver kmod minor ldflags
+  local kdir=$work/kube-apiserver kmod
   mkdir -p "$kdir"
   say "resolving k8s.io/kubernetes $KUBERNETES_VERSION (staging modules at $staging_version)"
   kmod=$(cd "$kdir" && GOFLAGS='' go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
@@ -118,11 +141,17 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   say "go mod tidy (kube-apiserver)"
   (cd "$kdir" && go mod tidy)
+}
+build_kubernetes() {
+  local kdir=$work/kube-apiserver minor ldflags
+  build_kubernetes_module
   minor=${KUBERNETES_VERSION#v1.}
   minor=${minor%%.*}
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
@@ -133,6 +162,22 @@ GO
   # The rest share most packages with kube-apiserver: about a minute for all three once it is built.
   for tool in kubectl kube-scheduler kube-controller-manager; do
     say "go build $tool"
+    (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$tool.new" "k8s.io/kubernetes/cmd/$tool")
+    mv "$bin/$tool.new" "$bin/$tool"
+  done
+}
+
+# --- kubelet and kube-proxy ---------------------------------------------------------------
+# From the wrapper module build_kubernetes made (made here too when that section was current).
+build_node() {
+  local kdir=$work/kube-apiserver minor ldflags tool
+  [[ -f $kdir/go.mod ]] || build_kubernetes_module
+  minor=${KUBERNETES_VERSION#v1.}
+  minor=${minor%%.*}
+  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  for tool in "${node_tools[@]}"; do
+    say "go build $tool (about 100 s for both with a warm Go cache, 285 s cold)"
     (cd "$kdir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$tool.new" "k8s.io/kubernetes/cmd/$tool")
     mv "$bin/$tool.new" "$bin/$tool"
   done
@@ -281,6 +326,7 @@ section() {
 }
 
 section kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}"
+section node "$node_stamp" "${node_tools[@]}"
 section etcd "$etcd_stamp" etcd
 section helm "$helm_stamp" helm
 section kwok "$kwok_stamp" kwok kwok-stages.yaml
@@ -290,7 +336,7 @@ section csi-driver "$csi_driver_stamp" workspaces-csi-driver
 section prometheus "$prometheus_stamp" promtool prometheus
 section prometheus-operator "$operator_stamp" "${operator_files[@]}"
 
-say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
+say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager, kubelet, kube-proxy) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
   "/ kwok $("$bin/kwok" --version | cut -d' ' -f3) / csi-provisioner $("$bin/csi-provisioner" --version | cut -d' ' -f2)" \
   "/ csi-resizer $CSI_RESIZER_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION" \
   "/ workspaces-csi-driver $csi_driver_hash"

@@ -91,12 +91,17 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The build stage's RUN lines, as written, with /opt/venv, /wheels and /src pointed here: the
     wheel is built and installed (not editable) into a fresh virtual environment."""
     tmp = tmp_path_factory.mktemp("image")
-    venv, wheels = tmp / "venv", tmp / "wheels"
+    venv, wheels, pip = tmp / "venv", tmp / "wheels", tmp / "pip"
     build, _ = stages()
     for instruction, args in build:
         if instruction != "RUN":
             continue
-        command = args.replace("/opt/venv", str(venv)).replace("/wheels", str(wheels)).replace("/src", str(ROOT))
+        command = (
+            args.replace("/opt/venv", str(venv))
+            .replace("/opt/pip", str(pip))
+            .replace("/wheels", str(wheels))
+            .replace("/src", str(ROOT))
+        )
         command = command.replace("/lib/python3.11/", f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/")
         command = command.replace("python -m", f"{sys.executable} -m")
         result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=900, check=False)

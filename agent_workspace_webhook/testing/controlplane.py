@@ -78,6 +78,18 @@ def http_ok(url: str, context: ssl.SSLContext | None = None, token: str | None =
         return bool(response.status == 200)
 
 
+def write_key_pair(private: Path, public: Path) -> tuple[Path, Path]:
+    """An RSA key pair as PEM files (the ServiceAccount token signing key and its public half)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
 def kubeconfig_text(server: str, ca_file: Path, token: str, user: str = "admin") -> str:
     return f"""apiVersion: v1
 kind: Config
@@ -111,11 +123,18 @@ class ControlPlane:
     # (testing/living.py): Pods run and PVCs bind. Without it, admission is all that happens.
     living: bool = False
     components: Living | None = None
+    # Where the API server listens (a real node's Pods reach it on a bridge's gateway address,
+    # testing/node.py) and its Services' range; with a real node, Pods get ServiceAccount tokens,
+    # the kubelet is reached by its address, and namespaces may pin their Pods to nodes
+    # (PodNodeSelector: runs on the simulated nodes, the webhook on the real one).
+    host: str = "127.0.0.1"
+    service_cidr: str = "10.0.0.0/24"
+    real_node: bool = False
     _apiserver_args: list[str] = field(default_factory=list)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -195,17 +214,7 @@ class ControlPlane:
         )
         self._wait("etcd", self.etcd, f"{etcd_url}/health", timeout)
 
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        sa_key = self.workdir / "sa.key"
-        sa_key.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        sa_pub = self.workdir / "sa.pub"
-        sa_pub.write_bytes(
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        sa_key, sa_pub = write_key_pair(self.workdir / "sa.key", self.workdir / "sa.pub")
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
         self.port = free_port()
@@ -213,15 +222,19 @@ class ControlPlane:
             f"--etcd-servers={etcd_url}",
             f"--cert-dir={self.workdir / 'certs'}",
             f"--secure-port={self.port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--bind-address={self.host}",
+            f"--advertise-address={self.host}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=RBAC",
             f"--token-auth-file={tokens}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_pub}",
             f"--service-account-signing-key-file={sa_key}",
-            "--disable-admission-plugins=ServiceAccount",
+            *(
+                ["--kubelet-preferred-address-types=InternalIP", "--enable-admission-plugins=PodNodeSelector"]
+                if self.real_node
+                else ["--disable-admission-plugins=ServiceAccount"]
+            ),
             "--allow-privileged=true",
             *self.apiserver_flags,
         ]
@@ -239,6 +252,16 @@ class ControlPlane:
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # the CA file does not exist until the server has started
         self._wait("kube-apiserver", self.apiserver, f"{self.server}/readyz", timeout, insecure, self.token)
+
+    def restart_with_service_account_keys(self, signing: Path, trusted: list[Path], timeout: float = 60) -> None:
+        """Restart the API server signing ServiceAccount tokens with `signing` (a private key),
+        accepting those signed with any of `trusted` (public keys): a key rotation."""
+        flags = ("--service-account-key-file=", "--service-account-signing-key-file=")
+        keep = [arg for arg in self._apiserver_args if not arg.startswith(flags)]
+        keys = [f"--service-account-key-file={key}" for key in trusted]
+        self._apiserver_args = [*keep, f"--service-account-signing-key-file={signing}", *keys]
+        self.stop_apiserver()
+        self.start_apiserver(timeout)
 
     def stop_apiserver(self) -> None:
         stop_process(self.apiserver, grace=10)

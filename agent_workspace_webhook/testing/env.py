@@ -30,13 +30,17 @@ from agent_workspace_webhook.testing.install import (
     WEBHOOK_SERVICE_ACCOUNT,
     Source,
     install,
+    install_platform_crd,
     register,
     service_account_kubeconfig,
     unregister,
     workspace_namespace,
 )
-from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound
+from agent_workspace_webhook.testing.kube import admin_client, create, denial, wait_bound, wait_service_account
+from agent_workspace_webhook.testing.living import KWOK_LABEL
 from agent_workspace_webhook.testing.local_webhook import SERVE, LocalWebhook
+from agent_workspace_webhook.testing.node import NODE_LABEL, Node
+from agent_workspace_webhook.testing.node_config import GATEWAY, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import controller_pod
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.
@@ -48,11 +52,14 @@ class Environment:
     """A dev cluster with the webhook installed; see the module's docstring."""
 
     living: bool = False  # also the controller manager, scheduler, kwok nodes and a CSI provisioner
+    node: bool = False  # also a real node (testing/node.py; root only), running these images
+    node_images: Sequence[str] = ()
     workdir: Path | None = None  # default: a temporary directory, removed by stop()
     apiserver_flags: Sequence[str] = ()  # e.g. --admission-control-config-file for mutual TLS
     install_from: Source = "manifests"
     webhooks: list[LocalWebhook] = field(default_factory=list)
     default: LocalWebhook | None = None  # what env.webhook() hands the admissions back to
+    real_node: Node | None = None
     _owns_workdir: bool = False
 
     def start(self, timeout: float = 60) -> Environment:
@@ -60,13 +67,24 @@ class Environment:
             self.workdir, self._owns_workdir = Path(tempfile.mkdtemp(prefix="agent-workspace-env-")), True
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "plane").mkdir(exist_ok=True)
-        self.plane = ControlPlane(
-            workdir=self.workdir / "plane", living=self.living, apiserver_flags=list(self.apiserver_flags)
-        )
-        self.plane.start(timeout)
         try:
+            if self.node:  # its bridge first: the API server listens on the bridge's gateway
+                self.real_node = Node(self.workdir / "node").prepare()
+            self.plane = ControlPlane(
+                workdir=self.workdir / "plane",
+                living=self.living or self.node,
+                apiserver_flags=list(self.apiserver_flags),
+                **({"host": GATEWAY, "service_cidr": SERVICE_CIDR, "real_node": True} if self.node else {}),  # type: ignore[arg-type]
+            )
+            self.plane.start(timeout)
+            if self.real_node is not None:
+                self.real_node.start(self.plane, tuple(self.node_images))
             self.admin = admin_client(self.plane)
-            install(self.admin, self.install_from, self.plane.bin_dir / "helm")
+            if self.node:  # the test installs the webhook itself, as users do
+                install_platform_crd(self.admin)
+                self.namespace(WEBHOOK_NAMESPACE)
+            else:
+                install(self.admin, self.install_from, self.plane.bin_dir / "helm")
             self.certs: CertFiles = write_certificates(self.workdir / "certs", ["127.0.0.1"])
             self.namespace(PROBE_NAMESPACE)
         except BaseException:
@@ -75,13 +93,21 @@ class Environment:
         return self
 
     def stop(self) -> None:
-        """Every webhook process, the client, the cluster (each by its pid); the workdir if it made it."""
+        """Every webhook process, the client, the node, the cluster (each by its pid), the host
+        state the node changed; the workdir if it made it."""
         for process in self.webhooks:
             process.stop()
         if getattr(self, "admin", None) is not None:
             self.admin.close()
-        if getattr(self, "plane", None) is not None:
-            self.plane.stop()
+        node = self.real_node
+        try:
+            if node is not None:
+                node.stop()
+            if getattr(self, "plane", None) is not None:
+                self.plane.stop()
+        finally:
+            if node is not None:
+                node.restore_host()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -98,7 +124,14 @@ class Environment:
         from kubernetes import client
 
         name = name or f"t-{uuid.uuid4().hex[:10]}"
-        client.CoreV1Api(self.admin).create_namespace(workspace_namespace(name))  # type: ignore[arg-type]
+        body = workspace_namespace(name)
+        if self.node:  # the webhook's Pods on the real node, runs on the simulated ones
+            where = NODE_LABEL if name == WEBHOOK_NAMESPACE else KWOK_LABEL
+            selector = ",".join(f"{k}={v}" for k, v in where.items())
+            body["metadata"]["annotations"] = {"scheduler.alpha.kubernetes.io/node-selector": selector}
+        client.CoreV1Api(self.admin).create_namespace(body)  # type: ignore[arg-type]
+        if self.node:  # Pods are refused until the controller manager has made its ServiceAccount
+            wait_service_account(self.admin, name)
         return name
 
     def delete_namespace(self, name: str) -> None:

@@ -61,18 +61,23 @@ def rendered(source: Source, helm: Path | None = None) -> list[dict[str, Any]]:
 def install(api: Any, source: Source = "manifests", helm: Path | None = None) -> None:
     """Apply the stand-in for the platform's CodeRun CRD, then the install's namespace,
     ServiceAccount and RBAC; wait for the CRD to be served."""
+    install_platform_crd(api)
+    for doc in rendered(source, helm):
+        if doc["kind"] in INSTALLED_KINDS:
+            apply(api, doc)
+
+
+def install_platform_crd(api: Any) -> None:
+    """The stand-in for the platform's CodeRun CRD, served before this returns."""
     from kubernetes import client
 
     for doc in load_yaml(PLATFORM_CRD_STAND_IN):
         apply(api, doc)
-    for doc in rendered(source, helm):
-        if doc["kind"] in INSTALLED_KINDS:
-            apply(api, doc)
     extensions = client.ApiextensionsV1Api(api)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         crd = extensions.read_custom_resource_definition(CODERUN_CRD, _preload_content=False)
-        conditions = json_body(crd).get("status", {}).get("conditions", [])
+        conditions = (json_body(crd).get("status") or {}).get("conditions") or []  # null at first
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.1)

@@ -110,3 +110,19 @@ def wait_bound(api: Any, namespace: str, name: str, timeout: float = 60) -> dict
         if time.monotonic() > deadline:
             raise TimeoutError(f"PVC {namespace}/{name} is not Bound after {timeout}s: {found.get('status')}")
         time.sleep(0.1)
+
+
+def wait_service_account(api: Any, namespace: str, name: str = "default", timeout: float = 30) -> None:
+    """Until the ServiceAccount exists (the controller manager makes `default` in a new namespace)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.CoreV1Api(api).read_namespaced_service_account(name, namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)

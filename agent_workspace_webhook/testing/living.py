@@ -36,6 +36,7 @@ RETAIN_CLASS = "workspaces-retain"
 FIXED_CLASS = "workspaces-fixed"
 NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
 NODE_SIZE = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+KWOK_LABEL = {"type": "kwok"}
 # Stopped in this order (the reverse of start): nothing that writes to the API outlives it.
 ORDER = ("csi-resizer", "csi-provisioner", "csi-driver", "kwok", "kube-scheduler", "kube-controller-manager")
 
@@ -183,7 +184,7 @@ def _apply_nodes_and_storage(admin: Any, timeout: float) -> None:
             "metadata": {
                 "name": name,
                 "annotations": {"kwok.x-k8s.io/node": "fake"},
-                "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+                "labels": {"kubernetes.io/hostname": name, **KWOK_LABEL},
             },
             # A node's size, as a kubelet would report it (a Node may be created with its status).
             # kwok's default is 1k CPUs, on which every Pod scores the same and the scheduler

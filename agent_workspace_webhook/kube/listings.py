@@ -5,6 +5,7 @@ PersistentVolumes (the Released ones are what deleted workspaces left in a Retai
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 from agent_workspace_webhook.kube.connect import api_client
@@ -32,34 +33,36 @@ def list_coderuns(settings: Settings, namespace: str | None) -> list[dict[str, A
     """The CodeRuns, everywhere or in one namespace: which workspace each names (its annotation)."""
     from kubernetes import client
 
-    api = api_client(settings)
-    runs = client.CustomObjectsApi(api)
     group, version = settings.coderun_group, settings.coderun_version
-    try:
+
+    def call(api: Any) -> Any:
+        runs = client.CustomObjectsApi(api)
         if namespace:
-            response = runs.list_namespaced_custom_object(group, version, namespace, "coderuns", _preload_content=False)
-        else:
-            response = runs.list_cluster_custom_object(group, version, "coderuns", _preload_content=False)
-    except Exception as exc:
-        raise ClusterError(f"cannot list CodeRuns ({group}/{version}): {one_line(exc)}") from None
-    finally:
-        api.close()
-    items: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
-    return items
+            return runs.list_namespaced_custom_object(group, version, namespace, "coderuns", _preload_content=False)
+        return runs.list_cluster_custom_object(group, version, "coderuns", _preload_content=False)
+
+    return _items(settings, f"CodeRuns ({group}/{version})", call)
 
 
 def _list(settings: Settings, namespace: str | None, kind: str, what: str, **options: Any) -> list[dict[str, Any]]:
     from kubernetes import client
 
-    api = api_client(settings)
-    core = client.CoreV1Api(api)
-    try:
+    def call(api: Any) -> Any:
+        core = client.CoreV1Api(api)
         if kind == "persistent_volume":
-            response = core.list_persistent_volume(_preload_content=False, **options)
-        elif namespace:
-            response = getattr(core, f"list_namespaced_{kind}")(namespace, _preload_content=False, **options)
-        else:
-            response = getattr(core, f"list_{kind}_for_all_namespaces")(_preload_content=False, **options)
+            return core.list_persistent_volume(_preload_content=False, **options)
+        if namespace:
+            return getattr(core, f"list_namespaced_{kind}")(namespace, _preload_content=False, **options)
+        return getattr(core, f"list_{kind}_for_all_namespaces")(_preload_content=False, **options)
+
+    return _items(settings, what, call)
+
+
+def _items(settings: Settings, what: str, call: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """The items of one list call made with a client of its own; a failure is a ClusterError."""
+    api = api_client(settings)
+    try:
+        response = call(api)
     except Exception as exc:
         raise ClusterError(f"cannot list {what}: {one_line(exc)}") from None
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -156,14 +156,12 @@ class WorkspaceGauges(Collector):
         found = self._census()
         if found is None:  # no watch cache: nothing to count from
             return
-        pvcs = GaugeMetricFamily(
-            f"{PREFIX}_workspace_pvcs",
+        yield _by_label(
+            "workspace_pvcs",
             "Workspace PVCs by state (Bound, Pending, Lost; deleting: being deleted).",
-            labels=["state"],
+            "state",
+            found.pvcs,
         )
-        for state, count in found.pvcs.items():
-            pvcs.add_metric([state], count)
-        yield pvcs
         generations = GaugeMetricFamily(
             f"{PREFIX}_workspace_generations",
             "Generations of the workspaces: current (in use by runs) and retained (older ones kept to restore).",
@@ -175,11 +173,17 @@ class WorkspaceGauges(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_legacy_workspaces", "Shared workspace-{service} PVCs still there.", value=found.legacy
         )
-        idle = GaugeMetricFamily(
-            f"{PREFIX}_cache_idle_seconds",
+        yield _by_label(
+            "cache_idle_seconds",
             "Seconds since each watch cache last heard from the API server (list or watch event, bookmarks included).",
-            labels=["cache"],
+            "cache",
+            found.idle_seconds,
         )
-        for cache, seconds in found.idle_seconds.items():
-            idle.add_metric([cache], seconds)
-        yield idle
+
+
+def _by_label(name: str, documentation: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+    """A gauge family with one label, a sample per value of it."""
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=[label])
+    for value, number in values.items():
+        family.add_metric([value], number)
+    return family

@@ -126,21 +126,6 @@ async def owning_coderun(
     return None if coderun is None else (owner[1], coderun)
 
 
-async def pod_facts(
-    pod: Mapping[str, Any],
-    namespace: str,
-    rules: AgentRules,
-    service_key: str,
-    app_key: str,
-    lookup: OwnerLookup,
-) -> RunFacts | None:
-    """Facts for a Pod: its labels when they are complete and unambiguous, else its owning
-    CodeRun (authoritative), else whatever the labels had; None for a Pod that is no agent's."""
-    return conclusive_label_facts(pod, rules, service_key, app_key) or await owner_facts(
-        pod, namespace, label_facts(pod, service_key, app_key), lookup
-    )
-
-
 async def owner_facts(
     pod: Mapping[str, Any], namespace: str, labels: RunFacts | None, lookup: OwnerLookup
 ) -> RunFacts | None:

@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 
 from agent_workspace_webhook.rules.agents import compile_rules
-from agent_workspace_webhook.rules.facts import FactsError, OwnerKind, RunFacts, coderun_facts, label_facts, pod_facts
+from agent_workspace_webhook.rules.facts import (
+    FactsError,
+    OwnerKind,
+    RunFacts,
+    coderun_facts,
+    conclusive_label_facts,
+    label_facts,
+    owner_facts,
+)
 from agent_workspace_webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
 from agent_workspace_webhook.testing.objects import coderun, job_pod
 
@@ -25,7 +33,12 @@ class Lookup:
 
 
 def facts_for(pod: dict[str, Any], lookup: Lookup) -> RunFacts | None:
-    return asyncio.run(pod_facts(pod, "agents", RULES, "service", "github-user", lookup))
+    """A Pod's facts as admission/admit.py reads them: its labels when they are conclusive (no
+    lookup), else its owning CodeRun, else whatever the labels had."""
+    labels = conclusive_label_facts(pod, RULES, "service", "github-user")
+    if labels is not None:
+        return labels
+    return asyncio.run(owner_facts(pod, "agents", label_facts(pod, "service", "github-user"), lookup))
 
 
 def owned_job(coderun_name: str) -> dict[str, Any]:

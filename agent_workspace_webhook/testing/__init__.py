@@ -6,7 +6,7 @@ what tests, the demo and the benchmarks do with it: objects shaped as the platfo
 (objects.py, pure), runs as CodeRun + Job (runs.py), and plain-dict calls (kube.py).
 """
 
-from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError
+from agent_workspace_webhook.testing.controlplane import ControlPlane
 from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.kube import create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
@@ -20,6 +20,7 @@ from agent_workspace_webhook.testing.objects import (
     job_pod,
     review,
 )
+from agent_workspace_webhook.testing.processes import ControlPlaneError
 from agent_workspace_webhook.testing.runs import Run, cancel, launch, start_run, submit, wait_gone, wait_running
 
 __all__ = [

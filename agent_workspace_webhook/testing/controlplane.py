@@ -12,12 +12,10 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,14 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from agent_workspace_webhook.testing.processes import (
+    ControlPlaneError,
+    log_tail,
+    spawn_logged,
+    stop_process,
+    wait_ready,
+)
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.living import Living
@@ -37,10 +43,6 @@ BUILD_HINT = (
     "build them with `bash controlplane/build.sh` in a checkout of agent-workspace-webhook (needs Go; "
     f"they land in .cache/controlplane/bin) and point {BIN_ENV} at that directory"
 )
-
-
-class ControlPlaneError(RuntimeError):
-    pass
 
 
 def binaries_dir() -> Path:
@@ -57,18 +59,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
-    """SIGTERM this one process, SIGKILL it after `grace` seconds."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None, token: str | None = None) -> bool:
@@ -150,27 +140,11 @@ class ControlPlane:
         binary = self.bin_dir / (binary_name or name)
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing: {BUILD_HINT}")
-        with (self.workdir / f"{name}.log").open("ab") as log:
-            return subprocess.Popen(
-                [str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
+        return spawn_logged(self.workdir, name, [str(binary), *args])
 
     def wait_for(self, what: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
-        """Poll `ready` until it says so (errors count as not yet), while the process lives."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{what} exited with {proc.returncode}; see {self.workdir}/{what}.log:\n{self.tail(what)}"
-                )
-            try:
-                if ready():
-                    return
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise ControlPlaneError(f"{what} not ready after {timeout}s ({last}); see {self.workdir}/{what}.log")
+        """Poll `ready` until it says so, while the process `what` (spawned under that name) lives."""
+        wait_ready(what, ready, timeout, self.workdir, {what: proc})
 
     def _wait(
         self,
@@ -184,8 +158,7 @@ class ControlPlane:
         self.wait_for(what, proc, lambda: http_ok(probe, context, token), timeout)
 
     def tail(self, what: str, lines: int = 20) -> str:
-        path = self.workdir / f"{what}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return log_tail(self.workdir, what, lines)
 
     def start(self, timeout: float = 60) -> ControlPlane:
         try:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import ControlPlaneError
 from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.install import WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.kube import pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim
+from agent_workspace_webhook.testing.processes import ControlPlaneError
 from agent_workspace_webhook.testing.runs import Run, cancel, start_run, wait_gone, wait_running
 
 NAMESPACE = "demo"

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import yaml
 
 from agent_workspace_webhook.ops.manifests import load_yaml, manifests_dir
-from agent_workspace_webhook.testing.controlplane import ControlPlane, ControlPlaneError, kubeconfig_text
+from agent_workspace_webhook.testing.controlplane import ControlPlane, kubeconfig_text
 from agent_workspace_webhook.testing.kube import apply, json_body
+from agent_workspace_webhook.testing.processes import ControlPlaneError
 
 WEBHOOK_NAMESPACE = "agent-workspace-webhook"
 WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
-from agent_workspace_webhook.testing.controlplane import free_port, http_ok, stop_process
+from agent_workspace_webhook.testing.controlplane import free_port, http_ok
+from agent_workspace_webhook.testing.processes import stop_process
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane

@@ -14,11 +14,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agent_workspace_webhook.testing.controlplane import ControlPlaneError, free_port, http_ok, stop_process
+from agent_workspace_webhook.testing.controlplane import free_port, http_ok
 from agent_workspace_webhook.testing.host_state import HostState, sh
 from agent_workspace_webhook.testing.image import PAUSE_IMAGE, import_images
 from agent_workspace_webhook.testing.node_config import (
@@ -29,6 +30,7 @@ from agent_workspace_webhook.testing.node_config import (
     kubelet_config,
     proxy_config,
 )
+from agent_workspace_webhook.testing.processes import ControlPlaneError, spawn_logged, stop_process, wait_ready
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane
@@ -170,23 +172,10 @@ class Node:
         return [pid for pid in pids if pid not in own]
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"{name}.log").open("ab") as log:
-            return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return spawn_logged(self.workdir, name, args)
 
-    def _wait(self, what: str, ready: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    log = (self.workdir / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
-                    raise ControlPlaneError(f"{name} exited with {proc.returncode}:\n" + "\n".join(log))
-            try:
-                if ready():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise ControlPlaneError(f"{what} not ready after {timeout}s; logs in {self.workdir}")
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        wait_ready(what, ready, timeout, self.workdir, self.procs)
 
 
 def make_bridge() -> None:

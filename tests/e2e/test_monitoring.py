@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port, stop_process
+from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port
+from agent_workspace_webhook.testing.processes import stop_process
 from agent_workspace_webhook.testing.runs import run_pod
 
 ROOT = Path(__file__).resolve().parents[2]

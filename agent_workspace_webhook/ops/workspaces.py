@@ -35,6 +35,7 @@ class Row:
     # wrote); None when the CodeRuns could not be listed.
     runs: tuple[str, ...] | None = None
     ours: bool = False  # made by the webhook
+    workspace: str = ""  # the name of its generation 1: what groups a workspace's rows
 
 
 def age(created: str | None, now: datetime.datetime) -> str:
@@ -110,6 +111,7 @@ def rows(
                 legacy=legacy,
                 runs=runs,
                 ours=copy.ours,
+                workspace=workspace,
             )
             for copy in copies
         ]
@@ -187,9 +189,9 @@ def unnamed(found: Sequence[Row]) -> list[Row]:
     """The current generation of each workspace the webhook made that no CodeRun names and no Pod
     mounts (in any generation): an admission that failed after the PVC was made (its `pvc
     created` log line has no admission line after it), or runs since deleted."""
-    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in found:
-        groups[(r.namespace, r.service, r.agent)].append(r)
+        groups[(r.namespace, r.workspace)].append(r)
     return [
         r
         for group in groups.values()

@@ -130,14 +130,12 @@ class MemoryStore:
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
         return self.fresh_runs_now(namespace)
 
-    def in_scope_now(self, name: str, selector: Selector) -> bool | None:
-        return self._in_scope(name, selector)  # a missing one (None) is asked again, as KubeStore does
-
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
-        return self._in_scope(name, selector)
+        return self.in_scope_now(name, selector)
 
-    def _in_scope(self, name: str, selector: Selector) -> bool | None:
-        # Not counted as a call: the real store answers this from its namespace watch.
+    def in_scope_now(self, name: str, selector: Selector) -> bool | None:
+        # Not counted as a call: the real store answers this from its namespace watch. A missing
+        # one (None) is asked again through namespace_in_scope, as KubeStore does.
         if self.namespaces is not None:
             labels = self.namespaces.get(name)
             return None if labels is None else selector.matches(labels)

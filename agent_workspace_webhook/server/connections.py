@@ -61,6 +61,8 @@ def make_room(connections: Collection[Waiting], cap: int) -> Waiting | bool:
     has a request in progress (the newcomer is refused); True when below the cap. The choice: one
     that never served a request before one that has, then one from the source holding the most
     connections (the API server comes from few addresses), then the one waiting longest."""
+    if len(connections) < cap:  # the usual case, without a pass over them
+        return True
     live = [c for c in connections if not c.dropped]
     if len(live) < cap:
         return True

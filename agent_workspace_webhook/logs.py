@@ -4,6 +4,8 @@ through event() on the hot path."""
 from __future__ import annotations
 
 import asyncio
+import atexit
+import io
 import logging
 import sys
 import time
@@ -46,6 +48,14 @@ def _line(created: float, level: str, event: str, fields: Mapping[str, Any]) -> 
     return orjson.dumps({"ts": _timestamp(created), "level": level, "event": event, **fields}, default=str)
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler's lines (all but event()'s) go out after event()'s lines still held."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _SINK.flush()
+        super().emit(record)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {}
@@ -64,9 +74,9 @@ def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     "Invalid HTTP request received.", asyncio's) through the root logger at warning and above,
     where Python would otherwise print them as bare text."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    handler = _Handler(stream)
     handler.setFormatter(JsonFormatter())
-    _SINK.stream = stream.buffer
+    _SINK.stream = _buffered(stream)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -74,6 +84,18 @@ def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     ours.handlers.clear()
     ours.setLevel(level.upper())
     ours.propagate = True
+
+
+def _buffered(stream: TextIO) -> BinaryIO:
+    """event()'s own buffer on the stream's descriptor: with PYTHONUNBUFFERED (as the image
+    sets), stderr's bytes are unbuffered and every line would be a system call of its own."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return stream.buffer  # no descriptor (a test's stream): its own buffer
+    sink = io.BufferedWriter(io.FileIO(fd, "wb", closefd=False), buffer_size=1 << 16)
+    atexit.register(sink.flush)  # lines of the last turn of the loop
+    return sink
 
 
 def logger() -> logging.Logger:

@@ -8,8 +8,8 @@ ClusterError or DeadlinePassed) and turned into a Response in one place, answer_
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -166,7 +166,7 @@ def _target(request: Request, name: str | None, ctx: Context) -> Target:
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
     budget = settings.kube_deadline_seconds
     who = f"{kind.kind} {namespace}/{name or '(generated name)'}"
-    return Target(obj, namespace, who, request.dry_run, budget, asyncio.get_running_loop().time() + budget)
+    return Target(obj, namespace, who, request.dry_run, budget, time.monotonic() + budget)
 
 
 async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:

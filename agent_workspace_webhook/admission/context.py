@@ -6,6 +6,7 @@ which runs a Kubernetes step inside the admission's one deadline."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -129,9 +130,9 @@ class Target(msgspec.Struct, frozen=True):
     who: str  # "Pod agents/code-run-x7" for messages
     dry_run: bool
     budget: float  # seconds for all the Kubernetes calls of this admission
-    # When they must all be done by (the loop's clock): now + budget. Each step that waits is
-    # bounded by it (within); a hit, answered from the caches at once, waits for nothing and
-    # arms no timer.
+    # When they must all be done by (time.monotonic()): now + budget. Each step that waits is
+    # bounded by it (within); a hit, answered from the caches at once, waits for nothing, arms no
+    # timer and does not look up the event loop (asyncio's lookup is a getpid() system call).
     expires: float
     # The owners read so far ((kind, namespace, name) -> object or None): the facts, the fresh
     # check and provenance each walk the same chain, and pay for each GET once.
@@ -152,7 +153,7 @@ async def within(target: Target, step: str, call: Awaitable[T]) -> T:
     """Await one step that talks to Kubernetes, before the admission's deadline. When the deadline
     cuts it off, the step is named in the DeadlinePassed raised instead; any other cancellation
     (a shutdown) goes on up."""
-    scope = asyncio.timeout_at(target.expires)
+    scope = asyncio.timeout(max(0.0, target.expires - time.monotonic()))
     try:
         async with scope:
             return await call

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent_workspace_webhook.server.coalesce import HeldWrites
 from agent_workspace_webhook.server.tls import peer_names
 
 # reason ("connections", "dropped", "slow", "client_name") -> None: counts them in the metrics
@@ -77,8 +78,13 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
     """`base` (a uvicorn HTTP protocol class) with the limits applied to every connection."""
 
     class Guarded(base):  # type: ignore[misc]
+        # The header deadline: when the awaited request's headers must have arrived (monotonic
+        # clock), None while a request is in progress. One timer per connection checks it and
+        # re-arms itself while requests keep coming, rather than a timer armed and cancelled
+        # for every request of a keep-alive connection.
+        _deadline: float | None = None
         _timer: asyncio.TimerHandle | None = None
-        _armed_for: object = None
+        _awaited: object = None  # the cycle (request) current when the deadline was set
         _refused = False
         source = ""
         served = False
@@ -111,8 +117,8 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
             peer = transport.get_extra_info("peername")
             self.source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             self.since = time.monotonic()
-            super().connection_made(transport)
-            self._arm()
+            super().connection_made(HeldWrites(transport, self))
+            self._await_headers(self.since)
             return None
 
         def _drop(self) -> None:
@@ -131,7 +137,9 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
         def connection_lost(self, exc: Exception | None) -> None:
             if self._refused:
                 return
-            self._disarm()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -139,28 +147,28 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
             cycle = self.cycle
             if cycle is not None and not cycle.more_body:
                 cycle.scope[BODY_RECEIVED] = True
-            if self._timer is not None and cycle is not self._armed_for:
-                self._disarm()  # a new request's headers are complete
+            if self._deadline is not None and cycle is not self._awaited:
+                self._deadline = None  # a new request's headers are complete
 
         def on_response_complete(self) -> None:
+            self.transport.release()  # the answer's head and body, in one write
             super().on_response_complete()
             self.served, self.since = True, time.monotonic()
             if not self.transport.is_closing():
-                self._arm()  # the next request on this keep-alive connection gets its own deadline
+                self._await_headers(self.since)  # the next request on this keep-alive connection
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._armed_for = self.cycle
-            self._timer = asyncio.get_running_loop().call_later(limits.header_timeout, self._too_slow)
+        def _await_headers(self, now: float) -> None:
+            self._deadline, self._awaited = now + limits.header_timeout, self.cycle
+            if self._timer is None:
+                self._timer = self.loop.call_later(limits.header_timeout, self._check)
 
-        def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _too_slow(self) -> None:
+        def _check(self) -> None:
             self._timer = None
-            if self.transport.is_closing():
+            if self._deadline is None or self.transport.is_closing():
+                return  # a request is in progress: its answer sets the next deadline
+            left = self._deadline - time.monotonic()
+            if left > 0:  # requests came and went since the timer was set
+                self._timer = self.loop.call_later(left, self._check)
                 return
             refused("slow")
             message = f"request headers not received within {limits.header_timeout}s (WEBHOOK_REQUEST_TIMEOUT_SECONDS)"

@@ -133,6 +133,53 @@ def test_slowloris_is_dropped_within_the_timeout_and_others_are_served(start: St
     assert metric(hook, "slow") == 50
 
 
+def test_a_keep_alive_connection_is_dropped_a_timeout_after_its_last_answer_not_its_first(start: Start) -> None:
+    """The header deadline restarts with each answer: a connection that keeps asking is served
+    for longer than the timeout, and once it falls idle it is dropped one timeout later."""
+    hook = start(request_timeout_seconds="1")
+    connection = http.client.HTTPSConnection("127.0.0.1", hook.port, context=tls(hook), timeout=5)
+    try:
+        opened = time.monotonic()
+        while time.monotonic() - opened < 2.5:  # 2.5 timeouts of requests, 0.4 s apart, one connection
+            connection.request("POST", "/mutate", body=BODY, headers={"content-type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+            time.sleep(0.4)
+        last_answer = time.monotonic()
+        sock = connection.sock
+        assert sock is not None
+        dropped = None
+        while dropped is None and time.monotonic() - last_answer < 4:  # bounded: 1 s + margin
+            dropped = closed_by_server(sock)
+            time.sleep(0.05)
+        idle = time.monotonic() - last_answer
+    finally:
+        connection.close()
+    assert dropped is not None, "an idle keep-alive connection was not dropped"
+    assert b"request headers not received within 1.0s" in dropped
+    assert 0.5 < idle < 2.0
+    assert metric(hook, "slow") == 1
+
+
+def test_a_client_that_waits_for_100_continue_gets_it_before_it_sends_the_body(start: Start) -> None:
+    """curl sends `Expect: 100-continue` with a large review: the interim answer must not be held
+    back with the response's writes (server/coalesce.py), or client and server wait on each other."""
+    hook = start()
+    raw = socket.create_connection(("127.0.0.1", hook.port), timeout=5)
+    with tls(hook).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        head = "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        sock.sendall(f"{head}content-length: {len(BODY)}\r\nexpect: 100-continue\r\n\r\n".encode())
+        interim = sock.recv(4096)  # bounded by the socket's 5 s timeout
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        sock.sendall(BODY)
+        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        response.begin()
+        status, body = response.status, response.read()
+    assert status == 200
+    assert json.loads(body)["response"]["allowed"] is True
+
+
 def test_a_body_that_trickles_in_is_cut_off(start: Start) -> None:
     hook = start(request_timeout_seconds="1")
     connection = http.client.HTTPSConnection("127.0.0.1", hook.port, context=tls(hook), timeout=5)

@@ -3,6 +3,7 @@
 Scenarios, each driven by wrk from a second process over TLS, one server process each (the
 count the README recommends: one per pod, scale with replicas):
   (a) baseline: the same server stack answering a fixed AdmissionReview, no parsing or logic
+  (f) serve's own stack answering (b)'s first answer again, no admission (fixed.py)
   (b0) (b) served bare: the same /mutate handler with no FastAPI in front (bare.py)
   (b) /mutate, an agent Pod whose PVC exists (the watch-backed cache answers)
   (c) /mutate, a Pod with no workspace volume (not an agent's)
@@ -147,6 +148,7 @@ class Bench:
         self.rest_rss_mb = rss_and_fds(self.hook.proc.pid)[0]
         bare = (str(Path(__file__).with_name("bare.py")),)
         self.bare = env.start_webhook(SETTINGS, entry=bare).wait_ready()
+        self.fixed = env.start_webhook(SETTINGS, entry=(str(Path(__file__).with_name("fixed.py")),)).wait_ready()
         # (b)'s workspace exists before the run
         self.core.create_namespaced_persistent_volume_claim(
             NAMESPACE,
@@ -165,6 +167,8 @@ class Bench:
         self.body_d = bodies / "d.json"
         self.body_d.write_text(review_body(pod("SERVICE_PLACEHOLDER")))
         answer = httpx.post(self.hook.url, content=self.body_b.read_bytes(), verify=str(self.certs.ca)).json()
+        first = httpx.post(self.fixed.url, content=self.body_b.read_bytes(), verify=str(self.certs.ca)).json()
+        assert first["response"]["patch"] == answer["response"]["patch"], first  # (f) answers as (b) does
         self.body_a_answer = bodies / "a-answer.json"
         self.body_a_answer.write_text(json.dumps(answer))
         self.baseline_port = free_port()
@@ -201,6 +205,9 @@ class Bench:
         elif name == "b0":
             assert self.bare.proc is not None
             port, pid, hook = self.bare.port, self.bare.proc.pid, self.bare
+        elif name == "f":
+            assert self.fixed.proc is not None
+            port, pid, hook = self.fixed.port, self.fixed.proc.pid, self.fixed
         before = api_calls(hook) if hook else 0.0
         run = wrk(port, body, connections, seconds, unique)
         calls = None
@@ -278,7 +285,7 @@ def main() -> int:
         concurrencies, seconds, per_arm = ([16], 4, 40) if args.quick else ([4, 16, 64], 10, 200)
         results: list[Result] = []
         for connections in concurrencies:
-            for name in ("a", "b0", "b", "c", "d"):  # a, b0 and b back to back, so their ratios are side by side
+            for name in ("a", "f", "b0", "b", "c", "d"):  # a, f, b0 and b back to back: their ratios side by side
                 results.append(bench.scenario(name, connections, seconds))
                 print(f"  done ({name}) at {connections} connections", file=sys.stderr, flush=True)
         pods = bench.pod_creation(per_arm)
@@ -287,6 +294,7 @@ def main() -> int:
 
     labels = {
         "a": "(a) baseline",
+        "f": "(f) fixed, serve",
         "b0": "(b0) bare /mutate",
         "b": "(b) PVC exists",
         "c": "(c) not an agent",
@@ -311,10 +319,11 @@ def main() -> int:
     by = {(r.scenario, r.connections): r for r in results}
     print()
     for connections in concurrencies:
-        a, b0, b = by[("a", connections)], by[("b0", connections)], by[("b", connections)]
+        a, f, b0, b = (by[(name, connections)] for name in ("a", "f", "b0", "b"))
         print(
             f"at {connections:>3} connections: (b)/(a) throughput {b.rps / a.rps:.2f}, p99 {b.p99 / a.p99:.2f}x; "
-            f"(b)/(b0) throughput {b.rps / b0.rps:.2f}, p99 {b.p99 / b0.p99:.2f}x"
+            f"(b)/(b0) throughput {b.rps / b0.rps:.2f}, p99 {b.p99 / b0.p99:.2f}x; "
+            f"(f)/(a) throughput {f.rps / a.rps:.2f}, p99 {f.p99 / a.p99:.2f}x"
         )
     with_, without = statistics.median(pods["with"]), statistics.median(pods["without"])
     print(
@@ -328,13 +337,14 @@ def main() -> int:
         f"peak {b_peak:.1f} MB under (b)"
     )
     mid = concurrencies[len(concurrencies) // 2]
-    a, b0, b = by[("a", mid)], by[("b0", mid)], by[("b", mid)]
+    a, f, b0, b = (by[(name, mid)] for name in ("a", "f", "b0", "b"))
     calls = b.calls_per_admission or 0.0
     from micro import python_us_per_admission  # after the servers stopped: nothing else on the CPU
 
     python_us = python_us_per_admission(500 if args.quick else 2000)
     print(
         f"ratio_b_over_a={b.rps / a.rps:.2f} p99_ratio={b.p99 / a.p99:.2f} ratio_b_over_b0={b.rps / b0.rps:.2f} "
+        f"ratio_f_over_a={f.rps / a.rps:.2f} "
         f"api_calls_per_hit={calls:.2f} "
         f"python_us_per_admission={python_us:.1f}"
     )

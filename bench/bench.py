@@ -82,8 +82,8 @@ def wrk(port: int, body: Path, connections: int, seconds: int, unique: bool = Fa
         raise RuntimeError(f"wrk failed: {done.stdout}{done.stderr}")
     out = done.stdout
     latency = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.MULTILINE)
-    p50 = re.search(r"^\s+50%\s+(\S+)$", out, re.MULTILINE)
-    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", out, re.MULTILINE)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     answers = re.search(r"ANSWER_ERRORS (\d+)", out)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent_workspace_webhook.server.coalesce import HeldWrites
+from agent_workspace_webhook.server.coalesce import HeldWrites, Outbox
 from agent_workspace_webhook.server.tls import peer_names
 
 # reason ("connections", "dropped", "slow", "client_name") -> None: counts them in the metrics
@@ -75,7 +75,9 @@ def make_room(connections: Collection[Waiting], cap: int) -> Waiting | bool:
 
 
 def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type[asyncio.Protocol]:
-    """`base` (a uvicorn HTTP protocol class) with the limits applied to every connection."""
+    """`base` (a uvicorn HTTP protocol class) with the limits applied to every connection, and
+    its answers written through HeldWrites and an Outbox (coalesce.py)."""
+    outbox = Outbox()
 
     class Guarded(base):  # type: ignore[misc]
         # The header deadline: when the awaited request's headers must have arrived (monotonic
@@ -151,7 +153,7 @@ def guarded(base: type[Any], limits: ConnectionLimits, refused: Refused) -> type
                 self._deadline = None  # a new request's headers are complete
 
         def on_response_complete(self) -> None:
-            self.transport.release()  # the answer's head and body, in one write
+            outbox.send_later(self.transport, self.loop)  # head and body in one write, at the turn's end
             super().on_response_complete()
             self.served, self.since = True, time.monotonic()
             if not self.transport.is_closing():

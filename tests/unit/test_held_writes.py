@@ -3,10 +3,11 @@ in order; what uvicorn writes outside a response goes at once."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_workspace_webhook.server.coalesce import HOLD_BYTES, HeldWrites
+from agent_workspace_webhook.server.coalesce import HOLD_BYTES, HeldWrites, Outbox
 
 
 @dataclass
@@ -101,3 +102,32 @@ def test_the_rest_of_the_transport_is_the_transport() -> None:
     assert not writes.is_closing()
     transport.closed = True
     assert writes.is_closing()
+
+
+def test_the_outbox_writes_the_answers_of_a_turn_of_the_loop_at_its_end() -> None:
+    first, second = held(), held()
+    outbox = Outbox()
+
+    async def turn() -> list[list[bytes]]:
+        loop = asyncio.get_running_loop()
+        for writes, _, protocol in (first, second):
+            protocol.cycle = Cycle(response_started=True)
+            writes.write(b"head+")
+            writes.write(b"body")
+            protocol.cycle.response_complete = True
+            outbox.send_later(writes, loop)
+        during = [first[1].writes[:], second[1].writes[:]]
+        await asyncio.sleep(0)
+        return during
+
+    assert asyncio.run(turn()) == [[], []]  # nothing sent while the turn's admissions run
+    assert first[1].writes == second[1].writes == [b"head+body"]
+
+
+def test_an_answer_whose_connection_closed_meanwhile_is_dropped() -> None:
+    writes, transport, protocol = held()
+    protocol.cycle = Cycle(response_started=True)
+    writes.write(b"answer")
+    transport.aborted = True  # the client went away before the turn's end
+    writes.release()
+    assert transport.writes == []

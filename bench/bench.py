@@ -274,7 +274,7 @@ def median_result(runs: list[Result]) -> Result:
     """One scenario's rounds as one row: the median of each figure, the worst max, every error."""
 
     def median(figure: str) -> float:
-        return statistics.median(getattr(run, figure) for run in runs)
+        return float(statistics.median(getattr(run, figure) for run in runs))
 
     calls = [run.calls_per_admission for run in runs if run.calls_per_admission is not None]
     return Result(

@@ -173,7 +173,7 @@ def test_a_client_that_waits_for_100_continue_gets_it_before_it_sends_the_body(s
         interim = sock.recv(4096)  # bounded by the socket's 5 s timeout
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
         sock.sendall(BODY)
-        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        response = http.client.HTTPResponse(sock)
         response.begin()
         status, body = response.status, response.read()
     assert status == 200

@@ -23,8 +23,8 @@ from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import (
     FactsError,
     coderun_facts,
-    conclusive_label_facts,
     label_facts,
+    labels_are_conclusive,
     owner_facts,
 )
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
@@ -175,12 +175,11 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
-    facts = conclusive_label_facts(target.obj, ctx.rules, s.pod_service_label, s.pod_app_label)
-    if facts is None:  # the owners say, one or two GETs
-        labels = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
+    facts = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
+    if not labels_are_conclusive(facts, ctx.rules):  # the owners say, one or two GETs
         looking = f"looking up the CodeRun that owns {target.who}"
         lookup = functools.partial(get_owner, target, ctx)
-        facts = await within(target, looking, owner_facts(target.obj, target.namespace, labels, lookup))
+        facts = await within(target, looking, owner_facts(target.obj, target.namespace, facts, lookup))
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
     problem = volume_problem(target.obj["spec"]["volumes"][index])

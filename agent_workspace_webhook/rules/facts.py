@@ -77,14 +77,14 @@ def label_facts(obj: Mapping[str, Any], service_key: str, app_key: str) -> RunFa
     return RunFacts(service, app, f"metadata.labels[{service_key!r}]", f"metadata.labels[{app_key!r}]")
 
 
-def conclusive_label_facts(
-    obj: Mapping[str, Any], rules: AgentRules, service_key: str, app_key: str
-) -> RunFacts | None:
-    """The facts of the Pod's labels when they are complete and unambiguous (no lookup needed)."""
-    facts = label_facts(obj, service_key, app_key)
-    if facts is None or facts.service is None or facts.app is None or is_ambiguous_label(facts.app, rules):
-        return None
-    return facts
+def labels_are_conclusive(facts: RunFacts | None, rules: AgentRules) -> bool:
+    """The Pod's label facts are complete and unambiguous: no owner lookup is needed."""
+    return (
+        facts is not None
+        and facts.service is not None
+        and facts.app is not None
+        and (not is_ambiguous_label(facts.app, rules))
+    )
 
 
 def controller_owner(obj: Mapping[str, Any], where: str = "") -> tuple[str, str] | None:

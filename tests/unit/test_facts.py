@@ -10,8 +10,8 @@ from agent_workspace_webhook.rules.facts import (
     OwnerKind,
     RunFacts,
     coderun_facts,
-    conclusive_label_facts,
     label_facts,
+    labels_are_conclusive,
     owner_facts,
 )
 from agent_workspace_webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
@@ -35,10 +35,10 @@ class Lookup:
 def facts_for(pod: dict[str, Any], lookup: Lookup) -> RunFacts | None:
     """A Pod's facts as admission/admit.py reads them: its labels when they are conclusive (no
     lookup), else its owning CodeRun, else whatever the labels had."""
-    labels = conclusive_label_facts(pod, RULES, "service", "github-user")
-    if labels is not None:
+    labels = label_facts(pod, "service", "github-user")
+    if labels_are_conclusive(labels, RULES):
         return labels
-    return asyncio.run(owner_facts(pod, "agents", label_facts(pod, "service", "github-user"), lookup))
+    return asyncio.run(owner_facts(pod, "agents", labels, lookup))
 
 
 def owned_job(coderun_name: str) -> dict[str, Any]:

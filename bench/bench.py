@@ -194,20 +194,16 @@ class Bench:
         self.env.stop()
 
     def scenario(self, name: str, connections: int, seconds: int) -> Result:
-        assert self.hook is not None and self.hook.proc is not None
-        port, pid = self.hook.port, self.hook.proc.pid
         body, unique = {"b": (self.body_b, False), "c": (self.body_c, False), "d": (self.body_d, True)}.get(
             name, (self.body_b, False)
         )
-        hook: LocalWebhook | None = self.hook
+        hook: LocalWebhook | None = None
         if name == "a":
-            port, pid, hook = self.baseline_port, self.baseline.pid, None
-        elif name == "b0":
-            assert self.bare.proc is not None
-            port, pid, hook = self.bare.port, self.bare.proc.pid, self.bare
-        elif name == "f":
-            assert self.fixed.proc is not None
-            port, pid, hook = self.fixed.port, self.fixed.proc.pid, self.fixed
+            port, pid = self.baseline_port, self.baseline.pid
+        else:  # (b0) and (f) have processes of their own; (b), (c) and (d) share serve's
+            hook = {"b0": self.bare, "f": self.fixed}.get(name, self.hook)
+            assert hook is not None and hook.proc is not None
+            port, pid = hook.port, hook.proc.pid
         before = api_calls(hook) if hook else 0.0
         run = wrk(port, body, connections, seconds, unique)
         calls = None

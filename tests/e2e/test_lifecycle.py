@@ -5,6 +5,8 @@ runs of one ReadWriteOnce workspace on one node, and today's CodeRun."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from kubernetes import client
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.kube import denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim
-from agent_workspace_webhook.testing.runs import job_status, launch, start_run, submit, wait_running
+from agent_workspace_webhook.testing.runs import Run, job_status, launch, run_pods, start_run, submit, wait_running
 from tests.e2e.test_living import AGENTS
 
 pytestmark = pytest.mark.e2e
@@ -92,18 +94,63 @@ def test_a_workspace_deleted_while_its_pod_runs_is_not_handed_out(cluster: Envir
     assert fresh["metadata"]["uid"] != old["metadata"]["uid"]
 
 
+def rex_run(cluster: Environment, namespace: str, i: int) -> Run:
+    """Rex's run number i on service web: each mounts workspace-web-rex (ReadWriteOnce)."""
+    return start_run(cluster.admin, namespace, "web", f"web-{i}-rex", githubApp="5DLabs-Rex")
+
+
 def nodes_of_six_rex_runs(cluster: Environment, namespace: str) -> set[str]:
-    runs = [start_run(cluster.admin, namespace, "web", f"web-{i}-rex", githubApp="5DLabs-Rex") for i in range(6)]
+    runs = [rex_run(cluster, namespace, i) for i in range(6)]
     return {wait_running(cluster.admin, run)["spec"]["nodeName"] for run in runs}
+
+
+@contextmanager
+def cordoned(cluster: Environment, node: str) -> Iterator[None]:
+    """The node takes no new Pods (as `kubectl cordon`) until the block ends, even on a failure."""
+    core = client.CoreV1Api(cluster.admin)
+    core.patch_node(node, {"spec": {"unschedulable": True}})
+    try:
+        yield
+    finally:
+        core.patch_node(node, {"spec": {"unschedulable": None}})
+
+
+def pending_reason(cluster: Environment, run: Run, timeout: float = 30) -> str:
+    """The scheduler's message once it has found no node for the run's Pod."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pod in run_pods(cluster.admin, run):
+            for condition in pod["status"].get("conditions", []):
+                if condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                    return str(condition.get("message", ""))
+        time.sleep(0.1)
+    raise TimeoutError(f"the Pod of Job {run.job} was not found unschedulable in {timeout}s")
 
 
 def test_runs_of_one_read_write_once_workspace_share_a_node(cluster: Environment, namespace: str) -> None:
     assert len(nodes_of_six_rex_runs(cluster, namespace)) == 1
 
 
-def test_without_colocation_the_scheduler_spreads_them(cluster: Environment, namespace: str) -> None:
+def test_a_run_waits_for_its_workspace_s_node_rather_than_run_elsewhere(cluster: Environment, namespace: str) -> None:
+    first = wait_running(cluster.admin, rex_run(cluster, namespace, 1))
+    node = first["spec"]["nodeName"]
+    with cordoned(cluster, node):
+        second = rex_run(cluster, namespace, 2)
+        assert "affinity" in pending_reason(cluster, second)  # two other nodes are free
+    assert wait_running(cluster.admin, second)["spec"]["nodeName"] == node
+
+
+def test_without_colocation_a_run_goes_to_any_node(cluster: Environment, namespace: str) -> None:
+    # Deterministic: with the first run's node cordoned, the second can only run elsewhere. (Six
+    # runs left to the scheduler may all land on one node: it scores by the load other tests left.)
     with cluster.webhook(colocate="false"):
-        assert len(nodes_of_six_rex_runs(cluster, namespace)) > 1
+        first = wait_running(cluster.admin, rex_run(cluster, namespace, 1))
+        node = first["spec"]["nodeName"]
+        with cordoned(cluster, node):
+            second = wait_running(cluster.admin, rex_run(cluster, namespace, 2))
+    assert claim(second) == claim(first) == "workspace-web-rex"
+    assert second["spec"]["nodeName"] != node
+    assert "podAffinity" not in second["spec"].get("affinity", {})
 
 
 def test_a_coderun_naming_only_its_implementation_agent(cluster: Environment, namespace: str) -> None:

@@ -9,7 +9,29 @@
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
 # about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
+#
+# Usage: build.sh [all|demo] [--files]. `all` (the default) is everything the tests use; `demo`
+# only what `agent-workspace-webhook demo` runs (no helm, prometheus, kubelet or kube-proxy, and
+# no host packages installed). --files lists the target's files in bin/ and builds nothing.
 set -euo pipefail
+
+target=${1:-all}
+list_files=${2:-}
+case $target/$list_files in
+  */ | */--files) ;;
+  *)
+    echo "controlplane: unknown option '$list_files': the only one is --files" >&2
+    exit 2
+    ;;
+esac
+case $target in
+  all) sections=(kubernetes node etcd helm kwok csi-provisioner csi-resizer csi-driver prometheus prometheus-operator) ;;
+  demo) sections=(kubernetes etcd kwok csi-provisioner csi-resizer csi-driver) ;;
+  *)
+    echo "controlplane: unknown target '$target': build.sh all (what the tests use, the default) or build.sh demo" >&2
+    exit 2
+    ;;
+esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -44,6 +66,23 @@ operator_stamp="prometheus-operator=$PROMETHEUS_OPERATOR_VERSION crds=$(IFS=,; e
 csi_driver_hash=$(cd "$here/csi-driver" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 csi_driver_stamp="csi-driver=$csi_driver_hash go=$go_version tools=workspaces-csi-driver"
 
+# Each section's stamp and the files it makes.
+declare -A stamp_of=(
+  [kubernetes]=$kubernetes_stamp [node]=$node_stamp [etcd]=$etcd_stamp [helm]=$helm_stamp
+  [kwok]=$kwok_stamp [csi-provisioner]=$csi_provisioner_stamp [csi-resizer]=$csi_resizer_stamp
+  [csi-driver]=$csi_driver_stamp [prometheus]=$prometheus_stamp [prometheus-operator]=$operator_stamp
+)
+declare -A files_of=(
+  [kubernetes]="${kubernetes_tools[*]}" [node]="${node_tools[*]}" [etcd]=etcd [helm]=helm
+  [kwok]="kwok kwok-stages.yaml" [csi-provisioner]=csi-provisioner [csi-resizer]=csi-resizer
+  [csi-driver]=workspaces-csi-driver [prometheus]="promtool prometheus" [prometheus-operator]="${operator_files[*]}"
+)
+if [[ $list_files == --files ]]; then
+  # shellcheck disable=SC2086 # files_of holds a space-separated list of plain file names
+  for section in "${sections[@]}"; do printf '%s\n' ${files_of[$section]}; done
+  exit 0
+fi
+
 # Before helm, one STAMP covered kube-apiserver, kubectl and etcd; if it matches, carry it over
 # into the sections' stamps rather than rebuild etcd.
 if [[ -f $bin/STAMP ]]; then
@@ -71,9 +110,11 @@ current() {
 # missing and we are root; otherwise tests/node says what is missing and skips.
 node_packages=(docker.io containerd runc debootstrap containernetworking-plugins iptables gcc libc6-dev)
 missing=()
-for package in "${node_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
+if [[ " ${sections[*]} " == *" node "* ]]; then
+  for package in "${node_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "controlplane: apt-get install ${missing[*]} (the real node's host packages)"
@@ -84,16 +125,13 @@ if ((${#missing[@]})); then
   fi
 fi
 
-if current kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}" && current node "$node_stamp" "${node_tools[@]}" && current etcd "$etcd_stamp" etcd &&
-  current helm "$helm_stamp" helm && current kwok "$kwok_stamp" kwok kwok-stages.yaml &&
-  current csi-provisioner "$csi_provisioner_stamp" csi-provisioner &&
-  current csi-resizer "$csi_resizer_stamp" csi-resizer &&
-  current prometheus "$prometheus_stamp" promtool prometheus &&
-  current prometheus-operator "$operator_stamp" "${operator_files[@]}" &&
-  current csi-driver "$csi_driver_stamp" workspaces-csi-driver; then
-  echo "controlplane: cached binaries match ($kubernetes_stamp; $node_stamp; $etcd_stamp; $helm_stamp; $kwok_stamp;" \
-    "$csi_provisioner_stamp; $csi_resizer_stamp; $csi_driver_stamp; $prometheus_stamp; $operator_stamp)," \
-    "nothing to build"
+stale=()
+for section in "${sections[@]}"; do
+  # shellcheck disable=SC2086 # as above
+  current "$section" "${stamp_of[$section]}" ${files_of[$section]} || stale+=("$section")
+done
+if ((${#stale[@]} == 0)); then
+  echo "controlplane: cached binaries match for $target ($(for section in "${sections[@]}"; do printf '%s; ' "${stamp_of[$section]}"; done | sed 's/; $//')), nothing to build"
   exit 0
 fi
 
@@ -325,18 +363,11 @@ section() {
   echo "$stamp" >"$bin/STAMP.$section"
 }
 
-section kubernetes "$kubernetes_stamp" "${kubernetes_tools[@]}"
-section node "$node_stamp" "${node_tools[@]}"
-section etcd "$etcd_stamp" etcd
-section helm "$helm_stamp" helm
-section kwok "$kwok_stamp" kwok kwok-stages.yaml
-section csi-provisioner "$csi_provisioner_stamp" csi-provisioner
-section csi-resizer "$csi_resizer_stamp" csi-resizer
-section csi-driver "$csi_driver_stamp" workspaces-csi-driver
-section prometheus "$prometheus_stamp" promtool prometheus
-section prometheus-operator "$operator_stamp" "${operator_files[@]}"
+for section in "${sections[@]}"; do
+  # shellcheck disable=SC2086 # as above
+  section "$section" "${stamp_of[$section]}" ${files_of[$section]}
+done
 
-say "built in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) (apiserver, scheduler, controller-manager, kubelet, kube-proxy) / kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') / $("$bin/etcd" --version | head -1) / helm $("$bin/helm" version --template '{{.Version}}')" \
-  "/ kwok $("$bin/kwok" --version | cut -d' ' -f3) / csi-provisioner $("$bin/csi-provisioner" --version | cut -d' ' -f2)" \
-  "/ csi-resizer $CSI_RESIZER_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION" \
-  "/ workspaces-csi-driver $csi_driver_hash"
+say "built $target in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) / etcd $ETCD_VERSION / kwok $KWOK_VERSION" \
+  "/ csi-provisioner $CSI_PROVISIONER_VERSION / csi-resizer $CSI_RESIZER_VERSION / workspaces-csi-driver $csi_driver_hash" \
+  "$([[ $target == all ]] && echo "/ kubelet, kube-proxy / helm $HELM_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION")"

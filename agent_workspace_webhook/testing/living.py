@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
-from agent_workspace_webhook.testing.controlplane import free_port, http_ok
-from agent_workspace_webhook.testing.processes import stop_process
+from agent_workspace_webhook.testing.controlplane import BUILD_HINT, free_port, http_ok
+from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane
@@ -97,7 +97,10 @@ class Living:
             ],
         )
         stages = workdir / "kwok-stages.yaml"
-        stages.write_text(agent_run_stages((plane.bin_dir / "kwok-stages.yaml").read_text()))
+        built_stages = plane.bin_dir / "kwok-stages.yaml"
+        if not built_stages.is_file():
+            raise ControlPlaneError(f"{built_stages} is missing: {BUILD_HINT}")
+        stages.write_text(agent_run_stages(built_stages.read_text()))
         self.procs["kwok"] = plane.spawn(
             "kwok",
             [

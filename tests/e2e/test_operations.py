@@ -305,8 +305,29 @@ def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> 
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_demo_runs_end_to_end() -> None:
-    result = cli("demo", "--exit")
+def demo_target_bin(tmp_path: Path) -> Path:
+    """A bin directory with only what `bash controlplane/build.sh demo` builds (README's demo command)."""
+    listed = subprocess.run(
+        ["bash", str(ROOT / "controlplane/build.sh"), "demo", "--files"], capture_output=True, text=True, check=True
+    )
+    only = tmp_path / "bin"
+    only.mkdir()
+    for name in listed.stdout.split():
+        (only / name).symlink_to(binaries_dir() / name)
+    return only
+
+
+def test_demo_missing_a_built_file_says_which_and_how_to_build_it(tmp_path: Path) -> None:
+    bin_dir = demo_target_bin(tmp_path)
+    (bin_dir / "kwok-stages.yaml").unlink()
+    result = cli("demo", "--exit", CONTROLPLANE_BIN=str(bin_dir))
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in said
+    assert f"{bin_dir / 'kwok-stages.yaml'} is missing: build them with `bash controlplane/build.sh`" in said
+
+
+def test_demo_runs_end_to_end_on_the_demo_target_alone(tmp_path: Path) -> None:
+    result = cli("demo", "--exit", CONTROLPLANE_BIN=str(demo_target_bin(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
     tables = result.stdout.split("RUN   ")[1:]
     assert len(tables) == 2, result.stdout

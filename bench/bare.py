@@ -34,7 +34,7 @@ class Bare:
 
 def main() -> int:
     made = product.create_app
-    product.create_app = lambda *args, **kwargs: Bare(made(*args, **kwargs))  # type: ignore[assignment,return-value]
+    product.create_app = lambda *args, **kwargs: Bare(made(*args, **kwargs))  # type: ignore[assignment]
     return cli.main()
 
 

@@ -152,7 +152,7 @@ class Bench:
         # (b)'s workspace exists before the run
         self.core.create_namespaced_persistent_volume_claim(
             NAMESPACE,
-            {
+            {  # type: ignore[arg-type]
                 "metadata": {"name": "workspace-hot-rex"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
             },
@@ -233,7 +233,7 @@ class Bench:
                 self.env.unregister()
             for _ in range(per_arm // 2):
                 started = time.perf_counter()
-                self.core.create_namespaced_pod(NAMESPACE, pod("hot"), _preload_content=False)
+                self.core.create_namespaced_pod(NAMESPACE, pod("hot"), _preload_content=False)  # type: ignore[arg-type]
                 times[arm].append((time.perf_counter() - started) * 1000)
         return times
 

@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ from agent_workspace_webhook.testing.objects import controller_pod, review
 
 NAMESPACE = "bench"
 T = TypeVar("T")
+# An ASGI application as this file calls it: (b0)'s Bare takes its scope as a plain dict.
+Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def body() -> bytes:
@@ -61,9 +63,15 @@ async def measure_http(calls: int, repeats: int) -> dict[str, list[float]]:
 
     request = body()
     app = create_app(load_settings(store="memory"), store())
-    apps = {"b0": Bare(app), "b": app}
+    apps: dict[str, Asgi] = {"b0": Bare(app), "b": app}
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(request)).encode())]
-    scope = {"type": "http", "method": "POST", "path": "/mutate", "raw_path": b"/mutate", "root_path": ""}
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mutate",
+        "raw_path": b"/mutate",
+        "root_path": "",
+    }
     scope |= {"query_string": b"", "headers": headers, "http_version": "1.1", "scheme": "https"}
     scope[BODY_RECEIVED] = True  # as serve's connection guard marks a body that came with its headers
     message = {"type": "http.request", "body": request, "more_body": False}

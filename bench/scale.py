@@ -22,14 +22,28 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypedDict
 
 from agent_workspace_webhook.ops.workspaces import table
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.env import Environment
+from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import review
 from bench import NAMESPACE, pod, rss_and_fds, wrk
+
+
+class Burst(TypedDict):
+    """What `Scale.burst` reports: figures, and the PVCs each webhook process created."""
+
+    runs: int
+    wall: float
+    p50: float
+    p99: float
+    errors: int
+    pvcs: int
+    created: float
+    per_process: list[float]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -76,7 +90,7 @@ class Scale:
             "metadata": {"name": "workspace-hot-rex"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         }
-        self.core.create_namespaced_persistent_volume_claim(NAMESPACE, body)
+        self.core.create_namespaced_persistent_volume_claim(NAMESPACE, body)  # type: ignore[arg-type]
         self.body = self.workdir / "b.json"
         self.body.write_text(json.dumps(review(pod("hot"), namespace=NAMESPACE)))
 
@@ -88,7 +102,7 @@ class Scale:
                 "metadata": {"name": f"workspace-svc{self.made + i}-rex", "labels": {"agents.platform/agent": "rex"}},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
             }
-            self.core.create_namespaced_persistent_volume_claim(NAMESPACE, body, _preload_content=False)
+            self.core.create_namespaced_persistent_volume_claim(NAMESPACE, body, _preload_content=False)  # type: ignore[arg-type]
 
         started = time.monotonic()
         _, errors = in_parallel(size - self.made, create, threads=32)
@@ -129,20 +143,20 @@ class Scale:
         finally:
             hook.stop()
 
-    def burst(self, runs: int = 500, threads: int = 50) -> dict[str, float]:
+    def burst(self, runs: int = 500, threads: int = 50) -> Burst:
         port = free_port()
         hooks = [self.webhook(port, reuse_port=True) for _ in range(2)]
         try:
             self.env.register(*hooks)
 
             def create(i: int) -> None:
-                self.core.create_namespaced_pod("burst", pod(f"burst{i}"), _preload_content=False)
+                self.core.create_namespaced_pod("burst", pod(f"burst{i}"), _preload_content=False)  # type: ignore[arg-type]
 
             started = time.monotonic()
             seconds, errors = in_parallel(runs, create, threads)
             wall = time.monotonic() - started
             listed = self.core.list_namespaced_persistent_volume_claim("burst", _preload_content=False)
-            pvcs = [p["metadata"]["name"] for p in json.loads(listed.data)["items"]]
+            pvcs = [p["metadata"]["name"] for p in json_body(listed)["items"]]
             created = sum(h.metrics().get("agent_workspace_webhook_pvcs_created_total", 0.0) for h in hooks)
             return {
                 "runs": runs,

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "--strict", "agent_workspace_webhook"],
+        ["mypy", "--strict", "agent_workspace_webhook", "tests", "bench"],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )

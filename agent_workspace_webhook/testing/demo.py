@@ -18,12 +18,12 @@ from agent_workspace_webhook.testing.install import WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.kube import pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.processes import ControlPlaneError
-from agent_workspace_webhook.testing.runs import Run, cancel, start_run, wait_gone, wait_running
+from agent_workspace_webhook.testing.runs import Run, RunFields, cancel, start_run, wait_gone, wait_running
 
 NAMESPACE = "demo"
 SERVICE = "cto"
 # (what, CodeRun name, how it names its agent): Rex and Cleo by GitHub App, Tess as today's CRD does.
-RUNS = (
+RUNS: tuple[tuple[str, str, RunFields], ...] = (
     ("Rex", "cto-task-1-rex", {"githubApp": "5DLabs-Rex"}),
     ("Cleo", "cto-task-1-cleo", {"githubApp": "5DLabs-Cleo[bot]"}),
     ("Tess", "cto-task-1-tess", {"implementationAgent": "tess"}),

@@ -13,12 +13,22 @@ import copy
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from agent_workspace_webhook.rules.agents import label_form
 from agent_workspace_webhook.rules.generations import wants_fresh
 from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod, controller_ref, job_pod
+
+
+class RunFields(TypedDict, total=False):
+    """The CodeRun spec fields a run is started with: its agent (githubApp=... or
+    implementationAgent=...) and, for a generation test, how it runs."""
+
+    githubApp: str
+    implementationAgent: str
+    runType: str
+    freshWorkspace: bool
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class Submitted:
     app: str | None
 
 
-def submit(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Submitted:
+def submit(admin: Any, namespace: str, service: str, name: str, **agent: Unpack[RunFields]) -> Submitted:
     """Create the CodeRun `name`, its agent in `agent`: githubApp=... or implementationAgent=..."""
     from kubernetes import client
 
@@ -134,7 +144,7 @@ def run_pod(
     return owned_by_run(admin, namespace, job_pod(service, app, **pod))
 
 
-def start_run(admin: Any, namespace: str, service: str, name: str, **agent: str) -> Run:
+def start_run(admin: Any, namespace: str, service: str, name: str, **agent: Unpack[RunFields]) -> Run:
     """A CodeRun and its Job."""
     return launch(admin, submit(admin, namespace, service, name, **agent))
 

@@ -84,7 +84,8 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
             response.read()
             assert response.status == 200
             assert conn.sock is not None
-            cert: bytes = conn.sock.getpeercert(binary_form=True)
+            cert = conn.sock.getpeercert(binary_form=True)
+            assert cert is not None
             return cert
 
         kept = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)

@@ -33,8 +33,16 @@ def create_pvc(
         "metadata": {"name": name, "labels": labels or {"owner": "someone-else"}},
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}},
     }
-    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, body)
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, body)  # type: ignore[arg-type]
     return wait_bound(cluster.admin, namespace, name)
+
+
+def first_claim(pod: client.V1Pod) -> str:
+    """The claim of the Pod's first volume, as the API server stored it."""
+    assert pod.spec is not None and pod.spec.volumes
+    source = pod.spec.volumes[0].persistent_volume_claim
+    assert source is not None
+    return source.claim_name
 
 
 def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namespace: str) -> None:
@@ -64,7 +72,7 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namesp
         assert "ownerReferences" not in pvc["metadata"]
     # the API server really stored what it returned
     listed = client.CoreV1Api(cluster.admin).list_namespaced_pod(namespace).items
-    assert sorted(p.spec.volumes[0].persistent_volume_claim.claim_name for p in listed) == [
+    assert sorted(first_claim(p) for p in listed) == [
         "workspace-billing-cleo",
         "workspace-billing-rex",
     ]

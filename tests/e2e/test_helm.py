@@ -550,7 +550,7 @@ def test_rendered_chart_applies_server_side(values: str, cluster: Environment, c
         "lifecycle": LIFECYCLE_VALUES,
     }[values]
     rendered = template(tmp_path, chosen)
-    kubectl = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]
+    kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]
     # The tests' own registration points clientConfig at a URL; an apply over it would merge in
     # `service` beside `url`. Take it away for the dry run, as on a cluster without the webhook.
     deleted = run(*kubectl, "delete", "mutatingwebhookconfiguration", RELEASE)

@@ -38,7 +38,7 @@ def test_moving_to_per_agent_workspaces_keeps_the_shared_context(cluster: Enviro
     (shared / "CONTEXT.md").write_text("what the team learned so far\n")
     with cluster.webhook(seed_from_legacy="clone"):
         for agent, how in AGENTS:
-            pod = wait_running(cluster.admin, start_run(cluster.admin, namespace, "cto", f"cto-{agent}", **dict(how)))
+            pod = wait_running(cluster.admin, start_run(cluster.admin, namespace, "cto", f"cto-{agent}", **how))
             assert claim(pod) == f"workspace-cto-{agent}"
     dirs = {}
     for agent, _ in AGENTS:

@@ -16,6 +16,7 @@ from agent_workspace_webhook.testing.living import DRIVER, NODES
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import (
     Run,
+    RunFields,
     cancel,
     job_status,
     launch,
@@ -27,7 +28,7 @@ from agent_workspace_webhook.testing.runs import (
 
 pytestmark = pytest.mark.e2e
 
-AGENTS = (
+AGENTS: tuple[tuple[str, RunFields], ...] = (
     ("rex", {"githubApp": "5DLabs-Rex"}),
     ("cleo", {"githubApp": "5DLabs-Cleo[bot]"}),
     ("tess", {"implementationAgent": "tess"}),
@@ -36,7 +37,7 @@ AGENTS = (
 
 def start_all(cluster: Environment, namespace: str, service: str, suffix: str = "1") -> dict[str, Run]:
     return {
-        agent: start_run(cluster.admin, namespace, service, f"{service}-{suffix}-{agent}", **dict(how))
+        agent: start_run(cluster.admin, namespace, service, f"{service}-{suffix}-{agent}", **how)
         for agent, how in AGENTS
     }
 
@@ -91,9 +92,7 @@ def test_cancelling_one_agent_leaves_the_others_and_its_workspace_keeps_its_cont
 def test_a_webhook_restart_while_runs_are_in_flight_loses_nothing(cluster: Environment, namespace: str) -> None:
     hook = cluster.default
     assert hook is not None
-    submitted = {
-        agent: submit(cluster.admin, namespace, "ledger", f"ledger-{agent}", **dict(how)) for agent, how in AGENTS
-    }
+    submitted = {agent: submit(cluster.admin, namespace, "ledger", f"ledger-{agent}", **how) for agent, how in AGENTS}
     assert pvcs(cluster.admin, namespace) == {}  # verified-runs: each is made at its run's first Pod
     hook.stop()
     try:

@@ -226,7 +226,7 @@ def test_the_kustomize_monitoring_objects_are_the_charts(tmp_path: Path) -> None
 @pytest.mark.e2e
 def test_the_monitoring_objects_apply_beside_the_prometheus_operators_crds(tmp_path: Path) -> None:
     with Environment(workdir=tmp_path / "env") as env:
-        kubectl = [tool("kubectl"), "--kubeconfig", env.plane.kubeconfig]
+        kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", env.plane.kubeconfig]
         crds = binaries_dir() / "prometheus-operator-crds"
         assert run(*kubectl, "apply", "--server-side", "-f", crds).returncode == 0
         for crd in ("servicemonitors", "podmonitors", "prometheusrules"):

@@ -141,7 +141,8 @@ def can(cluster: Environment, verb: str, resource: str, group: str = "") -> bool
             "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": "any"},
         },
     }
-    answer = client.AuthorizationV1Api(cluster.admin).create_subject_access_review(review)
+    answer = client.AuthorizationV1Api(cluster.admin).create_subject_access_review(review)  # type: ignore[arg-type]
+    assert answer.status is not None
     return bool(answer.status.allowed)
 
 
@@ -151,6 +152,7 @@ def test_webhook_runs_with_exactly_the_manifests_rbac(cluster: Environment) -> N
     assert kubeconfig["users"][0]["name"] == WEBHOOK_SERVICE_ACCOUNT
     role = client.RbacAuthorizationV1Api(cluster.admin).read_cluster_role("agent-workspace-webhook")
     manifest = next(d for d in load_yaml(MANIFESTS / "rbac.yaml") if d["kind"] == "ClusterRole")
+    assert role.rules is not None
     assert [(r.api_groups, r.resources, r.verbs) for r in role.rules] == [
         (r["apiGroups"], r["resources"], r["verbs"]) for r in manifest["rules"]
     ]
@@ -198,7 +200,7 @@ def test_workspace_gauges_follow_the_cluster(cluster: Environment, namespace: st
     create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "gauges", "5dlabs-rex"))
     client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(
         namespace,
-        {  # a legacy shared one, made by someone else
+        {  # type: ignore[arg-type]  # a legacy shared one, made by someone else
             "metadata": {"name": "workspace-gauges"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         },
@@ -260,7 +262,7 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, nam
         "metadata": {"name": "workspace-ledger"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
     }
-    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)  # type: ignore[arg-type]
     wait_bound(cluster.admin, namespace, "workspace-ledger")  # provisioned by the living cluster's CSI driver
     with cluster.webhook(seed_from_legacy="clone"):
         runs = {

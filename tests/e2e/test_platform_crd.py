@@ -256,7 +256,7 @@ def test_installs_leave_the_platforms_crd_and_its_runs_alone(own: Environment) -
         assert crd["spec"] == before["spec"], after
         assert read_run(own.admin, namespace, "platform-run") == stored, after
 
-    kubectl = [tool("kubectl"), "--kubeconfig", own.plane.kubeconfig]
+    kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", own.plane.kubeconfig]
     ok(*kubectl, "apply", "-k", ROOT / "manifests")
     unchanged("kubectl apply -k manifests/")
     release = ["--kubeconfig", str(own.plane.kubeconfig), "--namespace", f"helm-{uuid.uuid4().hex[:8]}"]
@@ -320,7 +320,7 @@ def test_a_platform_coderun_applies_strictly_and_round_trips(cluster: Environmen
     """`kubectl apply` (strict field validation) of a run with the platform's fields: no error, no
     warning but the webhook's own for a fresh run, and every field comes back as sent."""
     body = coderun("cto", None, name="fresh-run", **PLATFORM_RUN_FIELDS)
-    kubectl = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig, "--namespace", namespace]
+    kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig, "--namespace", namespace]
     applied = run(*kubectl, "apply", "--validate=strict", "-f", "-", stdin=json.dumps(body))
     assert applied.returncode == 0, applied.stderr
     # freshWorkspace: true: the webhook says which generation its first Pod makes, nothing else

@@ -95,7 +95,7 @@ def test_forged_reviews_outside_the_scope_create_nothing(
     if target in ("unlabelled", "missing"):
         namespace = f"{target}-{uuid.uuid4().hex[:6]}"
     if target == "unlabelled":
-        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})  # type: ignore[arg-type]
     assert cluster.default is not None
     answer = cluster.default.review(review(job_pod("forged", "5dlabs-rex"), namespace=namespace))
     assert answer["allowed"] is False and answer["status"]["code"] == code, answer
@@ -120,7 +120,7 @@ def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Environment,
         "metadata": {"name": "workspaces"},
         "spec": {"hard": {"persistentvolumeclaims": "0"}},
     }
-    core.create_namespaced_resource_quota(namespace, quota)
+    core.create_namespaced_resource_quota(namespace, quota)  # type: ignore[arg-type]
     # No quota controller runs in this cluster: write the status it would compute.
     status = {"status": {"hard": {"persistentvolumeclaims": "0"}, "used": {"persistentvolumeclaims": "0"}}}
     core.patch_namespaced_resource_quota_status("workspaces", namespace, status)
@@ -137,12 +137,12 @@ def test_a_resource_quota_refusal_names_the_quota_not_rbac(cluster: Environment,
 def test_a_terminating_namespace_is_named_as_such(cluster: Environment) -> None:
     core = client.CoreV1Api(cluster.admin)
     name = f"ending-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(workspace_namespace(name))
+    core.create_namespace(workspace_namespace(name))  # type: ignore[arg-type]
     hold = {"name": "held", "finalizers": ["agents.platform/test-hold"]}
-    core.create_namespaced_config_map(name, {"metadata": hold})
+    core.create_namespaced_config_map(name, {"metadata": hold})  # type: ignore[arg-type]
     # A real run, its CodeRun held as well so that it outlives the namespace controller's sweep.
     runs = client.CustomObjectsApi(cluster.admin)
-    run = runs.create_namespaced_custom_object(
+    run: dict[str, Any] = runs.create_namespaced_custom_object(  # type: ignore[assignment]
         "agents.platform", "v1", name, "coderuns", {**coderun("billing", "5DLabs-Rex"), "metadata": hold}
     )
     pod = job_pod("billing", "5dlabs-rex")
@@ -221,6 +221,7 @@ def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment,
         forged["allowed"] is False and "Job " + namespace + "/no-such-job does not exist" in forged["status"]["message"]
     )
     job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, namespace)
+    assert job.metadata is not None
     lying = job_pod("othersvc", "5dlabs-tess")
     lying["metadata"]["ownerReferences"] = [
         {"apiVersion": "batch/v1", "kind": "Job", "name": run.job, "uid": job.metadata.uid, "controller": True}
@@ -248,7 +249,7 @@ def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environm
     the API server holds no PVC afterwards."""
     hook = cluster.default
     assert hook is not None
-    real = client.CustomObjectsApi(cluster.admin).create_namespaced_custom_object(
+    real: dict[str, Any] = client.CustomObjectsApi(cluster.admin).create_namespaced_custom_object(  # type: ignore[assignment]
         "agents.platform", "v1", namespace, "coderuns", coderun("realsvc", "5DLabs-Cleo[bot]", name="real-run")
     )
 

@@ -28,8 +28,10 @@ SPEC = PvcSpec(storage_size="2Gi", access_modes=["ReadWriteOnce"])
 
 
 class Backend(Protocol):
-    store: WorkspaceStore
     namespace: str
+
+    @property
+    def store(self) -> WorkspaceStore: ...  # read-only, so each backend may hold its own kind of store
 
     def put_pvc(self, manifest: dict[str, Any]) -> None: ...
     def get_pvc(self, name: str) -> dict[str, Any] | None: ...
@@ -58,7 +60,7 @@ class KubeBackend:
     def __init__(self, cluster: Any, cached: bool) -> None:
         self.admin = cluster.admin
         self.namespace = f"store-{uuid.uuid4().hex[:8]}"
-        client.CoreV1Api(self.admin).create_namespace(workspace_namespace(self.namespace))
+        client.CoreV1Api(self.admin).create_namespace(workspace_namespace(self.namespace))  # type: ignore[arg-type]
         kubeconfig = cluster.kubeconfig_for("agent-workspace-webhook")
         self.store = KubeStore(load_settings(storage_size="2Gi", kubeconfig=str(kubeconfig), watch_caches=cached))
         self.cache = self.store.cache
@@ -69,7 +71,7 @@ class KubeBackend:
             assert self.store.fresh is not None and self.store.fresh.wait_synced(10)
 
     def put_pvc(self, manifest: dict[str, Any]) -> None:
-        client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)
+        client.CoreV1Api(self.admin).create_namespaced_persistent_volume_claim(self.namespace, manifest)  # type: ignore[arg-type]
         wait_bound(self.admin, self.namespace, manifest["metadata"]["name"])  # the living cluster binds it first
         if self.cache is not None:  # made behind the store's back: wait for its watch to see it
             deadline = time.monotonic() + 10
@@ -82,7 +84,7 @@ class KubeBackend:
 
     def put_owner(self, obj: dict[str, Any]) -> dict[str, Any]:
         if obj["kind"] == "Job":
-            client.BatchV1Api(self.admin).create_namespaced_job(self.namespace, obj)
+            client.BatchV1Api(self.admin).create_namespaced_job(self.namespace, obj)  # type: ignore[arg-type]
         else:
             client.CustomObjectsApi(self.admin).create_namespaced_custom_object(
                 "agents.platform", "v1", self.namespace, "coderuns", obj
@@ -221,9 +223,9 @@ def test_only_the_coderuns_asking_for_a_fresh_workspace(backend: Backend) -> Non
 
 
 def test_a_namespace_made_a_moment_ago_is_in_scope_before_the_watch_tells(backend: Backend) -> None:
-    if not isinstance(backend.store, KubeStore):
+    if not isinstance(backend, KubeBackend):
         return  # the memory twin has no watch to lag behind
     name = f"new-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(backend.admin).create_namespace(workspace_namespace(name))  # type: ignore[attr-defined]
+    client.CoreV1Api(backend.admin).create_namespace(workspace_namespace(name))  # type: ignore[arg-type]
     scope = parse_selector("agents.platform/workspaces=enabled")
     assert asyncio.run(backend.store.namespace_in_scope(name, scope)) is True  # at once, not "does not exist"

@@ -114,7 +114,7 @@ def test_colocation_is_added_to_a_pod_without_affinity() -> None:
 
 def test_colocation_merges_into_an_existing_affinity_and_is_idempotent() -> None:
     pod = job_pod("cto", "5dlabs-rex")
-    node_affinity = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}
+    node_affinity: dict[str, Any] = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}
     theirs = {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone"}
     preferred = [{"weight": 1, "podAffinityTerm": theirs}]
     pod["spec"]["affinity"] = {

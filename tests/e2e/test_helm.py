@@ -598,3 +598,38 @@ def test_helm_install_and_upgrade_as_the_readme_says(cluster: Environment, certs
         # Its webhook configuration points at a Service without pods: never leave it behind.
         uninstalled = helm("uninstall", "aww", *kubeconfig)
     assert uninstalled.returncode == 0, uninstalled.stderr
+
+
+@pytest.mark.e2e
+def test_an_upgrade_that_forgets_the_ca_bundle_keeps_the_one_in_force(cluster: Environment, certs: Path) -> None:
+    """The secret source: `helm upgrade` with neither tls.caBundle nor --reuse-values (helm then
+    renders the defaults) must not strip the CA the API server checks the webhook with, which
+    would refuse every agent run; a new caBundle given on the upgrade still replaces it."""
+    namespace = f"helm-{uuid.uuid4().hex[:8]}"
+    kubeconfig = ["--kubeconfig", str(cluster.plane.kubeconfig), "--namespace", namespace]
+    name = "awc-agent-workspace-webhook"
+    common = ["--set", "namespace.create=false"]
+
+    def ca_bundles() -> set[str]:
+        got = run(tool("kubectl"), *kubeconfig, "get", "mutatingwebhookconfiguration", name, "-o", "json")
+        assert got.returncode == 0, got.stderr
+        return {hook["clientConfig"].get("caBundle", "") for hook in json.loads(got.stdout)["webhooks"]}
+
+    installed = helm(
+        "install", "awc", CHART, *kubeconfig, "--create-namespace", *common,
+        "--set-file", f"tls.caBundle={certs / 'ca.crt'}",
+    )  # fmt: skip
+    try:
+        assert installed.returncode == 0, installed.stderr
+        ours = base64.b64encode((certs / "ca.crt").read_bytes()).decode()
+        assert ca_bundles() == {ours}
+        forgetful = helm("upgrade", "awc", CHART, *kubeconfig, *common, "--set", "settings.storage.size=12Gi")
+        assert forgetful.returncode == 0, forgetful.stderr
+        assert ca_bundles() == {ours}
+        other = base64.b64encode((certs / "tls.crt").read_bytes()).decode()  # any other PEM certificate
+        replaced = helm("upgrade", "awc", CHART, *kubeconfig, *common, "--set", f"tls.caBundle={other}")
+        assert replaced.returncode == 0, replaced.stderr
+        assert ca_bundles() == {other}
+    finally:
+        uninstalled = helm("uninstall", "awc", *kubeconfig)
+    assert uninstalled.returncode == 0, uninstalled.stderr

@@ -32,10 +32,9 @@ from .conftest import (
     kubectl,
     ready_replicas,
     service_connections,
-    wait_rolled_out,
     wait_routed,
 )
-from .traffic import Traffic
+from .traffic import Traffic, counted, replaced_under_traffic
 
 # Needs the control plane or Docker (e2e), and root (node): tests/node/conftest.py says which.
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
@@ -120,12 +119,6 @@ def set_ca_bundle(env: Environment, pem: bytes) -> None:
     kubectl(env, "patch", "mutatingwebhookconfiguration", WEBHOOK, "--type=json", "-p", json.dumps(patch))
 
 
-def counted(traffic: Traffic, what: str) -> list[str]:
-    failed = traffic.failed_pod_creations()
-    print(f"{what}: {len(traffic.runs)} runs made, {len(traffic.refused)} refused, {len(failed)} failed Pod creations")
-    return traffic.refused + failed
-
-
 def test_certificate_rotation_is_picked_up_with_no_failed_admission(
     node_env: Environment, installed: Installed, runs_namespace: str, tmp_path: Path
 ) -> None:
@@ -156,16 +149,8 @@ def test_certificate_rotation_is_picked_up_with_no_failed_admission(
 def test_rollout_restart_has_no_failed_admission(
     node_env: Environment, installed: Installed, runs_namespace: str
 ) -> None:
-    before = {pod["metadata"]["name"] for pod in ready_replicas(node_env)}
-    with Traffic(node_env.admin, runs_namespace) as traffic:
-        time.sleep(2)
-        kubectl(node_env, "-n", WEBHOOK, "rollout", "restart", f"deployment/{WEBHOOK}")
-        seconds = wait_rolled_out(node_env)
-        time.sleep(3)
-    print(f"rollout restart: {seconds:.1f} s")
-    after = {pod["metadata"]["name"] for pod in ready_replicas(node_env)}
-    assert len(after) == 2 and not after & before
-    assert counted(traffic, "rollout restart") == []
+    restart = ("-n", WEBHOOK, "rollout", "restart", f"deployment/{WEBHOOK}")
+    replaced_under_traffic(node_env, runs_namespace, "rollout restart", lambda: kubectl(node_env, *restart))
 
 
 def evict(env: Environment, pod: str) -> Any:

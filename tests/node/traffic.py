@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
 from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.runs import Run, run_pods, start_run
+
+from .conftest import ready_replicas, wait_rolled_out
 
 APPS = ("5DLabs-Rex", "5DLabs-Cleo[bot]", "5DLabs-Tess")
 INTERVAL = 0.2
@@ -71,3 +74,24 @@ class Traffic:
 
 def _has_workspace(admin: Any, run: Run) -> bool:
     return any(ANNOTATION_WORKSPACE in (p["metadata"].get("annotations") or {}) for p in run_pods(admin, run))
+
+
+def counted(traffic: Traffic, what: str) -> list[str]:
+    """Every failure of the traffic (refused runs, failed Pod creations), the counts printed."""
+    failed = traffic.failed_pod_creations()
+    print(f"{what}: {len(traffic.runs)} runs made, {len(traffic.refused)} refused, {len(failed)} failed Pod creations")
+    return traffic.refused + failed
+
+
+def replaced_under_traffic(env: Any, namespace: str, what: str, change: Callable[[], object]) -> None:
+    """`change()` while runs are made: both replicas replaced by new Ready ones, no run failed."""
+    before = {pod["metadata"]["name"] for pod in ready_replicas(env)}
+    with Traffic(env.admin, namespace) as traffic:
+        time.sleep(2)
+        change()
+        seconds = wait_rolled_out(env)
+        time.sleep(3)
+    print(f"{what}: two new Ready replicas in {seconds:.1f} s")
+    after = {pod["metadata"]["name"] for pod in ready_replicas(env)}
+    assert len(after) == 2 and not after & before
+    assert counted(traffic, what) == []

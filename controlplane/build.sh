@@ -368,6 +368,9 @@ for section in "${sections[@]}"; do
   section "$section" "${stamp_of[$section]}" ${files_of[$section]}
 done
 
-say "built $target in $((SECONDS - started)) s: $("$bin/kube-apiserver" --version) / etcd $ETCD_VERSION / kwok $KWOK_VERSION" \
-  "/ csi-provisioner $CSI_PROVISIONER_VERSION / csi-resizer $CSI_RESIZER_VERSION / workspaces-csi-driver $csi_driver_hash" \
-  "$([[ $target == all ]] && echo "/ kubelet, kube-proxy / helm $HELM_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION")"
+built="$("$bin/kube-apiserver" --version) / etcd $ETCD_VERSION / kwok $KWOK_VERSION / csi-provisioner $CSI_PROVISIONER_VERSION"
+built+=" / csi-resizer $CSI_RESIZER_VERSION / workspaces-csi-driver $csi_driver_hash"
+if [[ $target == all ]]; then
+  built+=" / kubelet, kube-proxy / helm $HELM_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION"
+fi
+say "built $target in $((SECONDS - started)) s: $built"

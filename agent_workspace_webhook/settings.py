@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # A ceiling on the workspaces the webhook makes in one namespace (new ones are denied past
     # it, naming this setting): a runaway controller or a forged review cannot fill a pool.
     max_workspaces_per_namespace: int = Field(default=1000, ge=1, le=1_000_000)
+    # A ceiling on one workspace's generations: a fresh run keeps every earlier one, so past it a
+    # fresh run is denied, naming this setting, until generations no longer needed are deleted.
+    max_generations_per_workspace: int = Field(default=20, ge=1, le=9999)
     # Who gets a new workspace: "verified-runs", only a Pod whose controller Job and CodeRun
     # exist with the uids it names (its service and agent from that CodeRun; a CodeRun's own
     # workspace is then made at its first Pod); "any", whoever the labels name (bare Pods too:

@@ -16,8 +16,29 @@ from agent_workspace_webhook.rules.generations import (
     Generation,
     awaits_fresh_generation,
     generation_name,
+    next_generation,
 )
+from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.workspace import NamingError, Workspace
+
+
+def deny_past_generations(target: Target, base: str, generations: list[Generation], ceiling: int, run: str) -> None:
+    """A fresh run gets no new generation once the workspace has `ceiling` of them (each fresh run
+    keeps every earlier one: without a bound, a loop of fresh CodeRuns would fill the pool), or
+    when the next number would pass the highest a generation can have. `run`: "CodeRun ns/name"."""
+    namespace = target.namespace
+    if len(generations) >= ceiling:
+        why = f"has {len(generations)} generations, its ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE={ceiling})"
+    elif next_generation(generations) > MAX_GENERATION:
+        why = f"has generation {MAX_GENERATION}, the highest number a generation can have"
+    else:
+        return
+    raise Denial(
+        403,
+        f"workspace {namespace}/{base} {why}, so the fresh workspace {run} asks for "
+        f"is not made; delete generations no longer needed (`agent-workspace-webhook workspaces -n "
+        f"{namespace}` lists them; a Retain class keeps their volumes to restore) or raise the setting",
+    )
 
 
 def announce_fresh(target: Target, base: str, number: int, current: Generation | None) -> str:

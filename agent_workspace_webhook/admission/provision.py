@@ -10,7 +10,7 @@ from typing import Literal, NoReturn
 import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
-from agent_workspace_webhook.admission.fresh import announce_fresh, fresh_run_of_pod
+from agent_workspace_webhook.admission.fresh import announce_fresh, deny_past_generations, fresh_run_of_pod
 from agent_workspace_webhook.admission.provenance import owning_run
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
@@ -49,6 +49,7 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
     warnings = [*facts.warnings, *workspace.warnings]
     base, generations = await _existing(workspace, target, ctx)
     if kind == "CodeRun" and wants_fresh(target.obj.get("spec") or {}):
+        deny_past_generations(target, base, generations, ctx.settings.max_generations_per_workspace, target.who)
         number = next_generation(generations)
         warnings.append(announce_fresh(target, base, number, current_generation(generations)))
         return _provisioned(workspace, generation_name(base, number), "deferred", warnings, number=number)
@@ -118,6 +119,8 @@ async def _make_fresh(
 ) -> Provisioned:
     """The next generation, empty, for the fresh run this Pod belongs to; the current one is kept."""
     _deny_unknown_agent(workspace, ctx)
+    run_name = f"CodeRun {target.namespace}/{run.name}"
+    deny_past_generations(target, base, generations, ctx.settings.max_generations_per_workspace, run_name)
     number = next_generation(generations)
     name = generation_name(base, number)
     current = current_generation(generations)

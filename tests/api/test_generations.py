@@ -284,6 +284,57 @@ def test_past_the_ceiling_no_new_workspace_is_made_and_the_setting_is_named(make
     assert admit_pod(other, job_pod("gamma", "5dlabs-rex"), dry_run=True)[1]["allowed"] is False
 
 
+# --- the per-workspace ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE) --------------------------
+
+
+def later(number: int) -> dict[str, Any]:
+    """Generation `number` of Cleo's workspace, made by the webhook long before any run here."""
+    labels = {"agents.platform/generation": str(number), "agents.platform/generation-of": GEN1}
+    return old_workspace(generation_name(GEN1, number), labels=labels)
+
+
+def test_past_the_generations_ceiling_a_fresh_coderun_is_refused_and_others_run_on(make_client: MakeClient) -> None:
+    store = cluster()
+    store.pvcs[("agents", GEN2)] = later(2)
+    http, _ = make_client(store, max_generations_per_workspace=2)
+    before = copy.deepcopy(store.pvcs)
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-intake", freshWorkspace=True)))
+    response = answer["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 403
+    message = response["status"]["message"]
+    assert (
+        f"workspace agents/{GEN1} has 2 generations, its ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE=2)" in message
+    )
+    assert "the fresh workspace CodeRun agents/cleo-intake asks for is not made" in message
+    assert "agent-workspace-webhook workspaces -n agents" in message
+    assert store.pvcs == before
+    # a run that is not fresh still gets the current generation
+    assert admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[0] == GEN2
+
+
+def test_a_fresh_runs_pod_is_refused_when_the_ceiling_was_reached_after_its_coderun(make_client: MakeClient) -> None:
+    store = cluster((FRESH, FRESH_JOB))  # admitted below the ceiling; generation 2 appeared since
+    store.pvcs[("agents", GEN2)] = later(2)
+    http, _ = make_client(store, max_generations_per_workspace=2)
+    response = admit_pod(http, pod_of(FRESH_JOB))[1]
+    assert response["allowed"] is False and response["status"]["code"] == 403
+    assert "so the fresh workspace CodeRun agents/cleo-intake asks for is not made" in response["status"]["message"]
+    assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])
+    # one more allowed: the same Pod makes generation 3
+    http, _ = make_client(store, max_generations_per_workspace=3)
+    assert admit_pod(http, pod_of(FRESH_JOB))[0] == generation_name(GEN1, 3)
+
+
+def test_a_generation_past_the_highest_number_is_a_clear_denial_not_an_internal_error(make_client: MakeClient) -> None:
+    store = cluster()
+    store.pvcs[("agents", generation_name(GEN1, 9999))] = later(9999)  # a label written by hand
+    http, _ = make_client(store)
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-intake", freshWorkspace=True)))
+    response = answer["response"]
+    assert response["status"]["code"] == 403
+    assert "has generation 9999, the highest number a generation can have" in response["status"]["message"]
+
+
 # --- provenance (WEBHOOK_CREATE_FOR=verified-runs) -------------------------------------------
 
 

@@ -31,9 +31,11 @@ from agent_workspace_webhook.testing.objects import (
 )
 from agent_workspace_webhook.testing.runs import (
     Run,
+    Submitted,
     cancel,
     controller_pvc_name,
     fresh_pvc_step,
+    launch,
     run_pod,
     run_pods,
     start_run,
@@ -308,3 +310,44 @@ def test_the_namespace_ceiling_denies_the_next_new_workspace(cluster: Environmen
     message = denial(refused.value)
     assert "has 2 workspaces made by the webhook" in message and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in message
     assert "workspace-cap-tess" not in pvcs(cluster.admin, namespace)
+
+
+def test_the_generations_ceiling_refuses_a_fresh_run_until_old_generations_go(
+    cluster: Environment, namespace: str
+) -> None:
+    gen1 = "workspace-gens-rex"
+    gen2, gen3 = generation_name(gen1, 2), generation_name(gen1, 3)
+
+    def rex(n: int, fresh: bool = False) -> Submitted:
+        return submit(cluster.admin, namespace, "gens", f"gens-{n}-rex", githubApp=APPS["rex"], freshWorkspace=fresh)
+
+    def mounted(submitted: Submitted) -> str | None:
+        return claim(run_and_stop(cluster, launch(cluster.admin, submitted)))
+
+    def ours() -> list[str]:
+        return sorted(name for name in pvcs(cluster.admin, namespace) if name.startswith(gen1))
+
+    with cluster.webhook(max_generations_per_workspace="2"):
+        assert mounted(rex(1)) == gen1
+        assert mounted(rex(2, fresh=True)) == gen2
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            rex(3, fresh=True)
+        message = denial(refused.value)
+        assert f"workspace {namespace}/{gen1} has 2 generations, its ceiling" in message
+        assert "WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE=2" in message
+        assert ours() == sorted([gen1, gen2])
+        assert mounted(rex(4)) == gen2  # a run that is not fresh goes on with the current generation
+
+        # the operator deletes the oldest generation: the next fresh run gets its own (once the
+        # webhook's watch has seen the deletion: until then it still counts two, and says so)
+        client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim(gen1, namespace)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fifth = rex(5, fresh=True)
+                break
+            except client.exceptions.ApiException as exc:
+                assert "generations, its ceiling" in denial(exc) and time.monotonic() < deadline, denial(exc)
+                time.sleep(0.2)
+        assert mounted(fifth) == gen3
+        assert ours() == sorted([gen2, gen3])

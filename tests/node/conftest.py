@@ -133,6 +133,12 @@ def uninstall(env: Environment) -> None:
     raise AssertionError(f"namespace {WEBHOOK} still there after 120 s")
 
 
+def replica_names(env: Environment) -> set[str]:
+    """The webhook's Pods, Ready or not, being deleted or not."""
+    pods = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))["items"]
+    return {pod["metadata"]["name"] for pod in pods}
+
+
 def ready_replicas(env: Environment) -> list[dict[str, Any]]:
     """The webhook's Pods that are Ready and not being deleted."""
     pods = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))["items"]

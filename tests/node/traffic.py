@@ -15,7 +15,7 @@ from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
 from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.runs import Run, run_pods, start_run
 
-from .conftest import ready_replicas, wait_rolled_out
+from .conftest import ready_replicas, replica_names, wait_rolled_out
 
 APPS = ("5DLabs-Rex", "5DLabs-Cleo[bot]", "5DLabs-Tess")
 INTERVAL = 0.2
@@ -84,7 +84,9 @@ def counted(traffic: Traffic, what: str) -> list[str]:
 
 
 def replaced_under_traffic(env: Any, namespace: str, what: str, change: Callable[[], object]) -> None:
-    """`change()` while runs are made: both replicas replaced by new Ready ones, no run failed."""
+    """`change()` while runs are made: both replicas replaced by new Ready ones, no run failed;
+    returns once the old replicas are gone. Until then an old one, in its preStop sleep, still
+    answers on the API server's open connections, with the old settings."""
     before = {pod["metadata"]["name"] for pod in ready_replicas(env)}
     with Traffic(env.admin, namespace) as traffic:
         time.sleep(2)
@@ -95,3 +97,7 @@ def replaced_under_traffic(env: Any, namespace: str, what: str, change: Callable
     after = {pod["metadata"]["name"] for pod in ready_replicas(env)}
     assert len(after) == 2 and not after & before
     assert counted(traffic, what) == []
+    deadline = time.monotonic() + 90
+    while before & replica_names(env):
+        assert time.monotonic() < deadline, f"old replicas {sorted(before & replica_names(env))} still there after 90 s"
+        time.sleep(0.5)

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from agent_workspace_webhook.admission.cleanup import admit_cleanup_job
 from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
@@ -28,14 +29,16 @@ from agent_workspace_webhook.rules.facts import (
     owner_facts,
 )
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
+from agent_workspace_webhook.rules.names import quote
 from agent_workspace_webhook.rules.patch import (
+    claim_of,
     colocation_patch,
     find_volume,
     shape_problem,
     volume_problem,
     workspace_patch,
 )
-from agent_workspace_webhook.rules.workspace import NamingError
+from agent_workspace_webhook.rules.workspace import NamingError, is_healer_run, is_workspace_claim
 
 # Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
 Failure = Denial | FactsError | NamingError | ClusterError
@@ -117,6 +120,8 @@ async def _route(request: Request, target: Target, ctx: Context) -> tuple[Respon
     await _check_scope(target, ctx)
     if _is_pod(request):
         return await _admit_pod(request.uid, target, ctx)
+    if _is_job(request):
+        return await admit_cleanup_job(request.uid, target, ctx)
     return await _admit_coderun(request.uid, target, ctx)
 
 
@@ -145,15 +150,21 @@ def _is_pod(request: Request) -> bool:
     return (kind.group, kind.version, kind.kind) == ("", "v1", "Pod")
 
 
+def _is_job(request: Request) -> bool:
+    kind = request.kind
+    return (kind.group, kind.version, kind.kind) == ("batch", "v1", "Job")
+
+
 def _target(request: Request, name: str | None, ctx: Context) -> Target:
     """The object, once the kind is one we handle and the object is one we can patch."""
     kind, settings = request.kind, ctx.settings
     coderun = (settings.coderun_group, settings.coderun_version, "CodeRun")
-    if not _is_pod(request) and (kind.group, kind.version, kind.kind) != coderun:
+    if not _is_pod(request) and not _is_job(request) and (kind.group, kind.version, kind.kind) != coderun:
         raise Denial(
             400,
-            f"kind {kind} is not handled by this webhook (it admits v1 Pod and {settings.coderun_group}/"
-            f"{settings.coderun_version} CodeRun); fix the rules of its MutatingWebhookConfiguration",
+            f"kind {kind} is not handled by this webhook (it admits v1 Pod, batch/v1 Job and "
+            f"{settings.coderun_group}/{settings.coderun_version} CodeRun); fix the rules of its "
+            "MutatingWebhookConfiguration",
         )
     obj = request.object
     if not isinstance(obj, dict):
@@ -175,6 +186,10 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
+    claim = claim_of(target.obj["spec"]["volumes"][index])
+    if claim is not None and not is_workspace_claim(claim):
+        why = "not a workspace-* claim but one the platform chose (as the healer runs' healer-workspace)"
+        return allowed(uid, f"its workspace claim {quote(claim)} is {why}: left as it is"), None
     facts = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
     if not labels_are_conclusive(facts, ctx.rules):  # the owners say, one or two GETs
         looking = f"looking up the CodeRun that owns {target.who}"
@@ -192,8 +207,11 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     return patched_response(uid, patch, done.warnings), done
 
 
-async def _admit_coderun(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned]:
+async def _admit_coderun(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
     """A CodeRun: facts from its spec; it gets the labels and annotation (it has no volume)."""
+    spec = target.obj.get("spec")
+    if isinstance(spec, Mapping) and is_healer_run(spec):
+        return allowed(uid, "a healer run: its workspace is the platform's healer-workspace, left as it is"), None
     done = await provision(coderun_facts(target.obj), target, ctx, "CodeRun")
     return patched_response(uid, workspace_patch(target.obj, _labels(done), done.pvc, None), done.warnings), done
 

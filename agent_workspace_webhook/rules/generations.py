@@ -23,6 +23,7 @@ from agent_workspace_webhook.rules.facts import FactsError, RunFacts, coderun_fa
 from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.names import MAX_LABEL
 from agent_workspace_webhook.rules.pvc import PvcState
+from agent_workspace_webhook.rules.workspace import is_healer_run
 
 
 def generation_name(base: str, generation: int) -> str:
@@ -93,7 +94,7 @@ def fresh_run_of(coderun: Mapping[str, Any]) -> FreshRun | None:
     """The CodeRun as a FreshRun when it asks for a fresh workspace, else None (also when its
     facts are malformed: its own admission was denied for that)."""
     metadata, spec = coderun.get("metadata") or {}, coderun.get("spec")
-    if not isinstance(spec, Mapping) or not wants_fresh(spec):
+    if not isinstance(spec, Mapping) or not wants_fresh(spec) or is_healer_run(spec):
         return None
     try:
         facts = coderun_facts(coderun)

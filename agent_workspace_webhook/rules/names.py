@@ -14,6 +14,15 @@ def is_dns1123_label(value: str) -> bool:
     return len(value) <= MAX_LABEL and _LABEL.fullmatch(value) is not None
 
 
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+MAX_NAME = 253
+
+
+def is_object_name(value: str) -> bool:
+    """True for a name most objects (a PVC among them) may have: an RFC 1123 subdomain."""
+    return len(value) <= MAX_NAME and _SUBDOMAIN.fullmatch(value) is not None
+
+
 def quote(value: str, limit: int = 80) -> str:
     """The input as it would appear in an error message, shortened if huge."""
     if len(value) > limit:

@@ -46,6 +46,15 @@ def volume_problem(volume: Mapping[str, Any]) -> str | None:
     )
 
 
+def claim_of(volume: Mapping[str, Any]) -> str | None:
+    """The claim a persistentVolumeClaim volume names; None for any other volume (volume_problem
+    says why) or when it names none."""
+    if volume_problem(volume) is not None:
+        return None
+    claim = volume["persistentVolumeClaim"].get("claimName")
+    return claim if isinstance(claim, str) else None
+
+
 def shape_problem(obj: Mapping[str, Any]) -> str | None:
     """Why the object cannot be patched safely (a field of the wrong type), or None."""
     metadata = obj.get("metadata", {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -46,6 +46,27 @@ def validate_service(service: str, field_path: str) -> str:
             "for example 'cto'"
         )
     return service
+
+
+def is_workspace_claim(claim: str) -> bool:
+    """Whether a Pod's claim is one the webhook may point elsewhere: every workspace the platform's
+    controller computes for a run is ``workspace-*`` (and so is every one the webhook makes). Any
+    other claim is a PVC the platform chose on purpose, as ``healer-workspace``, which its healer
+    runs share with the healer's monitor Deployment: moving it would cut them apart."""
+    return claim.startswith(PREFIX)
+
+
+def is_healer_run(spec: Mapping[str, Any]) -> bool:
+    """The controller's own test for a healer (remediation) run, whose workspace is the shared
+    ``healer-workspace`` (resources.rs): ``spec.cliConfig.settings.template`` starts with
+    ``healer/``, or ``spec.service`` contains ``healer`` in any case."""
+    service = spec.get("service")
+    if isinstance(service, str) and "healer" in service.lower():
+        return True
+    cli = spec.get("cliConfig")
+    settings = cli.get("settings") if isinstance(cli, Mapping) else None
+    template = settings.get("template") if isinstance(settings, Mapping) else None
+    return isinstance(template, str) and template.startswith("healer/")
 
 
 def legacy_pvc_name(service: str) -> str:

@@ -118,6 +118,46 @@ def coderun_job(run: dict[str, Any], name: str, template: dict[str, Any]) -> dic
     }
 
 
+JOB_KIND = {"group": "batch", "version": "v1", "kind": "Job"}
+
+
+def cleanup_job(run: dict[str, Any], claim: str) -> dict[str, Any]:
+    """The Job the platform's controller creates when a CodeRun (a stored one) is deleted
+    (resources.rs cleanup_workspace_subdir): its cleanup labels on the Job, none on the Pod
+    template, and the run's directory removed from `claim`, the PVC the controller computes."""
+    name, uid = run["metadata"]["name"], run["metadata"].get("uid", "nouid")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"cleanup-{name}"[:63],
+            "labels": {
+                "cleanup.cto.dev/scope": "run",
+                "cleanup.cto.dev/run": name,
+                "cleanup.cto.dev/run-kind": "workspace-cleanup",
+            },
+        },
+        "spec": {
+            "ttlSecondsAfterFinished": 300,
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "cleanup",
+                            "image": "busybox:1.36",
+                            "command": ["/bin/sh", "-c", f"rm -rf /workspace/runs/{name}-{uid[:8]}"],
+                            "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+                        }
+                    ],
+                    "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": claim}}],
+                }
+            },
+        },
+    }
+
+
 def review(
     obj: Any,
     *,

@@ -12,23 +12,33 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
 from agent_workspace_webhook.rules.agents import label_form
 from agent_workspace_webhook.rules.generations import wants_fresh
-from agent_workspace_webhook.testing.kube import json_body
-from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_pod, controller_ref, job_pod
+from agent_workspace_webhook.rules.workspace import is_healer_run
+from agent_workspace_webhook.testing.kube import create_job, json_body
+from agent_workspace_webhook.testing.objects import (
+    cleanup_job,
+    coderun,
+    coderun_job,
+    controller_pod,
+    controller_ref,
+    job_pod,
+)
 
 
 class RunFields(TypedDict, total=False):
     """The CodeRun spec fields a run is started with: its agent (githubApp=... or
-    implementationAgent=...) and, for a generation test, how it runs."""
+    implementationAgent=...) and, for a generation or healer test, how it runs."""
 
     githubApp: str
     implementationAgent: str
     runType: str
     freshWorkspace: bool
+    cliConfig: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,16 @@ def submit(admin: Any, namespace: str, service: str, name: str, **agent: Unpack[
 def launch(admin: Any, submitted: Submitted) -> Run:
     """Create the Job for a CodeRun, as the platform's controller does: owned by the CodeRun,
     its Pod template with the controller's labels (the app lower-cased without [ ]; none for an
-    implementationAgent run, whose Pod the webhook then follows to the CodeRun)."""
+    implementationAgent run, whose Pod the webhook then follows to the CodeRun) and the PVC the
+    controller computes for the run mounted as `workspace`."""
     from kubernetes import client
 
     run, app = submitted.coderun, submitted.app
-    service = run["spec"]["service"]
+    service, computed = run["spec"]["service"], controller_pvc_name(run["spec"])
     if wants_fresh(run["spec"]):
-        fresh_pvc_step(admin, submitted.namespace, controller_pvc_name(service, app))
-    template = controller_pod(service if app else None, label_form(app) if app else None)
+        fresh_pvc_step(admin, submitted.namespace, computed)
+    volume = {"name": "workspace", "persistentVolumeClaim": {"claimName": computed}}
+    template = controller_pod(service if app else None, label_form(app) if app else None, volume=volume)
     name = run["metadata"]["name"]
     client.BatchV1Api(admin).create_namespaced_job(submitted.namespace, coderun_job(run, f"{name}-job", template))  # type: ignore[arg-type]
     return Run(submitted.namespace, name, f"{name}-job")
@@ -76,12 +88,18 @@ def launch(admin: Any, submitted: Submitted) -> Run:
 
 # The platform controller's implementation agents, which share workspace-{service}.
 IMPLEMENTATION_AGENTS = ("rex", "blaze", "vex")
+# Its healer runs' one PVC (AgentClassifier::get_healer_pvc_name), whatever their service.
+HEALER_PVC = "healer-workspace"
 
 
-def controller_pvc_name(service: str, app: str | None) -> str:
-    """The PVC the platform's controller computes for a run (its AgentClassifier.get_pvc_name):
+def controller_pvc_name(spec: Mapping[str, Any]) -> str:
+    """The PVC the platform's controller computes for a CodeRun's spec: healer-workspace for a
+    healer run (shared with the healer's monitor), else its AgentClassifier.get_pvc_name:
     workspace-{service} for its implementation agents and for a run without a GitHub App,
     workspace-{service}-{agent} for the others."""
+    if is_healer_run(spec):
+        return HEALER_PVC
+    service, app = spec["service"], spec.get("githubApp")
     agent = label_form(app).removeprefix("5dlabs-").removesuffix("bot") if app else None
     return f"workspace-{service}" if agent is None or agent in IMPLEMENTATION_AGENTS else f"workspace-{service}-{agent}"
 
@@ -154,6 +172,37 @@ def cancel(admin: Any, run: Run) -> None:
     from kubernetes import client
 
     client.BatchV1Api(admin).delete_namespaced_job(run.job, run.namespace, propagation_policy="Foreground")
+
+
+# The finalizer the platform's controller puts on every CodeRun, so that it can clean up after a
+# deleted one (its tasks/types.rs CODE_FINALIZER_NAME).
+FINALIZER = "coderuns.orchestrator.io/finalizer"
+
+
+def finalize(admin: Any, run: Run, finalizers: list[str]) -> dict[str, Any]:
+    """Set the CodeRun's finalizers (the controller adds its own at its first reconcile, and
+    removes it when its cleanup is done); the CodeRun as stored."""
+    from kubernetes import client
+
+    patch = {"metadata": {"finalizers": finalizers}}
+    stored: dict[str, Any] = client.CustomObjectsApi(admin).patch_namespaced_custom_object(  # type: ignore[assignment]
+        "agents.platform", "v1", run.namespace, "coderuns", run.coderun, patch
+    )
+    return stored
+
+
+def clean_up_deleted(admin: Any, run: Run) -> dict[str, Any]:
+    """The controller's cleanup of a CodeRun being deleted (its finalizer still on): delete the
+    run's Job and wait for it and its Pod to go, then create the workspace-cleanup Job on the PVC it
+    computes for the run; the cleanup Job as stored (the webhook has had its say)."""
+    from kubernetes import client
+
+    cancel(admin, run)
+    wait_gone(admin, run)
+    coderun: dict[str, Any] = client.CustomObjectsApi(admin).get_namespaced_custom_object(  # type: ignore[assignment]
+        "agents.platform", "v1", run.namespace, "coderuns", run.coderun
+    )
+    return create_job(admin, run.namespace, cleanup_job(coderun, controller_pvc_name(coderun["spec"])))
 
 
 def run_pods(admin: Any, run: Run) -> list[dict[str, Any]]:

@@ -81,6 +81,44 @@ def test_pod_without_workspace_volume_is_left_alone_with_no_api_call(client: Cli
     assert not store.calls
 
 
+HEALER_CLAIM = {"name": "workspace", "persistentVolumeClaim": {"claimName": "healer-workspace"}}
+
+
+def test_a_healer_run_keeps_the_healer_workspace_it_shares_with_the_monitor(client: Client) -> None:
+    # The platform's controller mounts healer-workspace in its healer runs, the PVC its healer
+    # monitor Deployment writes prompts and logs into: moving the run elsewhere would cut it off.
+    http, store = client
+    for pod in (
+        job_pod("healer", "5dlabs-healer", volume=HEALER_CLAIM),
+        job_pod("cto", "5dlabs-rex", volume=HEALER_CLAIM),
+    ):
+        answer = mutate(http, review(pod))["response"]
+        assert answer == {"uid": answer["uid"], "allowed": True}  # no patch, no warning
+    assert store.pvcs == {} and not store.calls
+    run = coderun(
+        "cto",
+        "5DLabs-Rex",
+        freshWorkspace=True,
+        cliConfig={"cliType": "claude", "model": "m", "settings": {"template": "healer/remediation"}},
+    )
+    for body in (run, coderun("healer", "5DLabs-Healer"), coderun("Self-Healer", "5DLabs-Healer")):
+        answer = mutate(http, review(body, kind=CODERUN_KIND))["response"]
+        assert answer == {"uid": answer["uid"], "allowed": True}
+    assert store.pvcs == {}
+
+
+def test_only_workspace_claims_are_pointed_elsewhere(client: Client) -> None:
+    http, _ = client
+    for claimed in ("workspace-cto", "workspace-cto-cleo", "workspace-unrelated"):
+        pod = job_pod(
+            "cto", "5dlabs-rex", volume={"name": "workspace", "persistentVolumeClaim": {"claimName": claimed}}
+        )
+        assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-rex"
+    # A claim that names no claimName is one the webhook fills in.
+    pod = job_pod("cto", "5dlabs-rex", volume={"name": "workspace", "persistentVolumeClaim": {}})
+    assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto-rex"
+
+
 def test_label_keys_are_settings(make_client: MakeClient) -> None:
     http, _ = make_client(pod_service_label="platform/service", pod_app_label="platform/app")
     pod = job_pod(None, None, extra_labels={"platform/service": "api", "platform/app": "5dlabs-blaze"})

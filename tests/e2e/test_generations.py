@@ -125,7 +125,7 @@ def test_two_webhook_processes_admitting_one_fresh_run_make_one_generation(
     run = Run(namespace, "ledger-intake", "ledger-intake-job")
     try:
         submitted = submit(cluster.admin, namespace, "ledger", run.coderun, githubApp="5DLabs-Tess", runType="intake")
-        fresh_pvc_step(cluster.admin, namespace, controller_pvc_name("ledger", "5DLabs-Tess"))
+        fresh_pvc_step(cluster.admin, namespace, controller_pvc_name(submitted.coderun["spec"]))
         job = coderun_job(submitted.coderun, run.job, controller_pod("ledger", "5dlabs-tess"))
         job["spec"].update({"parallelism": 6, "completions": 6})  # six Pods at once, over both processes
         stored_job = create_job(cluster.admin, namespace, job)

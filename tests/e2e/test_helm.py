@@ -233,7 +233,8 @@ def test_operator_values_reach_the_deployment_pdb_and_webhooks(tmp_path: Path) -
         "selector": {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}},
     }
     hooks = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
-    assert [(h["timeoutSeconds"], h["failurePolicy"]) for h in hooks] == [(10, "Ignore"), (10, "Ignore")]
+    # The cleanup Jobs' entry is best effort whatever the setting (the controller's cleanup is).
+    assert [(h["timeoutSeconds"], h["failurePolicy"]) for h in hooks] == [(10, "Ignore")] * 3
 
 
 @pytest.mark.parametrize(

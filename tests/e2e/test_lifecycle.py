@@ -4,6 +4,7 @@ runs of one ReadWriteOnce workspace on one node, and today's CodeRun."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,16 @@ from kubernetes import client
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.kube import denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim
-from agent_workspace_webhook.testing.runs import Run, job_status, launch, run_pods, start_run, submit, wait_running
+from agent_workspace_webhook.testing.runs import (
+    HEALER_PVC,
+    Run,
+    job_status,
+    launch,
+    run_pods,
+    start_run,
+    submit,
+    wait_running,
+)
 from tests.e2e.test_living import AGENTS
 
 pytestmark = pytest.mark.e2e
@@ -160,3 +170,54 @@ def test_a_coderun_naming_only_its_implementation_agent(cluster: Environment, na
     )
     assert stored["metadata"]["labels"]["agents.platform/workspace"] == "workspace-docs-cleo"  # type: ignore[index]
     assert claim(wait_running(cluster.admin, run)) == "workspace-docs-cleo"
+
+
+def test_a_healer_run_keeps_the_healer_workspace_it_shares_with_the_monitor(
+    cluster: Environment, namespace: str
+) -> None:
+    # The platform's healer runs mount healer-workspace, whatever their service: its healer monitor
+    # (a Deployment) writes the prompts and logs they work from into it. Made here as the
+    # controller's ensure_pvc_exists makes it.
+    healer = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": HEALER_PVC},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, healer)  # type: ignore[arg-type]
+    (cluster.volume_dir(namespace, HEALER_PVC) / "PROMPT.md").write_text("fix the failing CI of task 1\n")
+    template = {"cliType": "claude", "model": "claude-sonnet", "settings": {"template": "healer/remediation"}}
+    with cluster.webhook() as webhook:
+        runs = {
+            "healer-remediation-t1": start_run(
+                cluster.admin, namespace, "healer", "healer-remediation-t1", githubApp="5DLabs-Healer"
+            ),
+            "cto-remediation-t2": start_run(
+                cluster.admin, namespace, "cto", "cto-remediation-t2", githubApp="5DLabs-Rex", cliConfig=template
+            ),
+        }
+        for run in runs.values():
+            assert claim(wait_ran(cluster, run)) == HEALER_PVC
+        said = [json.loads(line) for line in webhook.log().splitlines() if f'"namespace":"{namespace}"' in line]
+    assert sorted(pvcs(cluster.admin, namespace)) == [HEALER_PVC]
+    assert (cluster.volume_dir(namespace, HEALER_PVC) / "PROMPT.md").exists()
+    coderuns = client.CustomObjectsApi(cluster.admin)
+    for name in runs:
+        stored: Any = coderuns.get_namespaced_custom_object("agents.platform", "v1", namespace, "coderuns", name)
+        assert "agents.platform/workspace" not in (stored["metadata"].get("annotations") or {})
+    # Each CodeRun and each Pod admitted unchanged, the log saying why.
+    left = [(line["kind"], line["message"]) for line in said if "left as it is" in line.get("message", "")]
+    assert sorted(kind for kind, _ in left) == ["CodeRun", "CodeRun", "Pod", "Pod"], said
+    assert all("healer" in message for _, message in left), left
+
+
+def wait_ran(cluster: Environment, run: Run, timeout: float = 60) -> dict[str, Any]:
+    """The run's Pod once a node ran it: Running, or (kwok completes a Job's Pod at once unless
+    the webhook gave it a workspace) Succeeded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ran = [pod for pod in run_pods(cluster.admin, run) if pod["status"].get("phase") in ("Running", "Succeeded")]
+        if ran:
+            return ran[0]
+        time.sleep(0.1)
+    raise TimeoutError(f"no Pod of Job {run.namespace}/{run.job} ran in {timeout}s: {job_status(cluster.admin, run)}")

@@ -149,6 +149,11 @@ def test_fresh_run_of_a_coderun() -> None:
     assert (
         fresh_run_of({**run, "spec": {"service": 7, "freshWorkspace": True}}) is None
     )  # malformed: its admission said so
+    # A healer run's fresh workspace is the controller's own healer-workspace, never a generation.
+    assert (
+        fresh_run_of({**run, "spec": {"service": "healer", "githubApp": "5DLabs-Healer", "freshWorkspace": True}})
+        is None
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,6 +9,8 @@ from agent_workspace_webhook.rules.workspace import (
     NamingError,
     NamingPolicy,
     choose_workspace,
+    is_healer_run,
+    is_workspace_claim,
     legacy_pvc_name,
     pvc_name,
     validate_service,
@@ -99,3 +103,27 @@ def test_shared_groups() -> None:
     assert choose_workspace("cto", "nova", None, policy).pvc == "workspace-cto-impl"
     assert choose_workspace("cto", "cleo", None, policy).pvc == "workspace-cto-cleo"
     assert choose_workspace("cto", "rex", None, NamingPolicy(mode="agent")).pvc == "workspace-cto-rex"  # off by default
+
+
+def test_only_workspace_claims_are_the_webhooks_to_move() -> None:
+    assert is_workspace_claim("workspace-cto") and is_workspace_claim("workspace-cto-rex-g2-0a1b2c")
+    assert not is_workspace_claim("healer-workspace") and not is_workspace_claim("workspace")
+    assert not is_workspace_claim("") and not is_workspace_claim("Workspace-cto")
+
+
+@pytest.mark.parametrize(
+    ("spec", "healer"),
+    [
+        ({"service": "healer"}, True),
+        ({"service": "cto-Healer-2"}, True),  # the controller lower-cases before it looks
+        ({"service": "cto", "cliConfig": {"settings": {"template": "healer/remediation"}}}, True),
+        ({"service": "cto", "cliConfig": {"settings": {"template": "code/claude"}}}, False),
+        ({"service": "cto", "cliConfig": {"settings": {"template": "x/healer/"}}}, False),
+        ({"service": "cto"}, False),
+        ({"service": 7, "cliConfig": "healer/", "settings": {"template": "healer/"}}, False),
+        ({"service": "cto", "cliConfig": {"settings": ["healer/"]}}, False),
+        ({"service": "cto", "cliConfig": {"settings": {"template": 1}}}, False),
+    ],
+)
+def test_healer_runs_by_the_controllers_rule(spec: dict[str, Any], healer: bool) -> None:
+    assert is_healer_run(spec) is healer

@@ -1,0 +1,133 @@
+"""The platform controller's workspace-cleanup Job through /mutate with the in-memory store: it is
+pointed at the workspace its run used (the CodeRun's annotation), and left as the controller made
+it whenever that is not known for sure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, review
+from tests.api.conftest import MakeClient, mutate
+from tests.api.test_generations import old_workspace
+from tests.api.test_mutate import Client
+
+
+def deleted_run(name: str = "cto-rex-7", workspace: str | None = "workspace-cto-rex") -> dict[str, Any]:
+    """A CodeRun the webhook admitted, being deleted: the controller's finalizer still holds it."""
+    annotations = {} if workspace is None else {"agents.platform/workspace": workspace}
+    return {
+        "apiVersion": "agents.platform/v1",
+        "kind": "CodeRun",
+        "metadata": {
+            "name": name,
+            "namespace": "agents",
+            "uid": "0a1b2c3d-4e5f-4a5b-8c9d-0e1f2a3b4c5d",
+            "deletionTimestamp": "2026-12-01T10:00:00Z",
+            "annotations": annotations,
+        },
+        "spec": {"service": "cto", "githubApp": "5DLabs-Rex"},
+    }
+
+
+def template(job: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = job["spec"]["template"]
+    return result
+
+
+def test_a_cleanup_job_is_pointed_at_the_workspace_its_run_used(client: Client) -> None:
+    http, store = client
+    run = deleted_run()
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    job = cleanup_job(run, "workspace-cto")  # Rex is an implementation agent: the controller computes the shared one
+    answer = mutate(http, review(job, kind=JOB_KIND))
+    stored = applied(job, answer)
+    pod = template(stored)
+    assert pod["spec"]["volumes"] == [
+        {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-cto-rex"}}
+    ]
+    assert pod["metadata"]["labels"] == {"agents.platform/workspace": "workspace-cto-rex"}
+    # ReadWriteOnce: on the node where the workspace's runs are, if any
+    term = pod["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term == [
+        {
+            "labelSelector": {"matchLabels": {"agents.platform/workspace": "workspace-cto-rex"}},
+            "topologyKey": "kubernetes.io/hostname",
+        }
+    ]
+    # Nothing else of the Job changes: its labels, its command, the rest of the template
+    assert stored["metadata"] == job["metadata"]
+    assert pod["spec"]["containers"] == template(job)["spec"]["containers"]
+    assert all(op["path"].startswith("/spec/template/") for op in decode_patch(answer))
+    assert ("agents", "workspace-cto") not in store.pvcs and len(store.pvcs) == 1  # nothing made
+
+
+def test_a_fresh_runs_cleanup_goes_to_the_generation_it_ran_in(client: Client) -> None:
+    http, store = client
+    generation = "workspace-cto-rex-g2-3875f8"
+    run = deleted_run(workspace=generation)
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+    for name in ("workspace-cto-rex", generation):
+        store.pvcs[("agents", name)] = old_workspace(name)
+    stored = applied(job := cleanup_job(run, "workspace-cto"), mutate(http, review(job, kind=JOB_KIND)))
+    assert template(stored)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == generation
+
+
+GONE = "gone"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "pvcs", "deleting"),
+    [
+        pytest.param(GONE, ["workspace-cto-rex"], False, id="the CodeRun is gone"),
+        pytest.param(None, ["workspace-cto-rex"], False, id="admitted without the webhook"),
+        pytest.param("healer-workspace", ["healer-workspace", "workspace-cto-rex"], False, id="no workspace-* name"),
+        pytest.param("workspace-cto-rex", [], False, id="its workspace is gone"),
+        pytest.param("workspace-cto-rex", ["workspace-cto-rex"], True, id="its workspace is being deleted"),
+    ],
+)
+def test_a_cleanup_job_stays_as_the_controller_made_it_when_unsure(
+    client: Client, annotation: str | None, pvcs: list[str], deleting: bool
+) -> None:
+    http, store = client
+    if annotation != GONE:
+        store.owners[("CodeRun", "agents", "cto-rex-7")] = deleted_run(workspace=annotation)
+    extra = {"deletionTimestamp": "2026-12-01T10:00:00Z", "finalizers": ["kubernetes.io/pvc-protection"]}
+    for name in pvcs:
+        store.pvcs[("agents", name)] = old_workspace(name, **(extra if deleting else {}))
+    before = {key: dict(value) for key, value in store.pvcs.items()}
+    job = cleanup_job(deleted_run(), "workspace-cto")
+    answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+    assert answer == {"uid": answer["uid"], "allowed": True}
+    assert store.pvcs == before
+
+
+def test_other_jobs_and_other_claims_are_left_alone(client: Client) -> None:
+    http, store = client
+    run = deleted_run()
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    healer = cleanup_job(run, "healer-workspace")  # a healer run's cleanup stays on the healer's PVC
+    unlabelled = cleanup_job(run, "workspace-cto")
+    del unlabelled["metadata"]["labels"]["cleanup.cto.dev/run-kind"]
+    no_template = cleanup_job(run, "workspace-cto")
+    no_template["spec"]["template"] = "nope"
+    bad_labels = cleanup_job(run, "workspace-cto")
+    bad_labels["spec"]["template"]["metadata"] = {"labels": {"a": 1}}
+    for job in (healer, unlabelled, no_template, bad_labels):
+        answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+        assert answer == {"uid": answer["uid"], "allowed": True}
+    assert ("get", "cto-rex-7") not in store.calls  # told apart before any API call
+
+
+def test_a_cleanup_job_outside_the_scope_is_refused_like_any_review(make_client: MakeClient) -> None:
+    http, _ = make_client(
+        MemoryStore(namespaces={"agents": {}}), namespace_selector="agents.platform/workspaces=enabled"
+    )
+    job = cleanup_job(deleted_run(), "workspace-cto")
+    answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+    assert answer["allowed"] is False and answer["status"]["code"] == 403
+    assert "not in the webhook's scope" in answer["status"]["message"]

@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonpatch
 
+from agent_workspace_webhook.rules.cleanup import LABEL_RUN, LABEL_RUN_KIND, WORKSPACE_CLEANUP
+
 
 def controller_pod(
     service: str | None,
@@ -131,11 +133,7 @@ def cleanup_job(run: dict[str, Any], claim: str) -> dict[str, Any]:
         "kind": "Job",
         "metadata": {
             "name": f"cleanup-{name}"[:63],
-            "labels": {
-                "cleanup.cto.dev/scope": "run",
-                "cleanup.cto.dev/run": name,
-                "cleanup.cto.dev/run-kind": "workspace-cleanup",
-            },
+            "labels": {"cleanup.cto.dev/scope": "run", LABEL_RUN: name, LABEL_RUN_KIND: WORKSPACE_CLEANUP},
         },
         "spec": {
             "ttlSecondsAfterFinished": 300,

@@ -12,6 +12,7 @@ from agent_workspace_webhook.admission.context import Context, Target, get_owner
 from agent_workspace_webhook.admission.provision import Provisioned
 from agent_workspace_webhook.admission.review import Response, allowed
 from agent_workspace_webhook.admission.review import patched as patched_response
+from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.rules.cleanup import cleanup_run, job_template, recorded_workspace, under_template
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
 from agent_workspace_webhook.rules.patch import claim_of, colocation_patch, find_volume, shape_problem, workspace_patch
@@ -28,18 +29,21 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
     if index is None or claim is None or not is_workspace_claim(claim):
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
     namespace = target.namespace
-    coderun = await within(
-        target, f"reading CodeRun {namespace}/{run}", get_owner(target, ctx, "CodeRun", namespace, run)
-    )
-    pvc = None if coderun is None else recorded_workspace(coderun)
-    if coderun is None or pvc is None:
-        why = "is gone" if coderun is None else "names no workspace (admitted without the webhook)"
-        return allowed(uid, f"CodeRun {namespace}/{run} {why}: the cleanup stays on {claim}"), None
-    state = await within(target, f"reading PersistentVolumeClaim {namespace}/{pvc}", ctx.store.get_pvc(namespace, pvc))
+    try:  # a refusal would lose the cleanup (the controller does not retry it): an API failure leaves the Job be
+        coderun = await within(
+            target, f"reading CodeRun {namespace}/{run}", get_owner(target, ctx, "CodeRun", namespace, run)
+        )
+        pvc = None if coderun is None else recorded_workspace(coderun)
+        if coderun is None or pvc is None:
+            why = "is gone" if coderun is None else "names no workspace (admitted without the webhook)"
+            return allowed(uid, f"CodeRun {namespace}/{run} {why}: the cleanup stays on {claim}"), None
+        reading = f"reading PersistentVolumeClaim {namespace}/{pvc}"
+        state = await within(target, reading, ctx.store.get_pvc(namespace, pvc))
+    except ClusterError as failure:
+        return allowed(uid, f"{failure}: the cleanup stays on {claim}"), None
     if state is None or state.deleting:
-        return allowed(
-            uid, f"the workspace of CodeRun {namespace}/{run}, {pvc}, is gone: the cleanup stays on {claim}"
-        ), None
+        why = f"the workspace of CodeRun {namespace}/{run}, {pvc}, is gone"
+        return allowed(uid, f"{why}: the cleanup stays on {claim}"), None
     ops = workspace_patch(template, {LABEL_WORKSPACE: pvc}, pvc, index)
     if ctx.settings.colocate and "ReadWriteOnce" in state.access_modes:
         ops += colocation_patch(template, pvc)

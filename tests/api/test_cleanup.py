@@ -133,3 +133,16 @@ def test_a_cleanup_job_outside_the_scope_is_refused_like_any_review(make_client:
     answer = mutate(http, review(job, kind=JOB_KIND))["response"]
     assert answer["allowed"] is False and answer["status"]["code"] == 403
     assert "not in the webhook's scope" in answer["status"]["message"]
+
+
+@pytest.mark.parametrize("failing", [{"failures": {"get": (None, "connection refused")}}, {"delay": 3.0}])
+def test_an_api_failure_leaves_the_cleanup_job_be_rather_than_refuse_it(
+    make_client: MakeClient, failing: dict[str, Any]
+) -> None:
+    # A refused Job is a lost cleanup: the controller only warns and does not make it again.
+    run = deleted_run()
+    store = MemoryStore(owners={("CodeRun", "agents", "cto-rex-7"): run}, **failing)
+    http, _ = make_client(store, kube_deadline_seconds="0.5")
+    job = cleanup_job(run, "workspace-cto")
+    answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+    assert answer == {"uid": answer["uid"], "allowed": True}

@@ -29,12 +29,18 @@ def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], 
         keep,
         count,
         group=workspace_of,
+        section=namespace_of,
     )
 
 
 def workspace_of(key: tuple[str, str], state: PvcState) -> tuple[str, str]:
     """The workspace a PVC is a generation of: (namespace, name of its generation 1)."""
     return key[0], state.generation_of or key[1]
+
+
+def namespace_of(workspace: tuple[str, str]) -> str:
+    """A workspace's namespace: the per-namespace ceiling counts the workspaces of one."""
+    return workspace[0]
 
 
 def namespace_cache(core_api: Any, count: CallCounter) -> WatchCache[str, dict[str, str], None]:

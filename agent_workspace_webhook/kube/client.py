@@ -202,10 +202,10 @@ class KubeStore(Calls):
         return None if found is None else bool(found.get("allowVolumeExpansion"))
 
     async def workspace_count(self, namespace: str) -> int:
-        def ours(group: tuple[str, str], members: dict[tuple[str, str], PvcState]) -> bool:
-            return group[0] == namespace and any(s.generation_of for s in members.values())
+        def ours(_: tuple[str, str], members: dict[tuple[str, str], PvcState]) -> bool:
+            return any(s.generation_of for s in members.values())
 
-        counted = self.cache.count_groups(ours) if self.cache is not None else None
+        counted = self.cache.count_groups(namespace, ours) if self.cache is not None else None
         if counted is not None:
             return counted
         listed = await self._list(

@@ -14,7 +14,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from agent_workspace_webhook import logs
@@ -29,7 +29,9 @@ CallCounter = Callable[[str, str, str], None]
 
 class WatchCache(Generic[K, V, G]):
     """The objects `keep` keeps, by key; with `group`, also by group (the generations of one
-    workspace, the fresh runs of one namespace), so an admission reads a group without a scan."""
+    workspace, the fresh runs of one namespace), so an admission reads a group without a scan;
+    with `section`, the groups also by the part of their key they are counted within (a
+    workspace's namespace), so counting one namespace's groups never scans the cluster's."""
 
     def __init__(
         self,
@@ -40,9 +42,12 @@ class WatchCache(Generic[K, V, G]):
         page_size: int = 500,
         watch_seconds: int = 240,
         group: Callable[[K, V], G] | None = None,
+        section: Callable[[G], Hashable] | None = None,
     ) -> None:
         self._list_call, self._resource, self._keep, self._group = list_call, resource, keep, group
         self._groups: dict[G, dict[K, V]] = {}
+        self._section = section
+        self._sections: dict[Hashable, set[G]] = {}
         self._count = count
         self._page_size = page_size
         self._watch_seconds = watch_seconds
@@ -79,12 +84,12 @@ class WatchCache(Generic[K, V, G]):
         with self._lock:
             return {group: dict(members) for group, members in self._groups.items()}
 
-    def count_groups(self, match: Callable[[G, dict[K, V]], bool]) -> int | None:
-        """How many groups match, once synced; None before."""
+    def count_groups(self, section: Hashable, match: Callable[[G, dict[K, V]], bool]) -> int | None:
+        """How many groups of the section match, once synced; None before."""
         if not self._synced.is_set():
             return None
         with self._lock:
-            return sum(1 for group, members in self._groups.items() if match(group, members))
+            return sum(1 for group in self._sections.get(section, ()) if match(group, self._groups[group]))
 
     def idle_seconds(self) -> float | None:
         """Seconds since the cache last heard from the API server; None before its first list."""
@@ -100,7 +105,13 @@ class WatchCache(Generic[K, V, G]):
         self._drop(key)
         self._items[key] = value
         if self._group is not None:
-            self._groups.setdefault(self._group(key, value), {})[key] = value
+            group = self._group(key, value)
+            members = self._groups.get(group)
+            if members is None:
+                members = self._groups[group] = {}
+                if self._section is not None:
+                    self._sections.setdefault(self._section(group), set()).add(group)
+            members[key] = value
 
     def _drop(self, key: K) -> None:
         old = self._items.pop(key, None)
@@ -111,6 +122,16 @@ class WatchCache(Generic[K, V, G]):
                 members.pop(key, None)
                 if not members:
                     del self._groups[group]
+                    self._forget_section(group)
+
+    def _forget_section(self, group: G) -> None:
+        if self._section is not None:
+            section = self._section(group)
+            groups = self._sections.get(section)
+            if groups is not None:
+                groups.discard(group)
+                if not groups:
+                    del self._sections[section]
 
     @property
     def synced(self) -> bool:
@@ -182,8 +203,12 @@ class WatchCache(Generic[K, V, G]):
         if self._group is not None:
             for key, value in items.items():
                 groups.setdefault(self._group(key, value), {})[key] = value
+        sections: dict[Hashable, set[G]] = {}
+        if self._section is not None:
+            for group in groups:
+                sections.setdefault(self._section(group), set()).add(group)
         with self._lock:
-            self._items, self._groups = items, groups
+            self._items, self._groups, self._sections = items, groups, sections
         self._last_event = time.monotonic()
         self.last_error = None
         first = not self._synced.is_set()

@@ -186,7 +186,9 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     index = find_volume(target.obj, s.workspace_volume)
     if index is None:
         return allowed(uid, f"no volume named {s.workspace_volume!r}"), None
-    claim = claim_of(target.obj["spec"]["volumes"][index])
+    volume = target.obj["spec"]["volumes"][index]
+    problem = volume_problem(volume)  # refused below, once the Pod is known to be an agent's
+    claim = None if problem is not None else claim_of(volume)
     if claim is not None and not is_workspace_claim(claim):
         why = "not a workspace-* claim but one the platform chose (as the healer runs' healer-workspace)"
         return allowed(uid, f"its workspace claim {quote(claim)} is {why}: left as it is"), None
@@ -197,7 +199,6 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
         facts = await within(target, looking, owner_facts(target.obj, target.namespace, facts, lookup))
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
-    problem = volume_problem(target.obj["spec"]["volumes"][index])
     if problem is not None:
         raise Denial(400, problem)
     done = await provision(facts, target, ctx, "Pod")

@@ -15,7 +15,14 @@ from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.rules.cleanup import cleanup_run, job_template, recorded_workspace, under_template
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
-from agent_workspace_webhook.rules.patch import claim_of, colocation_patch, find_volume, shape_problem, workspace_patch
+from agent_workspace_webhook.rules.patch import (
+    claim_of,
+    colocation_patch,
+    find_volume,
+    shape_problem,
+    volume_problem,
+    workspace_patch,
+)
 from agent_workspace_webhook.rules.workspace import is_workspace_claim
 
 
@@ -25,7 +32,8 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
     if run is None or template is None or shape_problem(template) is not None:
         return allowed(uid, "not a workspace-cleanup Job of the platform's controller"), None
     index = find_volume(template, ctx.settings.workspace_volume)
-    claim = None if index is None else claim_of(template["spec"]["volumes"][index])
+    volume = None if index is None else template["spec"]["volumes"][index]
+    claim = None if volume is None or volume_problem(volume) is not None else claim_of(volume)
     if index is None or claim is None or not is_workspace_claim(claim):
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
     namespace = target.namespace

@@ -47,10 +47,7 @@ def volume_problem(volume: Mapping[str, Any]) -> str | None:
 
 
 def claim_of(volume: Mapping[str, Any]) -> str | None:
-    """The claim a persistentVolumeClaim volume names; None for any other volume (volume_problem
-    says why) or when it names none."""
-    if volume_problem(volume) is not None:
-        return None
+    """The claim a volume that volume_problem() passed names; None when it names none."""
     claim = volume["persistentVolumeClaim"].get("claimName")
     return claim if isinstance(claim, str) else None
 

@@ -38,7 +38,7 @@ from agent_workspace_webhook.rules.patch import (
     volume_problem,
     workspace_patch,
 )
-from agent_workspace_webhook.rules.workspace import NamingError, is_healer_run, is_workspace_claim
+from agent_workspace_webhook.rules.workspace import NamingError, is_healer_run, is_workspace_name
 
 # Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
 Failure = Denial | FactsError | NamingError | ClusterError
@@ -189,7 +189,7 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     volume = target.obj["spec"]["volumes"][index]
     problem = volume_problem(volume)  # refused below, once the Pod is known to be an agent's
     claim = None if problem is not None else claim_of(volume)
-    if claim is not None and not is_workspace_claim(claim):
+    if claim is not None and not is_workspace_name(claim):
         why = "not a workspace-* claim but one the platform chose (as the healer runs' healer-workspace)"
         return allowed(uid, f"its workspace claim {quote(claim)} is {why}: left as it is"), None
     facts = label_facts(target.obj, s.pod_service_label, s.pod_app_label)

@@ -23,7 +23,7 @@ from agent_workspace_webhook.rules.patch import (
     volume_problem,
     workspace_patch,
 )
-from agent_workspace_webhook.rules.workspace import is_workspace_claim
+from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 
 async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
@@ -34,7 +34,7 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
     index = find_volume(template, ctx.settings.workspace_volume)
     volume = None if index is None else template["spec"]["volumes"][index]
     claim = None if volume is None or volume_problem(volume) is not None else claim_of(volume)
-    if index is None or claim is None or not is_workspace_claim(claim):
+    if index is None or claim is None or not is_workspace_name(claim):
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
     namespace = target.namespace
     try:  # a refusal would lose the cleanup (the controller does not retry it): an API failure leaves the Job be

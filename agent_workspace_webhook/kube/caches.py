@@ -10,7 +10,7 @@ from typing import Any
 from agent_workspace_webhook.kube.watch_cache import CallCounter, WatchCache
 from agent_workspace_webhook.rules.generations import FreshRun, fresh_run_of
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
-from agent_workspace_webhook.rules.workspace import PREFIX
+from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 
 def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], PvcState, tuple[str, str]]:
@@ -21,7 +21,7 @@ def pvc_cache(core_api: Any, count: CallCounter) -> WatchCache[tuple[str, str], 
     def keep(pvc: Mapping[str, Any]) -> tuple[tuple[str, str], PvcState] | None:
         metadata = pvc["metadata"]
         name = metadata["name"]
-        return ((metadata["namespace"], name), pvc_state(pvc)) if name.startswith(PREFIX) else None
+        return ((metadata["namespace"], name), pvc_state(pvc)) if is_workspace_name(name) else None
 
     return WatchCache(
         core_api.list_persistent_volume_claim_for_all_namespaces,

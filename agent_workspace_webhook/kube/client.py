@@ -22,7 +22,7 @@ from agent_workspace_webhook.rules.labels import LABEL_GENERATION_OF
 from agent_workspace_webhook.rules.names import one_line
 from agent_workspace_webhook.rules.pvc import PvcState, pvc_state
 from agent_workspace_webhook.rules.selector import Selector
-from agent_workspace_webhook.rules.workspace import PREFIX
+from agent_workspace_webhook.rules.workspace import is_workspace_name
 from agent_workspace_webhook.settings import Settings
 
 T = TypeVar("T")
@@ -119,7 +119,7 @@ class KubeStore(Calls):
         # Written the moment it exists, before the admission's own line: if the answer is then lost
         # (the webhook killed, the API server timed out), the log still says what was made.
         logs.logger().info("pvc created", extra={"fields": {"namespace": namespace, "pvc": name}})
-        if self.cache is not None and name.startswith(PREFIX):  # known ahead of its watch event
+        if self.cache is not None and is_workspace_name(name):  # known ahead of its watch event
             self.cache.add((namespace, name), pvc_state(json.loads(cast(Any, response).data)))
         return "created"
 

@@ -21,7 +21,7 @@ from agent_workspace_webhook.rules.labels import (
 )
 from agent_workspace_webhook.rules.pvc import pvc_state
 from agent_workspace_webhook.rules.quantity import parse_quantity
-from agent_workspace_webhook.rules.workspace import PREFIX
+from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _pvc_copy(pvc: Mapping[str, Any], mounted: Mapping[tuple[str, str], list[str
     metadata, status = pvc.get("metadata") or {}, pvc.get("status") or {}
     name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
     labels = metadata.get("labels") or {}
-    if not name.startswith(PREFIX) and LABEL_GENERATION_OF not in labels:
+    if not is_workspace_name(name) and LABEL_GENERATION_OF not in labels:
         return None
     state = pvc_state(pvc)
     size = (status.get("capacity") or {}).get("storage") or state.storage or "?"
@@ -118,7 +118,7 @@ def _released_copy(pv: Mapping[str, Any], bases: Mapping[str, set[str]]) -> Copy
     metadata, spec = pv.get("metadata") or {}, pv.get("spec") or {}
     claim = spec.get("claimRef") or {}
     name, namespace = str(claim.get("name", "")), str(claim.get("namespace", ""))
-    if (pv.get("status") or {}).get("phase") != "Released" or not name.startswith(PREFIX):
+    if (pv.get("status") or {}).get("phase") != "Released" or not is_workspace_name(name):
         return None
     workspace, generation = name, 1
     later = later_generation(name)

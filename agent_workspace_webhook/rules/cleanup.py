@@ -15,7 +15,7 @@ from typing import Any
 
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
 from agent_workspace_webhook.rules.names import is_object_name
-from agent_workspace_webhook.rules.workspace import is_workspace_claim
+from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 # The controller's cleanup labels (crates/controller/src/tasks/cleanup.rs).
 LABEL_RUN_KIND = "cleanup.cto.dev/run-kind"
@@ -49,7 +49,7 @@ def recorded_workspace(coderun: Mapping[str, Any]) -> str | None:
     metadata = coderun.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
     pvc = annotations.get(ANNOTATION_WORKSPACE) if isinstance(annotations, Mapping) else None
-    if isinstance(pvc, str) and is_object_name(pvc) and is_workspace_claim(pvc):
+    if isinstance(pvc, str) and is_object_name(pvc) and is_workspace_name(pvc):
         return pvc
     return None
 

@@ -48,12 +48,13 @@ def validate_service(service: str, field_path: str) -> str:
     return service
 
 
-def is_workspace_claim(claim: str) -> bool:
-    """Whether a Pod's claim is one the webhook may point elsewhere: every workspace the platform's
-    controller computes for a run is ``workspace-*`` (and so is every one the webhook makes). Any
-    other claim is a PVC the platform chose on purpose, as ``healer-workspace``, which its healer
-    runs share with the healer's monitor Deployment: moving it would cut them apart."""
-    return claim.startswith(PREFIX)
+def is_workspace_name(name: str) -> bool:
+    """Whether a PVC's name is in the workspaces' naming, ``workspace-*``: every workspace the
+    platform's controller computes for a run, and every one the webhook makes. Only such a claim
+    is one the webhook may point elsewhere; any other is a PVC the platform chose on purpose, as
+    ``healer-workspace``, which its healer runs share with the healer's monitor Deployment: moving
+    it would cut them apart."""
+    return name.startswith(PREFIX)
 
 
 def is_healer_run(spec: Mapping[str, Any]) -> bool:

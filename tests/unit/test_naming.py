@@ -10,7 +10,7 @@ from agent_workspace_webhook.rules.workspace import (
     NamingPolicy,
     choose_workspace,
     is_healer_run,
-    is_workspace_claim,
+    is_workspace_name,
     legacy_pvc_name,
     pvc_name,
     validate_service,
@@ -106,9 +106,9 @@ def test_shared_groups() -> None:
 
 
 def test_only_workspace_claims_are_the_webhooks_to_move() -> None:
-    assert is_workspace_claim("workspace-cto") and is_workspace_claim("workspace-cto-rex-g2-0a1b2c")
-    assert not is_workspace_claim("healer-workspace") and not is_workspace_claim("workspace")
-    assert not is_workspace_claim("") and not is_workspace_claim("Workspace-cto")
+    assert is_workspace_name("workspace-cto") and is_workspace_name("workspace-cto-rex-g2-0a1b2c")
+    assert not is_workspace_name("healer-workspace") and not is_workspace_name("workspace")
+    assert not is_workspace_name("") and not is_workspace_name("Workspace-cto")
 
 
 @pytest.mark.parametrize(

@@ -215,17 +215,20 @@ def run_pods(admin: Any, run: Run) -> list[dict[str, Any]]:
     return items
 
 
-def wait_running(admin: Any, run: Run, timeout: float = 60) -> dict[str, Any]:
-    """The run's Pod once it is Running (on a node), with its workspace PVC Bound."""
+def wait_running(admin: Any, run: Run, timeout: float = 60, phases: tuple[str, ...] = ("Running",)) -> dict[str, Any]:
+    """The run's Pod once it is Running (on a node), with its workspace PVC Bound; or in another
+    of `phases` (kwok completes a Job's Pod at once unless the webhook gave it a workspace)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         pods = [p for p in run_pods(admin, run) if "deletionTimestamp" not in p["metadata"]]
-        if pods and pods[0]["status"].get("phase") == "Running":
+        if pods and pods[0]["status"].get("phase") in phases:
             return pods[0]
         last = [p["status"] for p in pods] or job_status(admin, run)
         time.sleep(0.1)
-    raise TimeoutError(f"the Pod of Job {run.namespace}/{run.job} is not Running after {timeout}s: {last}")
+    raise TimeoutError(
+        f"the Pod of Job {run.namespace}/{run.job} is not {' or '.join(phases)} after {timeout}s: {last}"
+    )
 
 
 def wait_gone(admin: Any, run: Run, timeout: float = 60) -> None:

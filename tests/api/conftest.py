@@ -48,6 +48,14 @@ def probes(http: TestClient) -> TestClient:
     return TestClient(create_probe_app(http.app))
 
 
+def metric(http: TestClient, name: str) -> float:
+    """A sample's value from the probe port's /metrics (0 when it is not there yet)."""
+    for line in probes(http).get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 @pytest.fixture
 def client(make_client: MakeClient) -> tuple[TestClient, MemoryStore]:
     return make_client()

@@ -10,9 +10,9 @@ import pytest
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, review
-from tests.api.conftest import MakeClient, mutate
+from tests.api.conftest import MakeClient, metric, mutate
 from tests.api.test_generations import old_workspace
-from tests.api.test_mutate import Client, _metric
+from tests.api.test_mutate import Client
 
 
 def deleted_run(name: str = "cto-rex-7", workspace: str | None = "workspace-cto-rex") -> dict[str, Any]:
@@ -64,7 +64,7 @@ def test_a_cleanup_job_is_pointed_at_the_workspace_its_run_used(client: Client) 
     assert all(op["path"].startswith("/spec/template/") for op in decode_patch(answer))
     assert ("agents", "workspace-cto") not in store.pvcs and len(store.pvcs) == 1  # nothing made
     counted = 'agent_workspace_webhook_requests_total{decision="patched",kind="Job",operation="CREATE"}'
-    assert _metric(http, counted) == 1
+    assert metric(http, counted) == 1
 
 
 def test_a_fresh_runs_cleanup_goes_to_the_generation_it_ran_in(client: Client) -> None:

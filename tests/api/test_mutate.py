@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.testing.objects import CODERUN_KIND, applied, claim, coderun, decode_patch, job_pod, review
-from tests.api.conftest import MakeClient, mutate, probes
+from tests.api.conftest import MakeClient, metric, mutate, probes
 
 Client = tuple[TestClient, MemoryStore]
 
@@ -468,29 +468,22 @@ def test_readyz_follows_the_store(make_client: MakeClient) -> None:
 # --- metrics ---------------------------------------------------------------------------------
 
 
-def _metric(http: TestClient, name: str) -> float:
-    for line in probes(http).get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_metrics_count_requests_by_decision(client: Client) -> None:
     http, _ = client
     patched = 'agent_workspace_webhook_requests_total{decision="patched",kind="Pod",operation="CREATE"}'
     denied = 'agent_workspace_webhook_requests_total{decision="denied",kind="CodeRun",operation="CREATE"}'
     invalid = 'agent_workspace_webhook_requests_total{decision="invalid",kind="other",operation="other"}'
-    assert _metric(http, patched) == 0
+    assert metric(http, patched) == 0
     mutate(http, review(job_pod("cto", "5dlabs-rex")))
     mutate(http, review(job_pod("cto", "5dlabs-cleobot")))
     mutate(http, review(coderun(None, "5DLabs-Rex")))
     http.post("/mutate", content=b"nope")
-    assert _metric(http, patched) == 2
-    assert _metric(http, denied) == 1
-    assert _metric(http, invalid) == 1
-    assert _metric(http, "agent_workspace_webhook_pvcs_created_total") == 2
-    assert _metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
-    assert _metric(http, "agent_workspace_webhook_requests_in_flight") == 0
+    assert metric(http, patched) == 2
+    assert metric(http, denied) == 1
+    assert metric(http, invalid) == 1
+    assert metric(http, "agent_workspace_webhook_pvcs_created_total") == 2
+    assert metric(http, 'agent_workspace_webhook_request_duration_seconds_count{kind="Pod"}') == 2
+    assert metric(http, "agent_workspace_webhook_requests_in_flight") == 0
     assert probes(http).get("/metrics").headers["content-type"].startswith("text/plain")
 
 
@@ -511,7 +504,7 @@ def test_a_bug_is_a_500_counted_apart_from_api_errors(
     errors = 'agent_workspace_webhook_requests_total{decision="error",kind="Pod",operation="CREATE"}'
     failing, _ = make_client(MemoryStore(failures={"get": (None, "connection refused")}))
     assert mutate(failing, review(job_pod("cto", "5dlabs-rex")))["response"]["status"]["code"] == 503
-    assert (_metric(failing, errors), _metric(failing, bugs)) == (1, 0)  # the API's failure is no bug
+    assert (metric(failing, errors), metric(failing, bugs)) == (1, 0)  # the API's failure is no bug
 
     http, _ = make_client(BrokenStore())
     with caplog.at_level("ERROR", logger="agent_workspace_webhook"):
@@ -527,7 +520,7 @@ def test_a_bug_is_a_500_counted_apart_from_api_errors(
     [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert logged.getMessage() == "admission failed" and logged.__dict__["fields"] == {"uid": "uid-of-the-bug"}
     assert logged.exc_info is not None and str(logged.exc_info[1]) == "bug in generations"
-    assert (_metric(http, errors), _metric(http, bugs)) == (1, 1)
+    assert (metric(http, errors), metric(http, bugs)) == (1, 1)
 
 
 # --- limits ----------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def test_a_healer_run_keeps_the_healer_workspace_it_shares_with_the_monitor(
             ),
         }
         for run in runs.values():
-            assert claim(wait_ran(cluster, run)) == HEALER_PVC
+            assert claim(wait_running(cluster.admin, run, phases=("Running", "Succeeded"))) == HEALER_PVC
         said = [json.loads(line) for line in webhook.log().splitlines() if f'"namespace":"{namespace}"' in line]
     assert sorted(pvcs(cluster.admin, namespace)) == [HEALER_PVC]
     assert (cluster.volume_dir(namespace, HEALER_PVC) / "PROMPT.md").exists()
@@ -209,15 +209,3 @@ def test_a_healer_run_keeps_the_healer_workspace_it_shares_with_the_monitor(
     left = [(line["kind"], line["message"]) for line in said if "left as it is" in line.get("message", "")]
     assert sorted(kind for kind, _ in left) == ["CodeRun", "CodeRun", "Pod", "Pod"], said
     assert all("healer" in message for _, message in left), left
-
-
-def wait_ran(cluster: Environment, run: Run, timeout: float = 60) -> dict[str, Any]:
-    """The run's Pod once a node ran it: Running, or (kwok completes a Job's Pod at once unless
-    the webhook gave it a workspace) Succeeded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ran = [pod for pod in run_pods(cluster.admin, run) if pod["status"].get("phase") in ("Running", "Succeeded")]
-        if ran:
-            return ran[0]
-        time.sleep(0.1)
-    raise TimeoutError(f"no Pod of Job {run.namespace}/{run.job} ran in {timeout}s: {job_status(cluster.admin, run)}")

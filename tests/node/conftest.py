@@ -133,18 +133,23 @@ def uninstall(env: Environment) -> None:
     raise AssertionError(f"namespace {WEBHOOK} still there after 120 s")
 
 
-def replica_names(env: Environment) -> set[str]:
+def replicas(env: Environment) -> list[dict[str, Any]]:
     """The webhook's Pods, Ready or not, being deleted or not."""
-    pods = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))["items"]
-    return {pod["metadata"]["name"] for pod in pods}
+    pods: list[dict[str, Any]] = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))[
+        "items"
+    ]
+    return pods
+
+
+def replica_names(env: Environment) -> set[str]:
+    return {pod["metadata"]["name"] for pod in replicas(env)}
 
 
 def ready_replicas(env: Environment) -> list[dict[str, Any]]:
     """The webhook's Pods that are Ready and not being deleted."""
-    pods = json.loads(kubectl(env, "-n", WEBHOOK, "get", "pods", "-l", SELECTOR, "-o", "json"))["items"]
     return [
         pod
-        for pod in pods
+        for pod in replicas(env)
         if "deletionTimestamp" not in pod["metadata"]
         and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
     ]

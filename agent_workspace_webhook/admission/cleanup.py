@@ -15,6 +15,7 @@ from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.rules.cleanup import cleanup_run, job_template, recorded_workspace, under_template
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
+from agent_workspace_webhook.rules.names import quote
 from agent_workspace_webhook.rules.patch import (
     claim_of,
     colocation_patch,
@@ -44,14 +45,14 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
         pvc = None if coderun is None else recorded_workspace(coderun)
         if coderun is None or pvc is None:
             why = "is gone" if coderun is None else "names no workspace (admitted without the webhook)"
-            return allowed(uid, f"CodeRun {namespace}/{run} {why}: the cleanup stays on {claim}"), None
+            return allowed(uid, f"CodeRun {namespace}/{run} {why}: the cleanup stays on {quote(claim)}"), None
         reading = f"reading PersistentVolumeClaim {namespace}/{pvc}"
         state = await within(target, reading, ctx.store.get_pvc(namespace, pvc))
     except ClusterError as failure:
-        return allowed(uid, f"{failure}: the cleanup stays on {claim}"), None
+        return allowed(uid, f"{failure}: the cleanup stays on {quote(claim)}"), None
     if state is None or state.deleting:
         why = f"the workspace of CodeRun {namespace}/{run}, {pvc}, is gone"
-        return allowed(uid, f"{why}: the cleanup stays on {claim}"), None
+        return allowed(uid, f"{why}: the cleanup stays on {quote(claim)}"), None
     ops = workspace_patch(template, {LABEL_WORKSPACE: pvc}, pvc, index)
     if ctx.settings.colocate and "ReadWriteOnce" in state.access_modes:
         ops += colocation_patch(template, pvc)

@@ -24,13 +24,14 @@ WORKSPACE_CLEANUP = "workspace-cleanup"
 
 
 def cleanup_run(job: Mapping[str, Any]) -> str | None:
-    """The name of the CodeRun a workspace-cleanup Job cleans up after; None for any other Job."""
+    """The name of the CodeRun a workspace-cleanup Job cleans up after; None for any other Job,
+    and for a label that is no object's name (a forged review's: never looked up, never echoed)."""
     metadata = job.get("metadata")
     labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
     if not isinstance(labels, Mapping) or labels.get(LABEL_RUN_KIND) != WORKSPACE_CLEANUP:
         return None
     run = labels.get(LABEL_RUN)
-    return run if isinstance(run, str) and run else None
+    return run if isinstance(run, str) and is_object_name(run) else None
 
 
 def job_template(job: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -4,11 +4,16 @@ it whenever that is not known for sure."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from agent_workspace_webhook.admission.admit import Record, admit, make_context
+from agent_workspace_webhook.admission.review import Response, parse_review
 from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, review
 from tests.api.conftest import MakeClient, metric, mutate
 from tests.api.test_generations import old_workspace
@@ -146,3 +151,26 @@ def test_an_api_failure_leaves_the_cleanup_job_be_rather_than_refuse_it(
     job = cleanup_job(run, "workspace-cto")
     answer = mutate(http, review(job, kind=JOB_KIND))["response"]
     assert answer == {"uid": answer["uid"], "allowed": True}
+
+
+def admitted(job: dict[str, Any], store: MemoryStore) -> tuple[Response, Record]:
+    """The admission of the Job, its answer and what its log line says (the answer of an allowed
+    one carries no message)."""
+    request = parse_review(json.dumps(review(job, kind=JOB_KIND)).encode()).request
+    return asyncio.run(admit(request, make_context(load_settings(store="memory"), store)))
+
+
+def test_a_forged_cleanup_review_is_bounded_in_what_it_makes_the_webhook_read_and_say() -> None:
+    # Straight to /mutate, nothing of it validated by an API server: a huge claim is quoted short
+    # in the log line, and a run label that is no object's name is never looked up.
+    store = MemoryStore()
+    response, record = admitted(cleanup_job(deleted_run(), "workspace-" + "x" * 100_000), store)
+    assert response.allowed and not response.patch
+    assert record.message is not None and len(record.message) < 300 and "100010 characters" in record.message
+    store.calls.clear()
+    forged = cleanup_job(deleted_run(), "workspace-cto")
+    forged["metadata"]["labels"]["cleanup.cto.dev/run"] = "Not/A/Name" * 10_000
+    response, record = admitted(forged, store)
+    assert response.allowed and not response.patch
+    assert record.message == "not a workspace-cleanup Job of the platform's controller"
+    assert not store.calls

@@ -39,7 +39,12 @@ DEFAULT_AGENT_PATTERN = r"^5dlabs[-_]?(?P<agent>[a-z0-9][a-z0-9-]*?)(\[bot\])?$"
 
 # Settings that were renamed: a deployment still setting the old name is stopped with the new one
 # rather than silently given the default.
-RENAMED = {"WEBHOOK_PVC_CACHE": "WEBHOOK_WATCH_CACHES (it switches the namespace cache too)"}
+RENAMED = {
+    "WEBHOOK_PVC_CACHE": "WEBHOOK_WATCH_CACHES (it switches the namespace cache too)",
+    "WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE": (
+        "WEBHOOK_MAX_FRESH_PER_HOUR, a rate: a count refused routine intake runs after about 20 (CHANGELOG)"
+    ),
+}
 
 
 def _label(value: str) -> str:
@@ -129,9 +134,11 @@ class Settings(BaseSettings):
     # A ceiling on the workspaces the webhook makes in one namespace (new ones are denied past
     # it, naming this setting): a runaway controller or a forged review cannot fill a pool.
     max_workspaces_per_namespace: int = Field(default=1000, ge=1, le=1_000_000)
-    # A ceiling on one workspace's generations: a fresh run keeps every earlier one, so past it a
-    # fresh run is denied, naming this setting, until generations no longer needed are deleted.
-    max_generations_per_workspace: int = Field(default=20, ge=1, le=9999)
+    # A bound on the rate of one workspace's new generations: a fresh run keeps every earlier one,
+    # so a loop of fresh CodeRuns would fill the pool. A rate, not a count: intake runs are fresh
+    # and routine, and must keep working forever. Past it (in the last hour) a fresh run is
+    # denied, naming this setting, until the oldest of them is an hour old.
+    max_fresh_per_hour: int = Field(default=60, ge=1, le=10_000)
     # Who gets a new workspace: "verified-runs", only a Pod whose controller Job and CodeRun
     # exist with the uids it names (its service and agent from that CodeRun; a CodeRun's own
     # workspace is then made at its first Pod); "any", whoever the labels name (bare Pods too:
@@ -139,8 +146,9 @@ class Settings(BaseSettings):
     # With store=memory (no API server, no runs to verify: `serve --store memory`, offline
     # `review`) the default is "any".
     create_for: Literal["verified-runs", "any"] = "verified-runs"
-    # Agents that may get a new workspace besides those of agent_table: an agent only the
-    # agent_pattern names is mounted what exists, but no storage is made for it.
+    # With create_for=any, the agents an unverified run may get a new workspace for besides those
+    # of agent_table (an agent only agent_pattern names is mounted what exists, no storage made).
+    # A verified run gets a workspace for whatever agent its GitHub App names.
     agent_allowlist: list[Label] = Field(default_factory=list)
 
     # --- the Kubernetes API ---------------------------------------------------------------------

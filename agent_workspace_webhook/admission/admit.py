@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from agent_workspace_webhook.admission.adopt import admit_controller_pvc
 from agent_workspace_webhook.admission.cleanup import admit_cleanup_job
 from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner, make_context, within
 from agent_workspace_webhook.admission.provision import Provisioned, provision
@@ -74,12 +76,17 @@ async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
     namespace = request.namespace
     provisioned: Provisioned | None = None
     who: str | None = None
+    entry = _entry(request, ctx)
     try:
+        if entry is None:
+            raise _unhandled(request, ctx)
         target = _target(request, name, ctx)
         namespace, who = target.namespace, target.who
-        response, provisioned = await _route(request, target, ctx)
+        response, provisioned = await _route(request, entry, target, ctx)
     except (Denial, FactsError, NamingError, ClusterError) as failure:
         response = answer_failure(request.uid, who, failure)
+        if entry is not None and entry.lenient:  # its webhook's failurePolicy is Ignore: never a refusal
+            response = allowed(request.uid, f"{response.message}: left as it is")
     record = Record(
         uid=request.uid,
         kind=request.kind.kind,
@@ -111,18 +118,34 @@ def answer_failure(uid: str, who: str | None, failure: Failure) -> Response:
     return denied(uid, 400, f"{lead}{failure}")
 
 
-async def _route(request: Request, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
+Handler = Callable[[str, Target, Context], Awaitable[tuple[Response, Provisioned | None]]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One webhook entry of the MutatingWebhookConfiguration: the kind it sends, its path."""
+
+    handle: Handler
+    # Its webhook has failurePolicy Ignore (the controller's own objects, whose calls must never
+    # fail): any failure, the scope check's included, leaves the object as it is, never refused.
+    lenient: bool = False
+
+
+def _entry(request: Request, ctx: Context) -> Entry | None:
+    kind, settings = request.kind, ctx.settings
+    if (kind.group, kind.version, kind.kind) == (settings.coderun_group, settings.coderun_version, "CodeRun"):
+        return CODERUN_ENTRY
+    return ENTRIES.get((kind.group, kind.version, kind.kind))
+
+
+async def _route(request: Request, entry: Entry, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
     """Each kind its own path, every Kubernetes step of it inside the one deadline."""
     if request.operation != "CREATE":
         return allowed(request.uid, f"operation {request.operation} is left alone"), None
     # Every await below that may wait is a context.within step, which names itself if the deadline
     # passes; what the caches answer at once (a hit) is read without one.
     await _check_scope(target, ctx)
-    if _is_pod(request):
-        return await _admit_pod(request.uid, target, ctx)
-    if _is_job(request):
-        return await admit_cleanup_job(request.uid, target, ctx)
-    return await _admit_coderun(request.uid, target, ctx)
+    return await entry.handle(request.uid, target, ctx)
 
 
 async def _check_scope(target: Target, ctx: Context) -> None:
@@ -145,27 +168,19 @@ async def _check_scope(target: Target, ctx: Context) -> None:
         )
 
 
-def _is_pod(request: Request) -> bool:
-    kind = request.kind
-    return (kind.group, kind.version, kind.kind) == ("", "v1", "Pod")
-
-
-def _is_job(request: Request) -> bool:
-    kind = request.kind
-    return (kind.group, kind.version, kind.kind) == ("batch", "v1", "Job")
+def _unhandled(request: Request, ctx: Context) -> Denial:
+    settings = ctx.settings
+    return Denial(
+        400,
+        f"kind {request.kind} is not handled by this webhook (it admits v1 Pod, batch/v1 Job, v1 "
+        f"PersistentVolumeClaim and {settings.coderun_group}/{settings.coderun_version} CodeRun); fix the rules "
+        "of its MutatingWebhookConfiguration",
+    )
 
 
 def _target(request: Request, name: str | None, ctx: Context) -> Target:
-    """The object, once the kind is one we handle and the object is one we can patch."""
+    """The object, once its kind is one we handle and it is one we can patch."""
     kind, settings = request.kind, ctx.settings
-    coderun = (settings.coderun_group, settings.coderun_version, "CodeRun")
-    if not _is_pod(request) and not _is_job(request) and (kind.group, kind.version, kind.kind) != coderun:
-        raise Denial(
-            400,
-            f"kind {kind} is not handled by this webhook (it admits v1 Pod, batch/v1 Job and "
-            f"{settings.coderun_group}/{settings.coderun_version} CodeRun); fix the rules of its "
-            "MutatingWebhookConfiguration",
-        )
     obj = request.object
     if not isinstance(obj, dict):
         raise Denial(400, f"request.object must be a {kind.kind} object, not {type(obj).__name__}")
@@ -227,3 +242,12 @@ def _object_name(obj: object) -> str | None:
         return None
     name = metadata.get("name") or metadata.get("generateName")
     return str(name) if name else None
+
+
+CODERUN_ENTRY = Entry(_admit_coderun)
+# The rest by (group, version, kind); the CodeRun's group and version are settings.
+ENTRIES = {
+    ("", "v1", "Pod"): Entry(_admit_pod),
+    ("batch", "v1", "Job"): Entry(admit_cleanup_job, lenient=True),
+    ("", "v1", "PersistentVolumeClaim"): Entry(admit_controller_pvc, lenient=True),
+}

@@ -9,6 +9,8 @@ of a workspace that has one still waiting follows its owner chain (one GET, of i
 
 from __future__ import annotations
 
+import datetime
+
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.provenance import controlling_run
 from agent_workspace_webhook.rules.generations import (
@@ -16,28 +18,35 @@ from agent_workspace_webhook.rules.generations import (
     Generation,
     awaits_fresh_generation,
     generation_name,
+    made_since,
     next_generation,
 )
 from agent_workspace_webhook.rules.labels import MAX_GENERATION
 from agent_workspace_webhook.rules.workspace import NamingError, Workspace
 
 
-def deny_past_generations(target: Target, base: str, generations: list[Generation], ceiling: int, run: str) -> None:
-    """A fresh run gets no new generation once the workspace has `ceiling` of them (each fresh run
-    keeps every earlier one: without a bound, a loop of fresh CodeRuns would fill the pool), or
-    when the next number would pass the highest a generation can have. `run`: "CodeRun ns/name"."""
+def deny_past_rate(target: Target, base: str, generations: list[Generation], per_hour: int, run: str) -> None:
+    """A fresh run gets no new generation once the workspace has had `per_hour` new ones in the
+    last hour (each fresh run keeps every earlier one: a loop of fresh CodeRuns would fill the
+    pool; a rate, since routine intake runs are fresh and never end), or when the next number
+    would pass the highest a generation can have. `run`: "CodeRun ns/name"."""
     namespace = target.namespace
-    if len(generations) >= ceiling:
-        why = f"has {len(generations)} generations, its ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE={ceiling})"
+    hour_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    recent = made_since(generations, hour_ago)
+    if recent >= per_hour:
+        why = (
+            f"has had {recent} new generations in the last hour, its limit (WEBHOOK_MAX_FRESH_PER_HOUR={per_hour}); "
+            "a loop of fresh CodeRuns? The next is admitted once the oldest of them is an hour old"
+        )
     elif next_generation(generations) > MAX_GENERATION:
         why = f"has generation {MAX_GENERATION}, the highest number a generation can have"
     else:
         return
     raise Denial(
         403,
-        f"workspace {namespace}/{base} {why}, so the fresh workspace {run} asks for "
-        f"is not made; delete generations no longer needed (`agent-workspace-webhook workspaces -n "
-        f"{namespace}` lists them; a Retain class keeps their volumes to restore) or raise the setting",
+        f"workspace {namespace}/{base} {why}, so the fresh workspace {run} asks for is not made; stop what "
+        f"creates the runs, raise the setting if this rate is routine, or delete generations no longer needed "
+        f"(`agent-workspace-webhook workspaces -n {namespace}` lists them; a Retain class keeps their volumes)",
     )
 
 
@@ -52,10 +61,10 @@ def announce_fresh(target: Target, base: str, number: int, current: Generation |
     )
 
 
-async def fresh_run_of_pod(
+async def fresh_runs_waiting(
     workspace: Workspace, generations: list[Generation], target: Target, ctx: Context
-) -> FreshRun | None:
-    """The fresh CodeRun this Pod runs for, if it still awaits its new generation; else None."""
+) -> list[FreshRun]:
+    """The fresh CodeRuns of this workspace that still await their new generation."""
     namespace = target.namespace
     runs = ctx.store.fresh_runs_now(namespace)
     if runs is None:
@@ -69,6 +78,14 @@ async def fresh_run_of_pod(
             continue  # its own admission was denied for that
         if same and awaits_fresh_generation(run, generations):
             waiting.append(run)
+    return waiting
+
+
+async def fresh_run_of_pod(
+    workspace: Workspace, generations: list[Generation], target: Target, ctx: Context
+) -> FreshRun | None:
+    """The fresh CodeRun this Pod runs for, if it still awaits its new generation; else None."""
+    waiting = await fresh_runs_waiting(workspace, generations, target, ctx)
     if not waiting:
         return None
     looking = f"looking up the Job that owns {target.who}"

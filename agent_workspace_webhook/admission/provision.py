@@ -10,7 +10,7 @@ from typing import Literal, NoReturn
 import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
-from agent_workspace_webhook.admission.fresh import announce_fresh, deny_past_generations, fresh_run_of_pod
+from agent_workspace_webhook.admission.fresh import announce_fresh, deny_past_rate, fresh_run_of_pod
 from agent_workspace_webhook.admission.provenance import owning_run
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
@@ -49,7 +49,7 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
     warnings = [*facts.warnings, *workspace.warnings]
     base, generations = await _existing(workspace, target, ctx)
     if kind == "CodeRun" and wants_fresh(target.obj.get("spec") or {}):
-        deny_past_generations(target, base, generations, ctx.settings.max_generations_per_workspace, target.who)
+        deny_past_rate(target, base, generations, ctx.settings.max_fresh_per_hour, target.who)
         number = next_generation(generations)
         warnings.append(announce_fresh(target, base, number, current_generation(generations)))
         return _provisioned(workspace, generation_name(base, number), "deferred", warnings, number=number)
@@ -78,22 +78,29 @@ async def _existing(workspace: Workspace, target: Target, ctx: Context) -> tuple
     for base in (workspace.prefer_existing, workspace.pvc):
         if base is None:
             continue
-        generations = ctx.store.generations_now(target.namespace, base)
-        if generations is None:
-            reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
-            generations = await within(target, reading, ctx.store.generations(target.namespace, base))
+        generations = await existing_generations(base, target, ctx)
         if generations:
             return base, generations
     return workspace.pvc, []
+
+
+async def existing_generations(base: str, target: Target, ctx: Context) -> list[Generation]:
+    """The generations of the workspace whose generation 1 is `base`: from the cache, else one read."""
+    generations = ctx.store.generations_now(target.namespace, base)
+    if generations is None:
+        reading = f"reading PersistentVolumeClaim {target.namespace}/{base} and its generations"
+        generations = await within(target, reading, ctx.store.generations(target.namespace, base))
+    return generations
 
 
 async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Provisioned:
     """Generation 1 of a new workspace, empty or as a clone of the legacy workspace, below the
     namespace's ceiling."""
     namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
-    _deny_unknown_agent(workspace, ctx)
     if ctx.settings.create_for == "verified-runs":  # a Pod: a CodeRun's was deferred above
         await _verify(workspace, target, ctx)
+    else:
+        _deny_unknown_agent(workspace, ctx)
     counting = f"counting the workspaces of namespace {namespace}"
     made = await within(target, counting, ctx.store.workspace_count(namespace))
     if made >= ceiling:
@@ -117,10 +124,12 @@ async def _make_fresh(
     ctx: Context,
     warnings: list[str],
 ) -> Provisioned:
-    """The next generation, empty, for the fresh run this Pod belongs to; the current one is kept."""
-    _deny_unknown_agent(workspace, ctx)
+    """The next generation, empty, for the fresh run this Pod belongs to (its owner chain leads
+    back to that CodeRun: a verified run); the current one is kept."""
+    if ctx.settings.create_for != "verified-runs":
+        _deny_unknown_agent(workspace, ctx)
     run_name = f"CodeRun {target.namespace}/{run.name}"
-    deny_past_generations(target, base, generations, ctx.settings.max_generations_per_workspace, run_name)
+    deny_past_rate(target, base, generations, ctx.settings.max_fresh_per_hour, run_name)
     number = next_generation(generations)
     name = generation_name(base, number)
     current = current_generation(generations)
@@ -223,13 +232,17 @@ async def _grow(current: Generation, target: Target, ctx: Context, warnings: lis
 
 
 def _deny_unknown_agent(workspace: Workspace, ctx: Context) -> None:
-    """No storage for an agent only the pattern names: `5dlabs-<anything>` would mint it."""
+    """WEBHOOK_CREATE_FOR=any: no storage for an agent only the pattern names, or `5dlabs-<anything>`
+    on a bare Pod would mint it. A verified run (its CodeRun exists) needs no such list: the
+    platform runs whatever agents its GitHub Apps name."""
     agent = workspace.agent
     if agent is not None and agent not in ctx.known_agents:
         raise Denial(
             403,
             f"agent {agent!r} is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST, so no workspace is made "
-            f"for it ({workspace.pvc}); add it to one of them if it is one of the platform's agents",
+            f"for it ({workspace.pvc}) on an unverified run (WEBHOOK_CREATE_FOR=any); add it to one of them if it "
+            "is one of the platform's agents, or let only verified runs have workspaces (WEBHOOK_CREATE_FOR="
+            "verified-runs, the default)",
         )
 
 

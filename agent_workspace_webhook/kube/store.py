@@ -17,8 +17,9 @@ from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.selector import Selector
 
 # What happened to the workspace PVC in one admission ("deferred": a fresh CodeRun's new
-# generation is made at its first Pod; "grown": its storage request was raised).
-PvcAction = Literal["created", "exists", "would-create", "deferred", "grown"]
+# generation is made at its first Pod; "grown": its storage request was raised; "adopted": the
+# platform controller's own PVC made the webhook's generation 1 at its creation, admission/adopt.py).
+PvcAction = Literal["created", "exists", "would-create", "deferred", "grown", "adopted"]
 
 RESOURCES = {
     "PersistentVolumeClaim": "persistentvolumeclaims",

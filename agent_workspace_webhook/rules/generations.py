@@ -11,6 +11,7 @@ anywhere: every replica agrees, and a hit costs no API call.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -63,6 +64,26 @@ def current_generation(generations: Iterable[Generation]) -> Generation | None:
         if not generation.state.deleting and (current is None or generation.number > current.number):
             current = generation
     return current
+
+
+def made_since(generations: Iterable[Generation], since: datetime.datetime) -> int:
+    """How many of the generations the webhook made (it labels them) were created at or after
+    `since` (UTC); one so new that the API server's timestamp is not known yet counts."""
+    made = 0
+    for generation in generations:
+        state = generation.state
+        if state.generation_of is None:
+            continue
+        created = _timestamp(state.created)
+        made += created is None or created >= since
+    return made
+
+
+def _timestamp(text: str | None) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def next_generation(generations: Iterable[Generation]) -> int:

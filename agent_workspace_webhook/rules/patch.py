@@ -93,7 +93,7 @@ def _volume_patch(old: Mapping[str, Any], pvc: str, root: str) -> list[dict[str,
         op = "replace" if "claimName" in source else "add"
         ops = [{"op": op, "path": f"{root}/persistentVolumeClaim/claimName", "value": pvc}]
         return ops + [
-            {"op": "remove", "path": f"{root}/persistentVolumeClaim/{_escape(key)}"}
+            {"op": "remove", "path": f"{root}/persistentVolumeClaim/{escape_key(key)}"}
             for key in source
             if key not in ("claimName", "readOnly")
         ]
@@ -102,12 +102,12 @@ def _volume_patch(old: Mapping[str, Any], pvc: str, root: str) -> list[dict[str,
     ]
 
 
-def _escape(key: str) -> str:
+def escape_key(key: str) -> str:
     """A map key as a JSON-pointer segment (RFC 6901)."""
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _map_patch(obj: Mapping[str, Any], field: str, wanted: Mapping[str, str]) -> list[dict[str, Any]]:
+def map_patch(obj: Mapping[str, Any], field: str, wanted: Mapping[str, str]) -> list[dict[str, Any]]:
     """Ops that make metadata.<field> (a map of strings) contain `wanted`, leaving other keys.
 
     Written out rather than diffed with jsonpatch.make_patch: for a flat map of strings the
@@ -121,14 +121,14 @@ def _map_patch(obj: Mapping[str, Any], field: str, wanted: Mapping[str, str]) ->
     if current is None:
         return [{"op": "add", "path": f"/metadata/{field}", "value": dict(wanted)}]
     return [
-        {"op": "replace" if key in current else "add", "path": f"/metadata/{field}/{_escape(key)}", "value": value}
+        {"op": "replace" if key in current else "add", "path": f"/metadata/{field}/{escape_key(key)}", "value": value}
         for key, value in wanted.items()
         if current.get(key) != value
     ]
 
 
 def _metadata_patch(obj: Mapping[str, Any], labels: Mapping[str, str], pvc: str) -> list[dict[str, Any]]:
-    annotations = _map_patch(obj, "annotations", {ANNOTATION_WORKSPACE: pvc})
+    annotations = map_patch(obj, "annotations", {ANNOTATION_WORKSPACE: pvc})
     if annotations and annotations[0]["path"] == "/metadata":  # no metadata at all: add it once, whole
         return [
             {
@@ -137,7 +137,7 @@ def _metadata_patch(obj: Mapping[str, Any], labels: Mapping[str, str], pvc: str)
                 "value": {"labels": dict(labels), "annotations": {ANNOTATION_WORKSPACE: pvc}},
             }
         ]
-    return annotations + _map_patch(obj, "labels", labels)
+    return annotations + map_patch(obj, "labels", labels)
 
 
 def colocation_term(pvc: str) -> dict[str, Any]:

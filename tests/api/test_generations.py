@@ -6,6 +6,7 @@ generation is never touched."""
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 import pytest
@@ -284,26 +285,31 @@ def test_past_the_ceiling_no_new_workspace_is_made_and_the_setting_is_named(make
     assert admit_pod(other, job_pod("gamma", "5dlabs-rex"), dry_run=True)[1]["allowed"] is False
 
 
-# --- the per-workspace ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE) --------------------------
+# --- the per-workspace rate (WEBHOOK_MAX_FRESH_PER_HOUR) ------------------------------------------
 
 
-def later(number: int) -> dict[str, Any]:
-    """Generation `number` of Cleo's workspace, made by the webhook long before any run here."""
+def later(number: int, made: str = "2026-11-01T10:00:00Z") -> dict[str, Any]:
+    """Generation `number` of Cleo's workspace, made by the webhook at `made` (long before any run here)."""
     labels = {"agents.platform/generation": str(number), "agents.platform/generation-of": GEN1}
-    return old_workspace(generation_name(GEN1, number), labels=labels)
+    return old_workspace(generation_name(GEN1, number), labels=labels, creationTimestamp=made)
 
 
-def test_past_the_generations_ceiling_a_fresh_coderun_is_refused_and_others_run_on(make_client: MakeClient) -> None:
+def just_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_past_the_rate_a_fresh_coderun_is_refused_and_others_run_on(make_client: MakeClient) -> None:
     store = cluster()
-    store.pvcs[("agents", GEN2)] = later(2)
-    http, _ = make_client(store, max_generations_per_workspace=2)
+    store.pvcs[("agents", GEN2)] = later(2, just_now())
+    http, _ = make_client(store, max_fresh_per_hour=1)
     before = copy.deepcopy(store.pvcs)
     answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-intake", freshWorkspace=True)))
     response = answer["response"]
     assert response["allowed"] is False and response["status"]["code"] == 403
     message = response["status"]["message"]
     assert (
-        f"workspace agents/{GEN1} has 2 generations, its ceiling (WEBHOOK_MAX_GENERATIONS_PER_WORKSPACE=2)" in message
+        f"workspace agents/{GEN1} has had 1 new generations in the last hour, its limit "
+        "(WEBHOOK_MAX_FRESH_PER_HOUR=1)" in message
     )
     assert "the fresh workspace CodeRun agents/cleo-intake asks for is not made" in message
     assert "agent-workspace-webhook workspaces -n agents" in message
@@ -312,17 +318,34 @@ def test_past_the_generations_ceiling_a_fresh_coderun_is_refused_and_others_run_
     assert admit_pod(http, job_pod("cto", "5dlabs-cleobot"))[0] == GEN2
 
 
-def test_a_fresh_runs_pod_is_refused_when_the_ceiling_was_reached_after_its_coderun(make_client: MakeClient) -> None:
-    store = cluster((FRESH, FRESH_JOB))  # admitted below the ceiling; generation 2 appeared since
-    store.pvcs[("agents", GEN2)] = later(2)
-    http, _ = make_client(store, max_generations_per_workspace=2)
-    response = admit_pod(http, pod_of(FRESH_JOB))[1]
+def test_generations_made_over_an_hour_ago_never_count_however_many(make_client: MakeClient) -> None:
+    # Intake runs are fresh and routine: a workspace with many old generations still gets a new one.
+    store = cluster()
+    for number in range(2, 40):
+        store.pvcs[("agents", generation_name(GEN1, number))] = later(number)
+    http, _ = make_client(store, max_fresh_per_hour=1)
+    answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-intake", runType="intake")))
+    assert answer["response"]["allowed"] is True
+    assert "generation 40" in " ".join(answer["response"]["warnings"])
+
+
+def test_a_fresh_runs_pod_is_refused_when_the_rate_was_reached_after_its_coderun(make_client: MakeClient) -> None:
+    # Admitted below the rate; another run's generation 2 (made before this run started, within
+    # the hour) reached it since.
+    run = stored_coderun("cleo-intake", "run-uid-1", freshWorkspace=True)
+    run["metadata"]["creationTimestamp"] = just_now()
+    job = job_of(run, "job-uid-1")
+    store = cluster((run, job))
+    ten_minutes_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
+    store.pvcs[("agents", GEN2)] = later(2, ten_minutes_ago.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    http, _ = make_client(store, max_fresh_per_hour=1)
+    response = admit_pod(http, pod_of(job))[1]
     assert response["allowed"] is False and response["status"]["code"] == 403
     assert "so the fresh workspace CodeRun agents/cleo-intake asks for is not made" in response["status"]["message"]
     assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])
     # one more allowed: the same Pod makes generation 3
-    http, _ = make_client(store, max_generations_per_workspace=3)
-    assert admit_pod(http, pod_of(FRESH_JOB))[0] == generation_name(GEN1, 3)
+    http, _ = make_client(store, max_fresh_per_hour=2)
+    assert admit_pod(http, pod_of(job))[0] == generation_name(GEN1, 3)
 
 
 def test_a_generation_past_the_highest_number_is_a_clear_denial_not_an_internal_error(make_client: MakeClient) -> None:

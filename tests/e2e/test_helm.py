@@ -292,7 +292,7 @@ SAMPLES: dict[str, Any] = {
     "colocate": False,
     "grow_existing": True,
     "max_workspaces_per_namespace": 50,
-    "max_generations_per_workspace": 5,
+    "max_fresh_per_hour": 5,
     "create_for": "verified-runs",
     "agent_allowlist": ["cipher", "atlas"],
     "kube_deadline_seconds": 1.5,

@@ -233,14 +233,22 @@ def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment,
     assert set(pvcs(cluster.admin, namespace)) == {"workspace-ledger-cleo"}
 
 
-def test_an_agent_only_the_pattern_names_mints_no_storage(cluster: Environment, namespace: str) -> None:
-    with pytest.raises(client.exceptions.ApiException) as refused:
-        create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
-    assert "agent 'anything' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST" in denial(refused.value)
-    with cluster.webhook(agent_allowlist='["anything"]'):
-        stored, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
+def test_an_agent_only_the_pattern_names_mints_storage_only_for_a_verified_run(
+    cluster: Environment, namespace: str
+) -> None:
+    # A real run (its CodeRun exists) of an agent outside the table gets its workspace: the
+    # platform runs more agents than any table lists, and a refused Pod hangs its Job for a day.
+    stored, _ = create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "billing", "5dlabs-anything"))
     assert claim(stored) == "workspace-billing-anything"
-    assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing-anything"}
+    # An unverified one (WEBHOOK_CREATE_FOR=any lets bare Pods have one) only for a listed agent.
+    with cluster.webhook(create_for="any"):
+        with pytest.raises(client.exceptions.ApiException) as refused:
+            create(cluster.admin, namespace, job_pod("billing", "5dlabs-other"))
+        assert "agent 'other' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST" in denial(refused.value)
+    with cluster.webhook(create_for="any", agent_allowlist='["other"]'):
+        stored, _ = create(cluster.admin, namespace, job_pod("billing", "5dlabs-other"))
+    assert claim(stored) == "workspace-billing-other"
+    assert set(pvcs(cluster.admin, namespace)) == {"workspace-billing-anything", "workspace-billing-other"}
 
 
 def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environment, namespace: str) -> None:
@@ -269,7 +277,7 @@ def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environm
         "no owner": "names no controller Job and CodeRun",
         "an owner uid that does not match": f"has uid {real['metadata']['uid']}, not the {wrong_uid['uid']}",
         "labels that disagree with the owner": "its labels give workspace workspace-othersvc-tess",
-        "a made-up agent": "agent 'mallory' is in neither the agent table nor WEBHOOK_AGENT_ALLOWLIST",
+        "a made-up agent": "its labels give workspace workspace-realsvc-mallory",
     }
     for what, pod in forged.items():
         answer = hook.review(review(pod, namespace=namespace))

@@ -1,0 +1,49 @@
+"""The platform controller's own workspace PVC adopted at its creation (rules/adopt.py) as the
+workspace's generation 1, when it is one: its name is the generation 1 the webhook decides for the
+service and agent the controller labelled it with, the workspace has no generation yet, and no
+fresh run waits for one (then the controller is re-making the name it just deleted for that run:
+a placeholder, left as it is). Nothing is created or read beyond the caches (a cold cache: one
+read each); whatever is unsure leaves the PVC as the controller made it, never refused, since the
+controller's reconcile fails on any error and is not retried."""
+
+from __future__ import annotations
+
+from agent_workspace_webhook.admission.context import Context, Target, decide
+from agent_workspace_webhook.admission.fresh import fresh_runs_waiting
+from agent_workspace_webhook.admission.provision import Provisioned, existing_generations
+from agent_workspace_webhook.admission.review import Response, allowed
+from agent_workspace_webhook.admission.review import patched as patched_response
+from agent_workspace_webhook.kube.store import ClusterError
+from agent_workspace_webhook.rules.adopt import adoption_patch, controller_pvc_facts, is_controller_pvc
+from agent_workspace_webhook.rules.facts import FactsError
+from agent_workspace_webhook.rules.labels import generation_labels, workspace_labels
+from agent_workspace_webhook.rules.names import quote
+from agent_workspace_webhook.rules.workspace import NamingError
+
+
+async def admit_controller_pvc(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
+    obj = target.obj
+    name = (obj.get("metadata") or {}).get("name")
+    facts = controller_pvc_facts(obj) if is_controller_pvc(obj) else None
+    if facts is None or not isinstance(name, str):
+        return allowed(uid, "not a workspace PVC of the platform's controller for an agent: left as it is"), None
+    try:
+        workspace = decide(facts, ctx)
+    except (NamingError, FactsError) as exc:
+        return allowed(uid, f"its labels give no workspace ({exc}): left as it is"), None
+    if workspace.pvc != name or workspace.agent is None:
+        why = f"not the generation 1 of the workspace its labels give ({workspace.pvc})"
+        return allowed(uid, f"{quote(name)} is {why}: left as it is"), None
+    try:
+        generations = await existing_generations(workspace.pvc, target, ctx)
+        waiting = [] if generations else await fresh_runs_waiting(workspace, generations, target, ctx)
+    except ClusterError as failure:
+        return allowed(uid, f"{failure}: left as the controller made it"), None
+    if generations or waiting:
+        why = f"generation {generations[-1].number} exists" if generations else f"{waiting[0].name} awaits a fresh one"
+        return allowed(uid, f"a placeholder of workspace {name} ({why}): left as it is"), None
+    # Its own plain labels (service, agent, component) stay the controller's.
+    labels = {**workspace_labels(workspace.service, workspace.agent, name), **generation_labels(1, name)}
+    ops = adoption_patch(obj, labels, ctx.pvc_spec)
+    done = Provisioned(workspace.service, workspace.agent, name, "adopted", (), tuple(ctx.pvc_spec.access_modes))
+    return patched_response(uid, ops), done

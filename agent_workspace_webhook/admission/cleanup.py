@@ -7,13 +7,21 @@ so is this: the webhook entry for these Jobs has failurePolicy Ignore)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from agent_workspace_webhook.admission.context import Context, Target, get_owner, within
-from agent_workspace_webhook.admission.provision import Provisioned
+from agent_workspace_webhook.admission.context import Context, Target, decide, get_owner, within
+from agent_workspace_webhook.admission.provision import Provisioned, existing_generations
 from agent_workspace_webhook.admission.review import Response, allowed
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError
-from agent_workspace_webhook.rules.cleanup import cleanup_run, job_template, recorded_workspace, under_template
+from agent_workspace_webhook.rules.cleanup import (
+    CleanupRun,
+    cleanup_run,
+    job_template,
+    recorded_workspace,
+    under_template,
+)
+from agent_workspace_webhook.rules.facts import FactsError, coderun_facts
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
 from agent_workspace_webhook.rules.names import quote
 from agent_workspace_webhook.rules.patch import (
@@ -24,7 +32,7 @@ from agent_workspace_webhook.rules.patch import (
     volume_problem,
     workspace_patch,
 )
-from agent_workspace_webhook.rules.workspace import is_workspace_name
+from agent_workspace_webhook.rules.workspace import NamingError, is_workspace_name
 
 
 async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Response, Provisioned | None]:
@@ -39,19 +47,21 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
     namespace = target.namespace
     try:  # a refusal would lose the cleanup (the controller does not retry it): an API failure leaves the Job be
-        coderun = await within(
-            target, f"reading CodeRun {namespace}/{run}", get_owner(target, ctx, "CodeRun", namespace, run)
-        )
-        pvc = None if coderun is None else recorded_workspace(coderun)
-        if coderun is None or pvc is None:
-            why = "is gone" if coderun is None else "names no workspace (admitted without the webhook)"
-            return allowed(uid, f"CodeRun {namespace}/{run} {why}: the cleanup stays on {quote(claim)}"), None
+        reading = f"reading CodeRun {namespace}/{run.name}"
+        coderun = await within(target, reading, get_owner(target, ctx, "CodeRun", namespace, run.name))
+        if coderun is None or not _is_the_run(coderun, run):
+            why = "is gone" if coderun is None else "is another run of that name (its uid differs)"
+            return allowed(uid, f"CodeRun {namespace}/{run.name} {why}: the cleanup stays on {quote(claim)}"), None
+        pvc = await _workspace_used(coderun, target, ctx)
+        if pvc is None:
+            why = "names no workspace (admitted without the webhook)"
+            return allowed(uid, f"CodeRun {namespace}/{run.name} {why}: the cleanup stays on {quote(claim)}"), None
         reading = f"reading PersistentVolumeClaim {namespace}/{pvc}"
         state = await within(target, reading, ctx.store.get_pvc(namespace, pvc))
     except ClusterError as failure:
         return allowed(uid, f"{failure}: the cleanup stays on {quote(claim)}"), None
     if state is None or state.deleting:
-        why = f"the workspace of CodeRun {namespace}/{run}, {pvc}, is gone"
+        why = f"the workspace of CodeRun {namespace}/{run.name}, {pvc}, is gone"
         return allowed(uid, f"{why}: the cleanup stays on {quote(claim)}"), None
     ops = workspace_patch(template, {LABEL_WORKSPACE: pvc}, pvc, index)
     if ctx.settings.colocate and "ReadWriteOnce" in state.access_modes:
@@ -67,3 +77,27 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
         access_modes=state.access_modes,
     )
     return patched_response(uid, under_template(ops), ()), done
+
+
+def _is_the_run(coderun: Mapping[str, Any], run: CleanupRun) -> bool:
+    """The CodeRun read is the one the Job cleans up after, as far as the Job says (its uid's start)."""
+    metadata = coderun.get("metadata")
+    found = metadata.get("uid") if isinstance(metadata, Mapping) else None
+    return run.uid8 is None or (isinstance(found, str) and found.startswith(run.uid8))
+
+
+async def _workspace_used(coderun: Mapping[str, Any], target: Target, ctx: Context) -> str | None:
+    """The workspace the run worked in: the generation made fresh for it, if one was (two fresh
+    runs of one agent that raced may have made another than each announced), else the one its
+    admission recorded."""
+    recorded = recorded_workspace(coderun)
+    metadata = coderun.get("metadata")
+    run_uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+    try:
+        base = decide(coderun_facts(coderun), ctx).pvc
+    except (FactsError, NamingError):
+        return recorded
+    for generation in await existing_generations(base, target, ctx):
+        if run_uid and generation.state.fresh_for == run_uid:
+            return generation.pvc
+    return recorded

@@ -10,11 +10,14 @@ in the agents' workspaces until they are full.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
+
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
-from agent_workspace_webhook.rules.names import is_object_name
+from agent_workspace_webhook.rules.names import MAX_LABEL, is_object_name
 from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 # The controller's cleanup labels (crates/controller/src/tasks/cleanup.rs).
@@ -23,15 +26,58 @@ LABEL_RUN = "cleanup.cto.dev/run"
 WORKSPACE_CLEANUP = "workspace-cleanup"
 
 
-def cleanup_run(job: Mapping[str, Any]) -> str | None:
-    """The name of the CodeRun a workspace-cleanup Job cleans up after; None for any other Job,
-    and for a label that is no object's name (a forged review's: never looked up, never echoed)."""
+class CleanupRun(msgspec.Struct, frozen=True):
+    """The CodeRun a cleanup Job is for: its name, and the first 8 characters of its uid when the
+    Job's command names its directory (`runs/{name}-{uid8}`)."""
+
+    name: str
+    uid8: str | None = None
+
+
+# The run's directory in the cleanup command: a CodeRun name, then the uid's first 8 (or "nouid").
+_RUN_DIR = re.compile(r"/workspace/runs/([a-z0-9][-a-z0-9.]{0,252})-([0-9a-f]{8}|nouid)(?![-a-z0-9.])")
+# Bounds on what is searched: a forged review's template may hold anything.
+MAX_CONTAINERS, MAX_ARGUMENTS, MAX_ARGUMENT = 4, 8, 4096
+
+
+def cleanup_run(job: Mapping[str, Any]) -> CleanupRun | None:
+    """The run a workspace-cleanup Job cleans up after; None for any other Job, and for a label
+    that is no object's name (a forged review's: never looked up, never echoed). The controller
+    cuts the label to 63 characters, so a longer run's full name comes from the command's run
+    directory, when that agrees with the label."""
     metadata = job.get("metadata")
     labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
     if not isinstance(labels, Mapping) or labels.get(LABEL_RUN_KIND) != WORKSPACE_CLEANUP:
         return None
-    run = labels.get(LABEL_RUN)
-    return run if isinstance(run, str) and is_object_name(run) else None
+    label = labels.get(LABEL_RUN)
+    if not isinstance(label, str) or len(label) > MAX_LABEL or not is_object_name(label):
+        return None
+    for name, uid8 in _run_dirs(job_template(job)):
+        if label_of(name) == label:
+            return CleanupRun(name, None if uid8 == "nouid" else uid8)
+    return CleanupRun(label)
+
+
+def label_of(name: str) -> str:
+    """A CodeRun name as the controller writes it into the cleanup label (sanitize_label_value:
+    a CodeRun name keeps its characters; cut to 63, ending on a letter or digit)."""
+    return name[:MAX_LABEL].rstrip("-.")
+
+
+def _run_dirs(template: Mapping[str, Any] | None) -> Iterable[tuple[str, str]]:
+    spec = template.get("spec") if isinstance(template, Mapping) else None
+    containers = spec.get("containers") if isinstance(spec, Mapping) else None
+    if not isinstance(containers, list):
+        return
+    for container in containers[:MAX_CONTAINERS]:
+        if not isinstance(container, Mapping):
+            continue
+        for key in ("command", "args"):
+            arguments = container.get(key)
+            for argument in arguments[:MAX_ARGUMENTS] if isinstance(arguments, list) else ():
+                if isinstance(argument, str):
+                    for found in _RUN_DIR.finditer(argument[:MAX_ARGUMENT]):
+                        yield found.group(1), found.group(2)
 
 
 def job_template(job: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -174,3 +174,54 @@ def test_a_forged_cleanup_review_is_bounded_in_what_it_makes_the_webhook_read_an
     assert response.allowed and not response.patch
     assert record.message == "not a workspace-cleanup Job of the platform's controller"
     assert not store.calls
+
+
+def test_a_run_whose_name_the_label_cuts_to_63_is_found_by_its_directory(client: Client) -> None:
+    # The controller cuts cleanup.cto.dev/run to 63 characters; its command names the whole run.
+    http, store = client
+    name = "cto-rex-implementation-of-the-billing-service-task-42-attempt-seven-of-many"
+    run = deleted_run(name=name)
+    store.owners[("CodeRun", "agents", name)] = run
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    job = cleanup_job(run, "workspace-cto")
+    job["metadata"]["labels"]["cleanup.cto.dev/run"] = name[:63]
+    stored = applied(job, mutate(http, review(job, kind=JOB_KIND)))
+    assert template(stored)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "workspace-cto-rex"
+    assert ("get", name) in store.calls and ("get", name[:63]) not in store.calls
+
+
+def test_a_run_of_the_same_name_but_another_uid_is_not_the_one_cleaned_up(client: Client) -> None:
+    http, store = client
+    run = deleted_run()
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    job = cleanup_job(run, "workspace-cto")
+    again = deleted_run()
+    again["metadata"]["uid"] = "ffffffff-4e5f-4a5b-8c9d-0e1f2a3b4c5d"  # deleted and made again meanwhile
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = again
+    answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+    assert answer["allowed"] is True and "patch" not in answer
+
+
+def test_of_two_fresh_runs_that_raced_each_cleanup_goes_to_the_generation_made_for_it(client: Client) -> None:
+    # Both announced generation 2 at their admission; the second's Pod made generation 3.
+    http, store = client
+    gen1, gen2, gen3 = "workspace-cto-cleo", "workspace-cto-cleo-g2-a1b2c3", "workspace-cto-cleo-g3-d4e5f6"
+    runs = {}
+    for name, uid, made in (
+        ("cleo-a", "aaaaaaaa-0000-4000-8000-000000000000", gen2),
+        ("cleo-b", "bbbbbbbb-0000-4000-8000-000000000000", gen3),
+    ):
+        run = deleted_run(name=name, workspace=gen2)
+        run["metadata"]["uid"] = uid
+        run["spec"]["githubApp"] = "5DLabs-Cleo"
+        store.owners[("CodeRun", "agents", name)] = runs[name] = run
+        number = made[len(gen1) + 2]
+        labels = {"agents.platform/generation": number, "agents.platform/generation-of": gen1}
+        store.pvcs[("agents", made)] = old_workspace(
+            made, labels=labels, annotations={"agents.platform/fresh-for": uid}
+        )
+    store.pvcs[("agents", gen1)] = old_workspace(gen1)
+    for name, expected in (("cleo-a", gen2), ("cleo-b", gen3)):
+        job = cleanup_job(runs[name], gen1)
+        stored = applied(job, mutate(http, review(job, kind=JOB_KIND)))
+        assert template(stored)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == expected, name

@@ -25,3 +25,12 @@ def namespace(cluster: Environment) -> Iterator[str]:
     name = cluster.namespace()
     yield name
     cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def platform(cluster: Environment) -> Iterator[str]:
+    """A fresh namespace in the webhook's scope where the platform runs: the twin of its
+    controller (testing/twin) reconciles the CodeRuns made there, deleted after the test."""
+    name = cluster.namespace(platform=True)
+    yield name
+    cluster.delete_namespace(name)

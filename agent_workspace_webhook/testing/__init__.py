@@ -3,7 +3,8 @@ imported by `serve`, removed from the container image.
 
 `Environment` (env.py) is the one way to a dev cluster with the webhook installed; the rest is
 what tests, the demo and the benchmarks do with it: objects shaped as the platform makes them
-(objects.py, pure), runs as CodeRun + Job (runs.py), and plain-dict calls (kube.py).
+(objects.py, pure), runs as the platform makes them: a CodeRun, and the twin of the platform's
+controller (runs.py, twin/), and plain-dict calls (kube.py).
 """
 
 from agent_workspace_webhook.testing.controlplane import ControlPlane
@@ -21,7 +22,7 @@ from agent_workspace_webhook.testing.objects import (
     review,
 )
 from agent_workspace_webhook.testing.processes import ControlPlaneError
-from agent_workspace_webhook.testing.runs import Run, cancel, launch, start_run, submit, wait_gone, wait_running
+from agent_workspace_webhook.testing.runs import Run, cancel, fail, finish, start_run, submit, wait_running
 
 __all__ = [
     "ControlPlane",
@@ -39,13 +40,13 @@ __all__ = [
     "create_job",
     "decode_patch",
     "denial",
+    "fail",
+    "finish",
     "job_pod",
-    "launch",
     "pvcs",
     "review",
     "start_run",
     "submit",
     "wait_bound",
-    "wait_gone",
     "wait_running",
 ]

@@ -43,6 +43,7 @@ from agent_workspace_webhook.testing.node import NODE_LABEL, Node
 from agent_workspace_webhook.testing.node_config import GATEWAY, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import controller_pod
 from agent_workspace_webhook.testing.processes import ControlPlaneError
+from agent_workspace_webhook.testing.twin import ControllerTwin, release_coderuns
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.
 PROBE_NAMESPACE = "probe"
@@ -61,6 +62,9 @@ class Environment:
     webhooks: list[LocalWebhook] = field(default_factory=list)
     default: LocalWebhook | None = None  # what env.webhook() hands the admissions back to
     real_node: Node | None = None
+    # The platform's controller (testing/twin), in a living cluster: it reconciles the CodeRuns of
+    # the namespaces made with namespace(platform=True), as the platform's controller does its own.
+    controller: ControllerTwin | None = None
     _owns_workdir: bool = False
 
     def start(self, timeout: float = 60) -> Environment:
@@ -88,6 +92,9 @@ class Environment:
                 install(self.admin, self.install_from, self.plane.bin_dir / "helm")
             self.certs: CertFiles = write_certificates(self.workdir / "certs", ["127.0.0.1"])
             self.namespace(PROBE_NAMESPACE)
+            if self.living or self.node:
+                self.controller = ControllerTwin(admin_client(self.plane))  # a client of its own: its thread
+                self.controller.start()
         except BaseException:
             self.stop()
             raise
@@ -96,6 +103,9 @@ class Environment:
     def stop(self) -> None:
         """Every webhook process, the client, the node, the cluster (each by its pid), the host
         state the node changed; the workdir if it made it."""
+        if self.controller is not None:  # it writes to the API: before everything it writes to
+            self.controller.stop()
+            self.controller.api_client.close()
         for process in self.webhooks:
             process.stop()
         if getattr(self, "admin", None) is not None:
@@ -120,8 +130,9 @@ class Environment:
 
     # --- the cluster ---------------------------------------------------------------------------
 
-    def namespace(self, name: str | None = None) -> str:
-        """A namespace in the webhook's scope (a fresh name unless given)."""
+    def namespace(self, name: str | None = None, *, platform: bool = False) -> str:
+        """A namespace in the webhook's scope (a fresh name unless given); with `platform`, one
+        where the platform runs: the controller twin reconciles its CodeRuns."""
         from kubernetes import client
 
         name = name or f"t-{uuid.uuid4().hex[:10]}"
@@ -133,12 +144,22 @@ class Environment:
         client.CoreV1Api(self.admin).create_namespace(body)  # type: ignore[arg-type]
         if self.node:  # Pods are refused until the controller manager has made its ServiceAccount
             wait_service_account(self.admin, name)
+        if platform:
+            if self.controller is None:
+                raise ControlPlaneError("the platform's controller twin runs only in a living cluster (living=True)")
+            self.controller.manage(name)
         return name
 
     def delete_namespace(self, name: str) -> None:
+        """Delete it; its CodeRuns first lose the controller's finalizer (a finished run's
+        cleanup waits an hour, its TTL), and the twin leaves it."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
+        if self.controller is not None:
+            self.controller.release(name)
+            with contextlib.suppress(ApiException):
+                release_coderuns(self.admin, name)
         with contextlib.suppress(ApiException):
             client.CoreV1Api(self.admin).delete_namespace(name)
 

@@ -5,12 +5,13 @@ driver (controlplane/csi-driver: a directory per volume, clones by copying) behi
 StorageClass that allows clones. All on 127.0.0.1, logs in the plane's workdir.
 
 kwok's stages (bin/kwok-stages.yaml, from its module) run every Pod and complete Job Pods; here
-Pods the webhook gave a workspace (label agents.platform/workspace) are agent runs and stay
-Running until deleted, as a real agent would work until done or cancelled.
+the Pods of the platform's agent runs (label component=code-runner) stay Running until deleted
+or annotated as done (FINISH), as a real agent works until done or cancelled.
 """
 
 from __future__ import annotations
 
+import copy
 import socket
 import ssl
 import subprocess
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE
 from agent_workspace_webhook.testing.controlplane import BUILD_HINT, free_port, http_ok
 from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
 
@@ -38,6 +38,9 @@ FIXED_CLASS = "workspaces-fixed"
 NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
 NODE_SIZE = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 KWOK_LABEL = {"type": "kwok"}
+# kwok completes an agent run's Pod (component=code-runner) once it carries this annotation:
+# the agent is done (runs.finish).
+FINISH = "testing.agents.platform/finish"
 # Stopped in this order (the reverse of start): nothing that writes to the API outlives it.
 ORDER = ("csi-resizer", "csi-provisioner", "csi-driver", "kwok", "kube-scheduler", "kube-controller-manager")
 
@@ -166,15 +169,22 @@ class Living:
 
 
 def agent_run_stages(upstream: str) -> str:
-    """kwok's stages with one change: its pod-complete stage (Pods of Jobs finish at once) leaves
-    Pods that have a workspace (agent runs) Running."""
+    """kwok's stages with two changes: its pod-complete stage (Pods of Jobs finish at once) leaves
+    the Pods of the platform's agent runs (label component=code-runner) Running, as a real agent
+    works until done; and a copy of it completes those once annotated as done (runs.finish)."""
     stages = [doc for doc in yaml.safe_load_all(upstream) if doc]
     complete = next((stage for stage in stages if stage["metadata"]["name"] == "pod-complete"), None)
     if complete is None:
         raise ValueError("kwok-stages.yaml has no pod-complete stage: rebuild with controlplane/build.sh")
-    expressions = complete["spec"]["selector"]["matchExpressions"]
-    expressions.append({"key": f'.metadata.labels["{LABEL_WORKSPACE}"]', "operator": "DoesNotExist"})
-    return yaml.safe_dump_all(stages, sort_keys=False)
+    finished = copy.deepcopy(complete)
+    finished["metadata"]["name"] = "pod-complete-agent-run"
+    finished["spec"]["selector"]["matchExpressions"].append(
+        {"key": f'.metadata.annotations["{FINISH}"]', "operator": "Exists"}
+    )
+    complete["spec"]["selector"]["matchExpressions"].append(
+        {"key": '.metadata.labels["component"]', "operator": "NotIn", "values": ["code-runner"]}
+    )
+    return yaml.safe_dump_all([*stages, finished], sort_keys=False)
 
 
 def _apply_nodes_and_storage(admin: Any, timeout: float) -> None:

@@ -1,33 +1,24 @@
-"""Agent runs as the platform's controller makes them, in a living cluster: a CodeRun, then a Job
-owned by it whose Pod template carries the controller's labels and the shared workspace volume;
-the Job controller makes the Pod, the webhook gives it its agent's workspace, the provisioner
-binds the PVC and a simulated node runs the Pod. Shared by the demo and the e2e tests.
-
-For a CodeRun that asks for a fresh workspace, `launch` first plays the controller's PVC step
-(5dlabs/cto, crates/controller/src/tasks/code/resources.rs): delete the PVC it computes for the
-run, poll up to 30 s for it to go, re-create that name, then create the Job."""
+"""Agent runs as the platform makes them, in a living cluster: a CodeRun is created, and the
+platform's controller (its twin, testing/twin, which Environment runs for the namespaces made with
+`platform=True`) does the rest as the real one does: its PVC step (the claim it computes made if
+missing; for a fresh run deleted first), its Job, the Job controller's Pod, which the webhook gives
+the agent's workspace; retries when the Job fails, the cleanup when the CodeRun is deleted. These
+helpers only create CodeRuns, wait, and play what the agent does: finish, or die.
+Shared by the demo and the e2e tests."""
 
 from __future__ import annotations
 
 import copy
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
-from agent_workspace_webhook.rules.agents import label_form
-from agent_workspace_webhook.rules.generations import wants_fresh
-from agent_workspace_webhook.rules.workspace import is_healer_run
-from agent_workspace_webhook.testing.kube import create_job, json_body
-from agent_workspace_webhook.testing.objects import (
-    cleanup_job,
-    coderun,
-    coderun_job,
-    controller_pod,
-    controller_ref,
-    job_pod,
-)
+from agent_workspace_webhook.rules.cleanup import LABEL_RUN_KIND, WORKSPACE_CLEANUP
+from agent_workspace_webhook.testing.kube import json_body
+from agent_workspace_webhook.testing.living import FINISH
+from agent_workspace_webhook.testing.objects import coderun, controller_ref, job_pod
+from agent_workspace_webhook.testing.twin import sanitize_label_value, wait_for_job
 
 
 class RunFields(TypedDict, total=False):
@@ -39,102 +30,140 @@ class RunFields(TypedDict, total=False):
     runType: str
     freshWorkspace: bool
     cliConfig: dict[str, Any]
+    taskId: int
 
 
 @dataclass(frozen=True)
 class Run:
     namespace: str
     coderun: str
-    job: str
+    job: str  # the controller's Job for the CodeRun's current contextVersion
 
 
-@dataclass(frozen=True)
-class Submitted:
-    """A CodeRun as stored, waiting for the controller to make its Job."""
-
-    namespace: str
-    coderun: dict[str, Any]
-    app: str | None
-
-
-def submit(admin: Any, namespace: str, service: str, name: str, **agent: Unpack[RunFields]) -> Submitted:
-    """Create the CodeRun `name`, its agent in `agent`: githubApp=... or implementationAgent=..."""
+def submit(admin: Any, namespace: str, service: str, name: str, **fields: Unpack[RunFields]) -> dict[str, Any]:
+    """Create the CodeRun `name` (its agent in `fields`: githubApp=... or implementationAgent=...);
+    the CodeRun as stored (the webhook has had its say)."""
     from kubernetes import client
 
-    app = agent.pop("githubApp", None)
+    app = fields.pop("githubApp", None)
     stored: dict[str, Any] = client.CustomObjectsApi(admin).create_namespaced_custom_object(  # type: ignore[assignment]
-        "agents.platform", "v1", namespace, "coderuns", coderun(service, app, name=name, **agent)
+        "agents.platform", "v1", namespace, "coderuns", coderun(service, app, name=name, **fields)
     )
-    return Submitted(namespace, stored, app)
+    return stored
 
 
-def launch(admin: Any, submitted: Submitted) -> Run:
-    """Create the Job for a CodeRun, as the platform's controller does: owned by the CodeRun,
-    its Pod template with the controller's labels (the app lower-cased without [ ]; none for an
-    implementationAgent run, whose Pod the webhook then follows to the CodeRun) and the PVC the
-    controller computes for the run mounted as `workspace`."""
+def start_run(
+    admin: Any, namespace: str, service: str, name: str, timeout: float = 60, **fields: Unpack[RunFields]
+) -> Run:
+    """A CodeRun, and the Job the platform's controller makes for it (the namespace must be one
+    where it runs: Environment.namespace(platform=True))."""
+    submit(admin, namespace, service, name, **fields)
+    return current(admin, Run(namespace, name, ""), timeout)
+
+
+def current(admin: Any, run: Run, timeout: float = 60) -> Run:
+    """The run with the controller's Job for its CodeRun as it is now (after a retry: the next one)."""
+    job = wait_for_job(admin, run.namespace, run.coderun, timeout)
+    return replace(run, job=job["metadata"]["name"])
+
+
+def finish(admin: Any, run: Run) -> None:
+    """The agent is done: its Pod completes (kwok), so its Job and then its CodeRun succeed."""
     from kubernetes import client
 
-    run, app = submitted.coderun, submitted.app
-    service, computed = run["spec"]["service"], controller_pvc_name(run["spec"])
-    if wants_fresh(run["spec"]):
-        fresh_pvc_step(admin, submitted.namespace, computed)
-    volume = {"name": "workspace", "persistentVolumeClaim": {"claimName": computed}}
-    template = controller_pod(service if app else None, label_form(app) if app else None, volume=volume)
-    name = run["metadata"]["name"]
-    client.BatchV1Api(admin).create_namespaced_job(submitted.namespace, coderun_job(run, f"{name}-job", template))  # type: ignore[arg-type]
-    return Run(submitted.namespace, name, f"{name}-job")
+    for pod in run_pods(admin, run):
+        patch = {"metadata": {"annotations": {FINISH: "true"}}}
+        client.CoreV1Api(admin).patch_namespaced_pod(pod["metadata"]["name"], run.namespace, patch)
 
 
-# The platform controller's implementation agents, which share workspace-{service}.
-IMPLEMENTATION_AGENTS = ("rex", "blaze", "vex")
-# Its healer runs' one PVC (AgentClassifier::get_healer_pvc_name), whatever their service.
-HEALER_PVC = "healer-workspace"
+def expire(admin: Any, run: Run, timeout: float = 60) -> None:
+    """The finished run's Job goes, as the TTL-after-finished controller deletes it once its
+    ttlSecondsAfterFinished (the controller sets 3600) has passed; until then its completed Pod
+    still holds the claim (pvc-protection), and a fresh run's delete of it waits 30 s and
+    proceeds with the claim still there."""
+    from kubernetes import client
+
+    client.BatchV1Api(admin).delete_namespaced_job(run.job, run.namespace, propagation_policy="Background")
+    deadline = time.monotonic() + timeout
+    while run_pods(admin, run):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Pods of Job {run.namespace}/{run.job} still exist after {timeout}s")
+        time.sleep(0.1)
 
 
-def controller_pvc_name(spec: Mapping[str, Any]) -> str:
-    """The PVC the platform's controller computes for a CodeRun's spec: healer-workspace for a
-    healer run (shared with the healer's monitor), else its AgentClassifier.get_pvc_name:
-    workspace-{service} for its implementation agents and for a run without a GitHub App,
-    workspace-{service}-{agent} for the others."""
-    if is_healer_run(spec):
-        return HEALER_PVC
-    service, app = spec["service"], spec.get("githubApp")
-    agent = label_form(app).removeprefix("5dlabs-").removesuffix("bot") if app else None
-    return f"workspace-{service}" if agent is None or agent in IMPLEMENTATION_AGENTS else f"workspace-{service}-{agent}"
+def wait_phase(admin: Any, run: Run, phase: str, timeout: float = 60) -> dict[str, Any]:
+    """The CodeRun once its status says `phase` (the controller's word: Running, Succeeded, Failed)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        found = read_coderun(admin, run)
+        if (found.get("status") or {}).get("phase") == phase:
+            return found
+        time.sleep(0.1)
+    raise TimeoutError(f"CodeRun {run.namespace}/{run.coderun} is not {phase} after {timeout}s: {found.get('status')}")
 
 
-def fresh_pvc_step(admin: Any, namespace: str, name: str, patience: float = 30) -> None:
-    """The controller's delete_pvc_if_exists + ensure_pvc_exists for a fresh run: delete, wait
-    up to `patience` seconds for it to go ("proceeding anyway" after), create it again (a 409 is
-    fine), with the controller's own labels and size."""
+def fail(admin: Any, run: Run, timeout: float = 60) -> Run:
+    """The agent's Pod dies: its Job fails (backoffLimit 0), the controller retries the run with
+    its next contextVersion and a new Job (its PVC step again); the run with that Job."""
+    from kubernetes import client
+
+    for pod in run_pods(admin, run):
+        client.CoreV1Api(admin).delete_namespaced_pod(pod["metadata"]["name"], run.namespace)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        retried = current(admin, run, max(0.1, deadline - time.monotonic()))
+        if retried.job != run.job:
+            return retried
+        time.sleep(0.1)
+    raise TimeoutError(f"CodeRun {run.namespace}/{run.coderun} was not retried after {timeout}s")
+
+
+def cancel(admin: Any, run: Run, timeout: float = 60) -> None:
+    """Delete the CodeRun, as a user cancels a run: the controller's finalizer deletes its Job (and
+    so its Pod) and creates its workspace-cleanup Job; wait until the CodeRun and its Pods are gone."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(admin)
-    try:
-        core.delete_namespaced_persistent_volume_claim(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    deadline = time.monotonic() + patience
+    custom = client.CustomObjectsApi(admin)
+    custom.delete_namespaced_custom_object("agents.platform", "v1", run.namespace, "coderuns", run.coderun)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            core.read_namespaced_persistent_volume_claim(name, namespace)
+            read_coderun(admin, run)
         except ApiException as exc:
-            if exc.status == 404:
-                break
-            raise
-        time.sleep(0.2)
-    body = {
-        "metadata": {"name": name, "labels": {"app": "orchestrator", "component": "code-runner"}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
-    }
-    try:
-        core.create_namespaced_persistent_volume_claim(namespace, body)  # type: ignore[arg-type]
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+            if exc.status == 404 and not run_pods(admin, run, every_job=True):
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"CodeRun {run.namespace}/{run.coderun} or its Pods still exist after {timeout}s")
+
+
+def cleanup_job(admin: Any, run: Run, timeout: float = 60) -> dict[str, Any]:
+    """The workspace-cleanup Job the controller made for the deleted run, as stored."""
+    from kubernetes import client
+
+    label = sanitize_label_value(run.coderun)
+    selector = f"{LABEL_RUN_KIND}={WORKSPACE_CLEANUP},cleanup.cto.dev/run={label}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = client.BatchV1Api(admin).list_namespaced_job(
+            run.namespace, label_selector=selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = json_body(found)["items"]
+        if items:
+            return items[0]
+        time.sleep(0.1)
+    raise TimeoutError(f"no workspace-cleanup Job for CodeRun {run.namespace}/{run.coderun} after {timeout}s")
+
+
+def read_coderun(admin: Any, run: Run) -> dict[str, Any]:
+    from kubernetes import client
+
+    found = client.CustomObjectsApi(admin).get_namespaced_custom_object(
+        "agents.platform", "v1", run.namespace, "coderuns", run.coderun, _preload_content=False
+    )
+    stored: dict[str, Any] = json_body(found)
+    return stored
 
 
 def owned_by_run(admin: Any, namespace: str, pod: dict[str, Any], name: str | None = None) -> dict[str, Any]:
@@ -162,54 +191,14 @@ def run_pod(
     return owned_by_run(admin, namespace, job_pod(service, app, **pod))
 
 
-def start_run(admin: Any, namespace: str, service: str, name: str, **agent: Unpack[RunFields]) -> Run:
-    """A CodeRun and its Job."""
-    return launch(admin, submit(admin, namespace, service, name, **agent))
-
-
-def cancel(admin: Any, run: Run) -> None:
-    """Delete the run's Job and, through the garbage collector, its Pod (the CodeRun stays)."""
+def run_pods(admin: Any, run: Run, every_job: bool = False) -> list[dict[str, Any]]:
+    """The Pods of the run's Job (with `every_job`, of every Job the controller made for its CodeRun)."""
     from kubernetes import client
 
-    client.BatchV1Api(admin).delete_namespaced_job(run.job, run.namespace, propagation_policy="Foreground")
-
-
-# The finalizer the platform's controller puts on every CodeRun, so that it can clean up after a
-# deleted one (its tasks/types.rs CODE_FINALIZER_NAME).
-FINALIZER = "coderuns.orchestrator.io/finalizer"
-
-
-def finalize(admin: Any, run: Run, finalizers: list[str]) -> dict[str, Any]:
-    """Set the CodeRun's finalizers (the controller adds its own at its first reconcile, and
-    removes it when its cleanup is done); the CodeRun as stored."""
-    from kubernetes import client
-
-    patch = {"metadata": {"finalizers": finalizers}}
-    stored: dict[str, Any] = client.CustomObjectsApi(admin).patch_namespaced_custom_object(  # type: ignore[assignment]
-        "agents.platform", "v1", run.namespace, "coderuns", run.coderun, patch
-    )
-    return stored
-
-
-def clean_up_deleted(admin: Any, run: Run) -> dict[str, Any]:
-    """The controller's cleanup of a CodeRun being deleted (its finalizer still on): delete the
-    run's Job and wait for it and its Pod to go, then create the workspace-cleanup Job on the PVC it
-    computes for the run; the cleanup Job as stored (the webhook has had its say)."""
-    from kubernetes import client
-
-    cancel(admin, run)
-    wait_gone(admin, run)
-    coderun: dict[str, Any] = client.CustomObjectsApi(admin).get_namespaced_custom_object(  # type: ignore[assignment]
-        "agents.platform", "v1", run.namespace, "coderuns", run.coderun
-    )
-    return create_job(admin, run.namespace, cleanup_job(coderun, controller_pvc_name(coderun["spec"])))
-
-
-def run_pods(admin: Any, run: Run) -> list[dict[str, Any]]:
-    from kubernetes import client
-
+    label = sanitize_label_value(run.coderun)
+    selector = f"cleanup.cto.dev/run-kind=coderun,cleanup.cto.dev/run={label}" if every_job else f"job-name={run.job}"
     response = client.CoreV1Api(admin).list_namespaced_pod(
-        run.namespace, label_selector=f"job-name={run.job}", _preload_content=False
+        run.namespace, label_selector=selector, _preload_content=False
     )
     items: list[dict[str, Any]] = json_body(response)["items"]
     return items
@@ -229,21 +218,6 @@ def wait_running(admin: Any, run: Run, timeout: float = 60, phases: tuple[str, .
     raise TimeoutError(
         f"the Pod of Job {run.namespace}/{run.job} is not {' or '.join(phases)} after {timeout}s: {last}"
     )
-
-
-def wait_gone(admin: Any, run: Run, timeout: float = 60) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client.BatchV1Api(admin).read_namespaced_job(run.job, run.namespace)
-        except ApiException as exc:
-            if exc.status == 404 and not run_pods(admin, run):
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"Job {run.namespace}/{run.job} and its Pod still exist after {timeout}s")
 
 
 def job_status(admin: Any, run: Run) -> Any:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from agent_workspace_webhook.admission.context import Context, Target, decide
 from agent_workspace_webhook.admission.fresh import fresh_runs_waiting
-from agent_workspace_webhook.admission.provision import Provisioned, existing_generations
+from agent_workspace_webhook.admission.provision import Provisioned, clone_source, existing_generations
 from agent_workspace_webhook.admission.review import Response, allowed
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.kube.store import ClusterError
-from agent_workspace_webhook.rules.adopt import adoption_patch, controller_pvc_facts, is_controller_pvc
+from agent_workspace_webhook.rules.adopt import (
+    ADOPTED,
+    adoption_patch,
+    controller_pvc_facts,
+    is_controller_pvc,
+)
 from agent_workspace_webhook.rules.facts import FactsError
-from agent_workspace_webhook.rules.labels import generation_labels, workspace_labels
+from agent_workspace_webhook.rules.labels import generation_labels, plain_pvc_labels, workspace_labels
 from agent_workspace_webhook.rules.names import quote
+from agent_workspace_webhook.rules.pvc import pvc_manifest
 from agent_workspace_webhook.rules.workspace import NamingError
 
 
@@ -42,8 +48,19 @@ async def admit_controller_pvc(uid: str, target: Target, ctx: Context) -> tuple[
     if generations or waiting:
         why = f"generation {generations[-1].number} exists" if generations else f"{waiting[0].name} awaits a fresh one"
         return allowed(uid, f"a placeholder of workspace {name} ({why}): left as it is"), None
-    # Its own plain labels (service, agent, component) stay the controller's.
-    labels = {**workspace_labels(workspace.service, workspace.agent, name), **generation_labels(1, name)}
-    ops = adoption_patch(obj, labels, ctx.pvc_spec)
-    done = Provisioned(workspace.service, workspace.agent, name, "adopted", (), tuple(ctx.pvc_spec.access_modes))
-    return patched_response(uid, ops), done
+    labels = {
+        **plain_pvc_labels(workspace.service, workspace.agent),
+        **workspace_labels(workspace.service, workspace.agent, name),
+        **generation_labels(1, name),
+    }
+    warnings: list[str] = []
+    try:  # seed_from_legacy=clone: as the webhook's own generation 1 would start
+        clone = await clone_source(workspace, target, ctx, warnings)
+    except ClusterError as failure:
+        clone, warnings = None, [f"starts empty, not as a clone: {failure}"]
+    made_from = f"clone of {clone.source}, {ADOPTED}" if clone else ADOPTED
+    wanted = pvc_manifest(name, target.namespace, labels, ctx.pvc_spec, clone, made_from=made_from)
+    modes = tuple(wanted["spec"]["accessModes"])
+    source = clone.source if clone else None
+    done = Provisioned(workspace.service, workspace.agent, name, "adopted", tuple(warnings), modes, source)
+    return patched_response(uid, adoption_patch(obj, wanted), warnings), done

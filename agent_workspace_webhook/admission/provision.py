@@ -55,8 +55,9 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
         return _provisioned(workspace, generation_name(base, number), "deferred", warnings, number=number)
     if kind == "CodeRun" and not generations and ctx.settings.create_for == "verified-runs":
         warnings.append(
-            f"its workspace PersistentVolumeClaim {target.namespace}/{workspace.pvc} is made at its first Pod "
-            "(WEBHOOK_CREATE_FOR=verified-runs: a workspace only for a run whose Job and CodeRun exist)"
+            f"its workspace PersistentVolumeClaim {target.namespace}/{workspace.pvc} is made at its first Pod, "
+            "or adopted when the platform's controller creates it first (WEBHOOK_CREATE_FOR=verified-runs: a "
+            "workspace only for a run whose Job and CodeRun exist)"
         )
         return _provisioned(workspace, workspace.pvc, "deferred", warnings)
     fresh = await fresh_run_of_pod(workspace, generations, target, ctx) if kind == "Pod" else None
@@ -111,7 +112,7 @@ async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnin
             "is not made; remove workspaces no longer needed (agent-workspace-webhook workspaces -n "
             f"{namespace}) or raise the setting",
         )
-    clone = await _clone_source(workspace, target, ctx, warnings)
+    clone = await clone_source(workspace, target, ctx, warnings)
     return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone)
 
 
@@ -184,7 +185,7 @@ def _provisioned(
     return Provisioned(workspace.service, workspace.agent, pvc, action, tuple(warnings), modes, cloned_from, number)
 
 
-async def _clone_source(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Clone | None:
+async def clone_source(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Clone | None:
     """With seed_from_legacy=clone, a new per-agent workspace starts as a clone of the service's
     legacy workspace when that one can be cloned; otherwise it starts empty, and a warning says why."""
     legacy = legacy_pvc_name(workspace.service)

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_workspace_webhook.rules.facts import RunFacts
-from agent_workspace_webhook.rules.labels import ANNOTATION_MADE_FROM, COMPONENT, MANAGED_BY
 from agent_workspace_webhook.rules.patch import MAPPING, map_patch
-from agent_workspace_webhook.rules.pvc import PvcSpec, larger
+from agent_workspace_webhook.rules.pvc import larger
 
 # The labels ensure_pvc_exists puts on every PVC it creates (the webhook entry selects on them).
 CONTROLLER_PVC_LABELS = {"app": "orchestrator", "component": "code-runner"}
-MADE_BY_CONTROLLER = "created by the platform's controller (ensure_pvc_exists), adopted at its creation"
+# Its made-from annotation (what the `workspaces` report shows), as "clone of X" is the webhook's own.
+ADOPTED = "adopted from the platform's controller"
 
 
 def is_controller_pvc(pvc: Mapping[str, Any]) -> bool:
@@ -39,23 +39,24 @@ def controller_pvc_facts(pvc: Mapping[str, Any]) -> RunFacts | None:
     return RunFacts(service, None, "metadata.labels.service", "metadata.labels.agent", agent=agent)
 
 
-def adoption_patch(pvc: Mapping[str, Any], labels: Mapping[str, str], spec: PvcSpec) -> list[dict[str, Any]]:
-    """The ops that make the controller's PVC the webhook's generation 1: the webhook's labels and
-    made-from annotation added (the controller's kept), the workspaces' class and access modes,
-    and the larger of the two sizes (never less than the controller asked for). The PVC must
-    have passed patch.shape_problem."""
-    ops = map_patch(pvc, "labels", {**MANAGED_BY, **COMPONENT, **labels})
-    ops += map_patch(pvc, "annotations", {ANNOTATION_MADE_FROM: MADE_BY_CONTROLLER})
+def adoption_patch(pvc: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ops that make the controller's PVC the one the webhook would have made (`wanted`, from
+    pvc.pvc_manifest: the workspaces' class, access modes, a clone's source, the webhook's labels
+    and annotations) while keeping what the controller set: its labels (the webhook's only where
+    it set none) and a size never below what it asked for. The PVC must have passed
+    patch.shape_problem; a dataSource can only be given at creation, which this is."""
+    theirs = (pvc.get("metadata") or {}).get("labels") or {}
+    labels = {key: value for key, value in wanted["metadata"]["labels"].items() if key not in theirs}
+    ops = map_patch(pvc, "labels", labels)
+    ops += map_patch(pvc, "annotations", wanted["metadata"]["annotations"])
     body = pvc.get("spec")
     if not isinstance(body, MAPPING):  # no spec: the API server refuses it whatever we say
         return ops
-    if spec.storage_class is not None and body.get("storageClassName") != spec.storage_class:
-        op = "replace" if "storageClassName" in body else "add"
-        ops.append({"op": op, "path": "/spec/storageClassName", "value": spec.storage_class})
-    if list(body.get("accessModes") or []) != list(spec.access_modes):
-        op = "replace" if "accessModes" in body else "add"
-        ops.append({"op": op, "path": "/spec/accessModes", "value": list(spec.access_modes)})
-    return ops + _size_patch(body, spec.storage_size)
+    for key in ("storageClassName", "accessModes", "volumeMode", "dataSource"):
+        if key in wanted["spec"] and body.get(key) != wanted["spec"][key]:
+            op = "replace" if key in body else "add"
+            ops.append({"op": op, "path": f"/spec/{key}", "value": wanted["spec"][key]})
+    return ops + _size_patch(body, wanted["spec"]["resources"]["requests"]["storage"])
 
 
 def _size_patch(body: Mapping[str, Any], ours: str) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ def test_the_controllers_generation_1_is_adopted_into_the_workspaces_class(make_
     assert labels["agents.platform/generation-of"] == "workspace-cto-cleo"
     assert labels["app.kubernetes.io/managed-by"] == "agent-workspace-webhook"
     assert (labels["app"], labels["component"], labels["agent"]) == ("orchestrator", "code-runner", "cleo")
-    assert "ensure_pvc_exists" in stored["metadata"]["annotations"]["agents.platform/made-from"]
+    assert stored["metadata"]["annotations"]["agents.platform/made-from"] == "adopted from the platform's controller"
     assert not [call for call in store.calls if call[0] == "create"]  # nothing made besides it
     assert (
         metric(
@@ -136,3 +136,17 @@ def test_a_pvc_not_of_the_controller_is_left_as_it_is(make_client: MakeClient) -
     pvc["metadata"]["labels"]["app"] = "someone-else"
     answer = answer_for(http, pvc)
     assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
+
+
+def test_with_seed_from_legacy_the_adopted_generation_1_starts_as_a_clone(make_client: MakeClient) -> None:
+    # As the webhook's own generation 1 would: the legacy workspace's class and at least its size.
+    legacy = old_workspace("workspace-cto")
+    legacy["spec"].update({"storageClassName": "legacy-class", "resources": {"requests": {"storage": "20Gi"}}})
+    store = MemoryStore(pvcs={("agents", "workspace-cto"): legacy})
+    http, _ = make_client(store, seed_from_legacy="clone", **SETTINGS)
+    pvc = controller_pvc()
+    stored = applied(pvc, answer_for(http, pvc))
+    assert stored["spec"]["dataSource"] == {"kind": "PersistentVolumeClaim", "name": "workspace-cto"}
+    assert stored["spec"]["storageClassName"] == "legacy-class"  # a clone stays in its source's class
+    assert stored["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert stored["metadata"]["annotations"]["agents.platform/cloned-from"] == "workspace-cto"

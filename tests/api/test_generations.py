@@ -370,7 +370,7 @@ def test_verified_runs_make_workspaces_only_for_real_runs(make_client: MakeClien
     http, _ = make_client(store, create_for="verified-runs")
 
     answer = mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-review")))["response"]
-    assert any("made at its first Pod (WEBHOOK_CREATE_FOR=verified-runs" in w for w in answer["warnings"])
+    assert any("made at its first Pod, or adopted when the platform" in w for w in answer["warnings"])
     assert not store.pvcs  # the CodeRun has no uid yet: nothing to verify, so nothing made
     assert admit_pod(http, pod_of(job))[0] == GEN1  # its Job's Pod: verified, made
     assert ("agents", GEN1) in store.pvcs

@@ -17,7 +17,7 @@ from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE
 from agent_workspace_webhook.testing.kube import apply, create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
-from agent_workspace_webhook.testing.runs import Run, run_pod, wait_running
+from agent_workspace_webhook.testing.runs import Run, current, run_pod, wait_running
 
 pytestmark = pytest.mark.e2e
 
@@ -78,20 +78,23 @@ def test_rex_and_cleo_pods_get_their_own_workspaces(cluster: Environment, namesp
     ]
 
 
-def test_tess_coderun_is_labelled_and_its_pvc_made_at_its_first_pod(cluster: Environment, namespace: str) -> None:
-    run, warnings = create(cluster.admin, namespace, coderun("billing", "5DLabs-Tess", name="task-3-tess"))
+def test_tess_coderun_is_labelled_and_its_workspace_mounted_by_its_run(cluster: Environment, platform: str) -> None:
+    run, warnings = create(cluster.admin, platform, coderun("billing", "5DLabs-Tess", name="task-3-tess"))
     assert run["metadata"]["labels"]["agents.platform/agent"] == "tess"
     assert run["metadata"]["annotations"]["agents.platform/workspace"] == "workspace-billing-tess"
-    assert any("workspace-billing-tess is made at its first Pod" in w for w in warnings), warnings
-    assert pvcs(cluster.admin, namespace) == {}  # WEBHOOK_CREATE_FOR=verified-runs: not yet
-    create_job(cluster.admin, namespace, coderun_job(run, "task-3-job", job_pod("billing", "5dlabs-tess")))
-    assert claim(wait_running(cluster.admin, Run(namespace, "task-3-tess", "task-3-job"))) == "workspace-billing-tess"
-    assert "workspace-billing-tess" in pvcs(cluster.admin, namespace)
+    assert any("workspace-billing-tess is made at its first Pod, or adopted" in w for w in warnings), warnings
+    # the platform's controller makes the claim it computes (the webhook adopts it) and the Job
+    assert claim(wait_running(cluster.admin, current(cluster.admin, Run(platform, "task-3-tess", "")))) == (
+        "workspace-billing-tess"
+    )
+    adopted = pvcs(cluster.admin, platform)["workspace-billing-tess"]
+    assert adopted["metadata"]["labels"]["app"] == "orchestrator"  # the controller's
+    assert adopted["metadata"]["labels"]["agents.platform/generation"] == "1"  # and the webhook's
 
 
 def test_pod_without_labels_is_resolved_through_its_job_and_coderun(cluster: Environment, namespace: str) -> None:
-    # The platform's controller makes the CodeRun and its Job; the Job controller makes the Pod,
-    # with no agent labels here, so the webhook follows Pod -> Job -> CodeRun.
+    # A Job some tooling other than the platform's controller (which labels its Pods) makes for a
+    # CodeRun: its Pod has no agent labels, so the webhook follows Pod -> Job -> CodeRun.
     run, _ = create(cluster.admin, namespace, coderun("billing", "5DLabs-Cleo[bot]", name="task-4"))
     create_job(cluster.admin, namespace, coderun_job(run, "task-4-job", job_pod(None, None)))
     pod = wait_running(cluster.admin, Run(namespace, "task-4", "task-4-job"))

@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client
 
 from agent_workspace_webhook.ops.manifests import load_yaml
+from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
@@ -257,30 +258,31 @@ def test_one_json_log_line_per_admission_and_no_secrets(cluster: Environment, na
     assert token not in cluster.default.log() and cluster.plane.token not in cluster.default.log()
 
 
-def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, namespace: str) -> None:
+def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, platform: str) -> None:
     legacy: dict[str, Any] = {
         "metadata": {"name": "workspace-ledger"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
     }
-    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(namespace, legacy)  # type: ignore[arg-type]
-    wait_bound(cluster.admin, namespace, "workspace-ledger")  # provisioned by the living cluster's CSI driver
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(platform, legacy)  # type: ignore[arg-type]
+    wait_bound(cluster.admin, platform, "workspace-ledger")  # provisioned by the living cluster's CSI driver
     with cluster.webhook(seed_from_legacy="clone"):
         runs = {
-            a: start_run(cluster.admin, namespace, "ledger", f"ledger-{a.lower()}", githubApp=f"5DLabs-{a}")
+            a: start_run(cluster.admin, platform, "ledger", f"ledger-{a.lower()}", githubApp=f"5DLabs-{a}")
             for a in ("Rex", "Cleo")
         }
         pods = {agent: wait_running(cluster.admin, run)["metadata"]["name"] for agent, run in runs.items()}
-    client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim("workspace-ledger-rex", namespace)
+    client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim("workspace-ledger-rex", platform)
     # Tess's run: its Pod's admission made the PVC but its answer was lost (the Pod never stored),
-    # then the run was deleted: a workspace no run names.
-    assert cluster.default is not None
-    lost = run_pod(cluster.admin, namespace, "ledger", "5dlabs-tess")
-    assert cluster.default.review(review(lost, namespace=namespace))["allowed"] is True
+    # then the run was deleted: a workspace no run names. Made by hand: the controller leaves from here.
+    assert cluster.default is not None and cluster.controller is not None
+    cluster.controller.release(platform)
+    lost = run_pod(cluster.admin, platform, "ledger", "5dlabs-tess")
+    assert cluster.default.review(review(lost, namespace=platform))["allowed"] is True
     run_name = lost["metadata"]["ownerReferences"][0]["name"]
     client.CustomObjectsApi(cluster.admin).delete_namespaced_custom_object(
-        "agents.platform", "v1", namespace, "coderuns", run_name
+        "agents.platform", "v1", platform, "coderuns", run_name
     )
-    result = cli("workspaces", "--namespace", namespace, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
+    result = cli("workspaces", "--namespace", platform, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig))
     assert result.returncode == 0, result.stderr
     print("\n" + result.stdout)  # the closing note of issue 12 quotes this table
     lines = result.stdout.splitlines()
@@ -288,18 +290,19 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, nam
     assert lines[0].split() == headers.split()
     cleo, rex, tess, shared = (line.split() for line in lines[1:5])
     # generation 1 of each, current (*) but for Rex's, which is going; made as clones of the legacy one
-    assert cleo[:10] == [namespace, "ledger", "cleo", "1*", "workspace-ledger-cleo", "Bound", "10Gi", "clone", "of",
-                         "workspace-ledger"]  # fmt: skip
-    assert cleo[10:12] == [pods["Cleo"], "1"] and cleo[-1] == "no"  # mounted, and named by its CodeRun
-    assert rex[:12] == [namespace, "ledger", "rex", "1", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi",
+    # (Cleo's made by the platform's controller, adopted as it was created: the clone all the same)
+    assert cleo[:15] == [platform, "ledger", "cleo", "1*", "workspace-ledger-cleo", "Bound", "10Gi", "clone", "of",
+                         "workspace-ledger,", "adopted", "from", "the", "platform's", "controller"]  # fmt: skip
+    assert cleo[15:17] == [pods["Cleo"], "1"] and cleo[-1] == "no"  # mounted, and named by its CodeRun
+    assert rex[:12] == [platform, "ledger", "rex", "1", "workspace-ledger-rex", "Bound,", "being", "deleted", "10Gi",
                         "clone", "of", "workspace-ledger"]  # fmt: skip
     assert rex[12:14] == [pods["Rex"], "1"]  # still mounted: why it is not gone yet
-    assert shared[:10] == [namespace, "ledger", "-", "1*", "workspace-ledger", "Bound", "5Gi", "not", "the", "webhook"]
+    assert shared[:10] == [platform, "ledger", "-", "1*", "workspace-ledger", "Bound", "5Gi", "not", "the", "webhook"]
     assert shared[-1] == "yes"
-    assert f"  {namespace}/workspace-ledger: cloned into: cleo, rex" in result.stdout
+    assert f"  {platform}/workspace-ledger: cloned into: cleo, rex" in result.stdout
     assert tess[2:5] == ["tess", "1*", "workspace-ledger-tess"] and tess[-4:-2] == ["-", "0"]  # no Pod, no run
     unnamed = "1 workspace(s) made by the webhook that no CodeRun names and no Pod mounts:"
-    assert f"{unnamed}\n  {namespace}/workspace-ledger-tess\n" in result.stdout
+    assert f"{unnamed}\n  {platform}/workspace-ledger-tess\n" in result.stdout
 
 
 def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> None:
@@ -332,12 +335,12 @@ def test_demo_runs_end_to_end_on_the_demo_target_alone(tmp_path: Path) -> None:
     result = cli("demo", "--exit", CONTROLPLANE_BIN=str(demo_target_bin(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
     tables = result.stdout.split("RUN   ")[1:]
-    assert len(tables) == 2, result.stdout
+    assert len(tables) == 3, result.stdout
 
     def rows(text: str) -> dict[str, list[str]]:
-        return {line.split()[0]: line.split() for line in text.splitlines()[1:4]}
+        return {line.split()[0]: line.split() for line in text.splitlines()[1:4] if line.strip()}
 
-    first, again = rows(tables[0]), rows(tables[1])
+    first, again, fresh = rows(tables[0]), rows(tables[1]), rows(tables[2])
     nodes = {"kwok-node-0", "kwok-node-1", "kwok-node-2"}
     for agent, what in (("rex", "Rex"), ("cleo", "Cleo"), ("tess", "Tess")):
         _, shown_agent, pvc, made, phase, size, node, pod = first[what]
@@ -353,5 +356,11 @@ def test_demo_runs_end_to_end_on_the_demo_target_alone(tmp_path: Path) -> None:
         assert again[what][2:6] == [f"workspace-cto-{agent}", "reused", "Bound", "10Gi"] and again[what][7] == "Running"
     assert first["Rex"][6] == again["Rex"][6] and first["Tess"][6] == again["Tess"][6]  # never moved
     assert "Rex's and Tess's Pods still Running, unchanged: yes" in result.stdout
-    assert "all three workspaces still Bound to the same volumes: yes" in result.stdout
+    assert "all workspaces still Bound to the same volumes: yes" in result.stdout
+    assert "Cleo's NOTES.md from run 1 still in her workspace: yes" in result.stdout
+    # her fresh run: a new, empty generation; generation 1's volume Released, her notes on it
+    assert fresh["Cleo"][2:4] == [generation_name("workspace-cto-cleo", 2), "created"]
+    assert f"her fresh generation {generation_name('workspace-cto-cleo', 2)} is empty: yes" in result.stdout
+    assert "Released, NOTES.md on it: yes" in result.stdout
+    assert "workspaces restore demo cto cleo --released pvc-" in result.stdout
     assert "export KUBECONFIG=" in result.stdout and "stopped." in result.stdout

@@ -34,6 +34,7 @@ KEEP = {"helm.sh/resource-policy": "keep"}
 # The platform's CodeRunSpec (5dlabs/cto crates/controller/src/crds/coderun.rs, the commit named in
 # manifests/dev/crd-coderun.yaml): every field by its JSON name, with its schema type.
 PLATFORM_SPEC = {
+    "projectId": "string", "harnessAgent": "string", "enableCodeServer": "boolean",
     "runType": "string", "taskId": "integer", "service": "string", "repositoryUrl": "string",
     "docsRepositoryUrl": "string", "skillsUrl": "string", "skillsProject": "string",
     "docsProjectDirectory": "string", "workingDirectory": "string", "model": "string",

@@ -203,7 +203,7 @@ def test_a_hostpath_workspace_volume_is_refused_through_the_api_server(cluster: 
     assert pvcs(cluster.admin, namespace) == {}
 
 
-def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment, namespace: str) -> None:
+def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment, platform: str) -> None:
     """The default, WEBHOOK_CREATE_FOR=verified-runs: runs made as the platform makes them get
     their workspaces; a bare Pod, a forged review for an owner that does not exist, and labels
     that disagree with the owning CodeRun create nothing."""
@@ -211,26 +211,26 @@ def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment,
 
     hook = cluster.default
     assert hook is not None
-    run = start_run(cluster.admin, namespace, "ledger", "ledger-1-cleo", githubApp="5DLabs-Cleo[bot]")
+    run = start_run(cluster.admin, platform, "ledger", "ledger-1-cleo", githubApp="5DLabs-Cleo[bot]")
     assert claim(wait_running(cluster.admin, run)) == "workspace-ledger-cleo"  # made at its first Pod
     with pytest.raises(client.exceptions.ApiException) as bare:
-        create(cluster.admin, namespace, job_pod("made-up", "5dlabs-rex"))
+        create(cluster.admin, platform, job_pod("made-up", "5dlabs-rex"))
     assert "names no controller Job and CodeRun" in denial(bare.value)
-    forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=namespace))
+    forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=platform))
     assert (
-        forged["allowed"] is False and "Job " + namespace + "/no-such-job does not exist" in forged["status"]["message"]
+        forged["allowed"] is False and "Job " + platform + "/no-such-job does not exist" in forged["status"]["message"]
     )
-    job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, namespace)
+    job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, platform)
     assert job.metadata is not None
     lying = job_pod("othersvc", "5dlabs-tess")
     lying["metadata"]["ownerReferences"] = [
         {"apiVersion": "batch/v1", "kind": "Job", "name": run.job, "uid": job.metadata.uid, "controller": True}
     ]
     with pytest.raises(client.exceptions.ApiException) as disagree:
-        create(cluster.admin, namespace, lying)
+        create(cluster.admin, platform, lying)
     message = denial(disagree.value)
     assert "its labels give workspace workspace-othersvc-tess" in message and "gives workspace-ledger-cleo" in message
-    assert set(pvcs(cluster.admin, namespace)) == {"workspace-ledger-cleo"}
+    assert set(pvcs(cluster.admin, platform)) == {"workspace-ledger-cleo"}  # the controller's, adopted: no other
 
 
 def test_an_agent_only_the_pattern_names_mints_storage_only_for_a_verified_run(

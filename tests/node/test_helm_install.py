@@ -64,7 +64,7 @@ def test_helm_install_brings_up_two_ready_replicas_that_admit_through_the_servic
     assert len(ready) == 2
     assert {pod["spec"]["nodeName"] for pod in ready} == {NODE_NAME}
     assert all(pod["status"]["containerStatuses"][0]["image"].endswith(IMAGE.split("/", 1)[1]) for pod in ready)
-    namespace = node_env.namespace()
+    namespace = node_env.namespace(platform=True)
     try:
         run = start_run(node_env.admin, namespace, "docs", "cleo-1", githubApp="5DLabs-Cleo[bot]")
         pod = wait_running(node_env.admin, run)
@@ -76,7 +76,7 @@ def test_helm_install_brings_up_two_ready_replicas_that_admit_through_the_servic
 
 
 def test_helm_upgrade_of_a_setting_rolls_out_with_no_failed_admission(node_env: Environment, released: float) -> None:
-    namespace = node_env.namespace()
+    namespace = node_env.namespace(platform=True)
     try:
         # One value changed, and neither --reuse-values nor tls.caBundle given again: the chart
         # keeps the CA in force (without it, every run from here on would be refused).

@@ -54,7 +54,7 @@ def installed(node_env: Environment, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture
 def runs_namespace(node_env: Environment) -> Iterator[str]:
-    name = node_env.namespace()
+    name = node_env.namespace(platform=True)
     yield name
     node_env.delete_namespace(name)
 
@@ -208,7 +208,7 @@ def test_the_webhook_keeps_reading_the_api_after_the_kubelet_renews_its_token(
         time.sleep(0.5)
     logs = kubectl(node_env, "-n", WEBHOOK, "logs", "-l", SELECTOR, "--tail=8", "--prefix", check=False)
     assert len(ready_replicas(node_env)) == 2, logs
-    namespace = node_env.namespace()
+    namespace = node_env.namespace(platform=True)
     try:
         run = start_run(node_env.admin, namespace, "tokens", "rex-2", githubApp="5DLabs-Rex")
         assert claim(wait_running(node_env.admin, run)) == "workspace-tokens-rex"

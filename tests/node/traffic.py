@@ -1,5 +1,5 @@
-"""Runs made as the platform makes them (CodeRun, then its Job, whose Pod the Job controller
-creates), one every 200 ms in a thread, while something happens to the webhook; then the count of
+"""Runs made as the platform makes them (a CodeRun; the platform controller's twin makes its Job,
+whose Pod the Job controller creates), one every 200 ms in a thread, while something happens to the webhook; then the count of
 what failed: CodeRun creations refused, and Pod creations the Job controller reported failed
 (its FailedCreate events), and Jobs left without a Pod that has its workspace."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
 from agent_workspace_webhook.testing.kube import json_body
-from agent_workspace_webhook.testing.runs import Run, run_pods, start_run
+from agent_workspace_webhook.testing.runs import Run, current, run_pods, submit
 
 from .conftest import ready_replicas, replica_names, wait_rolled_out
 
@@ -47,9 +47,8 @@ class Traffic:
         while not self._stop.is_set():
             n += 1
             try:
-                self.runs.append(
-                    start_run(self.admin, self.namespace, f"svc{n % 4}", f"run-{n}", githubApp=APPS[n % len(APPS)])
-                )
+                submit(self.admin, self.namespace, f"svc{n % 4}", f"run-{n}", githubApp=APPS[n % len(APPS)])
+                self.runs.append(Run(self.namespace, f"run-{n}", ""))
             except ApiException as exc:
                 self.refused.append(f"run-{n}: {exc.status} {exc.body}")
             next_at += INTERVAL
@@ -59,7 +58,8 @@ class Traffic:
         """FailedCreate events of the runs' Jobs, and Jobs whose Pod never got its workspace."""
         from kubernetes import client
 
-        deadline, missing = time.monotonic() + timeout, list(self.runs)
+        deadline = time.monotonic() + timeout
+        missing = [current(self.admin, run, timeout) for run in self.runs]  # each with its Job
         while missing and time.monotonic() < deadline:
             missing = [run for run in missing if not _has_workspace(self.admin, run)]
             time.sleep(0.5)

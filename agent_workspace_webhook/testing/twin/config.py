@@ -35,8 +35,10 @@ class TwinConfig:
     # merged into every run's spec before the claim and the Job are computed. Empty by default:
     # the platform's own values live in its Helm values, which the twin does not have.
     agent_cli_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The twin's loop: how often it lists and reconciles every CodeRun (the real controller
-    # reacts to watch events and requeues after 90 s / 10 s instead; see docs/twin-table.md).
+    # The twin's loop: how often it lists the CodeRuns and their Jobs. A CodeRun is reconciled when
+    # it or one of its Jobs changed since its last reconcile (the real controller's watch events),
+    # else once `requeue_seconds` have passed (mod.rs requeues after 90 s, or 10 s after a retry).
     resync_seconds: float = 0.5
+    requeue_seconds: float = 10.0
     # Every API call's timeout, so that stop() is never held up for long.
     request_timeout: float = 10.0

@@ -66,6 +66,7 @@ class ControllerTwin:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed: dict[tuple[str, str], Signature] = {}  # (namespace, uid) -> as it failed
+        self._done: dict[tuple[str, str], tuple[Signature, float]] = {}  # -> as last reconciled, when
 
     def manage(self, namespace: str) -> None:
         """Reconcile the CodeRuns of this namespace from the next pass on."""
@@ -78,6 +79,7 @@ class ControllerTwin:
         with self._pass, self._lock:
             self._namespaces.discard(namespace)
             self._failed = {key: value for key, value in self._failed.items() if key[0] != namespace}
+            self._done = {key: value for key, value in self._done.items() if key[0] != namespace}
 
     @property
     def namespaces(self) -> frozenset[str]:
@@ -152,20 +154,31 @@ class ControllerTwin:
             uid = coderun["metadata"]["uid"]
             present.add(uid)
             signature = (coderun["metadata"]["resourceVersion"], tuple(sorted(owned.get(uid, []))))
+            key = (namespace, uid)
             with self._lock:
-                if self._failed.get((namespace, uid)) == signature:
+                if self._failed.get(key) == signature:
                     continue  # error_policy_code: Action::await_change()
+                last = self._done.get(key)
+                if (
+                    last is not None
+                    and last[0] == signature
+                    and time.monotonic() - last[1] < self.config.requeue_seconds
+                ):
+                    continue  # no event since, and not yet requeued
             try:
                 reconciler.reconcile(coderun)
             except Exception:
                 log.exception("controller twin: reconcile of %s/%s failed", namespace, coderun["metadata"]["name"])
                 with self._lock:
-                    self._failed[(namespace, uid)] = signature
+                    self._failed[key] = signature
+                    self._done.pop(key, None)
             else:
                 with self._lock:
-                    self._failed.pop((namespace, uid), None)
+                    self._failed.pop(key, None)
+                    self._done[key] = (signature, time.monotonic())
         with self._lock:
             self._failed = {k: v for k, v in self._failed.items() if k[0] != namespace or k[1] in present}
+            self._done = {k: v for k, v in self._done.items() if k[0] != namespace or k[1] in present}
 
 
 def wait_for_job(

@@ -1,7 +1,8 @@
 """Runs made as the platform makes them (a CodeRun; the platform controller's twin makes its Job,
-whose Pod the Job controller creates), one every 200 ms in a thread, while something happens to the webhook; then the count of
-what failed: CodeRun creations refused, and Pod creations the Job controller reported failed
-(its FailedCreate events), and Jobs left without a Pod that has its workspace."""
+whose Pod the Job controller creates), one every 200 ms in a thread, while something happens to
+the webhook; then the count of what failed: CodeRun creations refused, and Pod creations the Job
+controller reported failed (its FailedCreate events), and Jobs left without a Pod that has its
+workspace."""
 
 from __future__ import annotations
 

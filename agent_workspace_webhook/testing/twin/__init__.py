@@ -1,7 +1,8 @@
 """A twin of the platform's CodeRun controller (5dlabs/cto, Rust), for the tests and the demo:
 what it computes for a CodeRun (claims.py, naming.py, labels.py, manifests.py, decisions.py:
 pure) and what it does about it in a cluster (controller.py, reconcile.py, resources.py: the
-official client). docs/twin-table.md says what it follows, file by file, and what it leaves out."""
+official client). docs/design.md ("The platform controller's twin") says what it follows, file
+by file, and what it leaves out."""
 
 from agent_workspace_webhook.testing.twin.claims import (
     HEALER_PVC,

@@ -5,8 +5,8 @@ cleanup_workspace_subdir.
 
 Kept: names, labels, owner, TTL and deadline, security contexts, every container that mounts the
 workspace claim (with its mounts and the meaning of its command), the emptyDir volumes they share.
-Left out (docs/twin-table.md): ConfigMap and Secret volumes and env (task files, templates, GitHub
-App keys, API keys), the init containers that mount no workspace (fix-openclaw-deps,
+Left out (docs/design.md, "The platform controller's twin"): ConfigMap and Secret volumes and env
+(task files, templates, GitHub App keys, API keys), the init containers that mount no workspace (fix-openclaw-deps,
 write-promtail-config, gateway-stagger), Datadog annotations. Every image is `busybox`: the nodes
 are simulated, nothing is pulled."""
 

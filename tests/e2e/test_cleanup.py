@@ -93,3 +93,19 @@ def test_a_cleanup_for_a_run_whose_workspace_is_gone_stays_as_the_controller_mad
     job = cleanup_job(cluster.admin, run)
     assert claim(job["spec"]["template"]) == "workspace-cto"  # the controller's own claim
     assert "affinity" not in job["spec"]["template"]["spec"]
+
+
+def test_a_finished_runs_ttl_cleanup_goes_to_the_workspace_it_used(cluster: Environment, platform: str) -> None:
+    # The controller also cleans up after a run that finished and still exists, once its TTL has
+    # passed (cleanup.cto.dev/ttl-seconds overrides the hour): the same Job, the same redirect.
+    run = start_run(cluster.admin, platform, "cto", "cto-rex-ttl", githubApp="5DLabs-Rex")
+    assert claim(wait_running(cluster.admin, run)) == "workspace-cto-rex"
+    patch = {"metadata": {"annotations": {"cleanup.cto.dev/ttl-seconds": "1"}}}
+    client.CustomObjectsApi(cluster.admin).patch_namespaced_custom_object(
+        "agents.platform", "v1", platform, "coderuns", run.coderun, patch
+    )
+    finish(cluster.admin, run)
+    wait_phase(cluster.admin, run, "Succeeded")
+    job = cleanup_job(cluster.admin, run)
+    assert claim(job["spec"]["template"]) == "workspace-cto-rex"  # the controller computes workspace-cto
+    assert read_coderun(cluster.admin, run)["metadata"].get("deletionTimestamp") is None  # the run stays

@@ -246,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune = actions.add_parser("prune", help="delete retained copies beyond the N newest per workspace")
     prune.add_argument("--keep", type=int, required=True, metavar="N")
     prune.add_argument("--yes", action="store_true", help="do it (without: print what would go)")
-    prune.add_argument("--namespace", "-n", help="one namespace (default: all)")
+    # SUPPRESS: without it the subcommand's default (None, every namespace) would overwrite a
+    # `workspaces -n NS` given before it, and a prune meant for NS would delete everywhere.
+    prune.add_argument("--namespace", "-n", default=argparse.SUPPRESS, help="one namespace (default: all)")
 
     demo = sub.add_parser("demo", help="local control plane + webhook + three agents' runs, then wait for Ctrl-C")
     demo.add_argument("--exit", action="store_true", help="tear everything down after the table instead of waiting")

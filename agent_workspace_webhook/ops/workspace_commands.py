@@ -92,7 +92,8 @@ def prune(settings: Settings, namespace: str | None, keep: int, yes: bool, say: 
     for line in plan.lines():
         say(("" if yes else "would ") + line)
     gone = len(plan.pvcs) + len(plan.volumes)
-    freed = f"{'freed' if yes else 'would free'} {plan.freed / 2**30:.1f} GiB in {gone} copies"
+    scope = f"namespace {namespace}" if namespace is not None else "every namespace"
+    freed = f"{'freed' if yes else 'would free'} {plan.freed / 2**30:.1f} GiB in {gone} copies in {scope}"
     kept = f"keeping the {keep} newest of each workspace beside its current generation"
     say(f"{freed} ({kept})" + ("" if yes else "; run again with --yes to do it"))
     if not yes:

@@ -169,3 +169,18 @@ def test_listening_socket_declares_tcp_so_answers_are_not_delayed_by_nagle() -> 
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "scope"),
+    [
+        (["workspaces", "-n", "team-a", "prune", "--keep", "1", "--yes"], "team-a"),  # -n before the subcommand
+        (["workspaces", "prune", "-n", "team-a", "--keep", "1", "--yes"], "team-a"),  # and after it
+        (["workspaces", "--namespace", "team-a", "prune", "--keep", "1"], "team-a"),
+        (["workspaces", "prune", "--keep", "1"], None),  # every namespace only when none is given
+    ],
+)
+def test_prune_acts_on_exactly_the_namespace_it_was_given(argv: list[str], scope: str | None) -> None:
+    from agent_workspace_webhook.cli import build_parser
+
+    assert build_parser().parse_args(argv).namespace == scope

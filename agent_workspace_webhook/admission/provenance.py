@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner
+from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, get_owner, within
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts, coderun_facts, controller_owner
+from agent_workspace_webhook.rules.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,25 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
             uid = ref.get("uid")
             return uid if isinstance(uid, str) else None
     return None
+
+
+async def verify_run(workspace: Workspace, target: Target, ctx: Context) -> None:
+    """WEBHOOK_CREATE_FOR=verified-runs: the Pod's controller chain must lead to a CodeRun that
+    exists, and that CodeRun's service and agent must give the same workspace as the Pod's labels."""
+    verifying = f"verifying the Job and CodeRun that own {target.who}"
+    run = await within(target, verifying, owning_run(target, ctx))
+    if run is None:
+        raise Denial(
+            403,
+            "no workspace is made for it: it names no controller Job and CodeRun, and WEBHOOK_CREATE_FOR="
+            "verified-runs makes one only for a run whose Job and CodeRun exist (set it to any to let bare Pods "
+            "have one, with the risk SECURITY.md names)",
+        )
+    verified = decide(run.facts, ctx)
+    if verified.pvc != workspace.pvc:
+        raise Denial(
+            403,
+            f"its labels give workspace {workspace.pvc} (service {workspace.service}, agent {workspace.agent}) but "
+            f"its CodeRun {target.namespace}/{run.name} gives {verified.pvc} (service {verified.service}, agent "
+            f"{verified.agent}); the labels must agree with the run they belong to",
+        )

@@ -11,8 +11,9 @@ import msgspec
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.fresh import announce_fresh, deny_past_rate, fresh_run_of_pod
-from agent_workspace_webhook.admission.provenance import owning_run
-from agent_workspace_webhook.kube.store import ClusterError, PvcAction
+from agent_workspace_webhook.admission.grow import grow
+from agent_workspace_webhook.admission.provenance import verify_run
+from agent_workspace_webhook.kube.store import PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
 from agent_workspace_webhook.rules.generations import (
     FreshRun,
@@ -22,9 +23,12 @@ from agent_workspace_webhook.rules.generations import (
     next_generation,
     wants_fresh,
 )
-from agent_workspace_webhook.rules.labels import generation_labels, plain_pvc_labels, workspace_labels
+from agent_workspace_webhook.rules.labels import (
+    generation_labels,
+    plain_pvc_labels,
+    workspace_labels,
+)
 from agent_workspace_webhook.rules.pvc import Clone, clone_problem, pvc_manifest
-from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.rules.workspace import Workspace, legacy_pvc_name
 
 
@@ -67,7 +71,9 @@ async def provision(facts: RunFacts, target: Target, ctx: Context, kind: Literal
         current = current_generation(generations)
         if current is None:
             _deny_dying(target.namespace, generations[-1])
-        action = await _grow(current, target, ctx, warnings) if ctx.settings.grow_existing else "exists"
+        action: PvcAction = "exists"
+        if ctx.settings.grow_existing:
+            action = await grow(current, workspace, target, ctx, warnings, kind)
         modes = current.state.access_modes
         return _provisioned(workspace, current.pvc, action, warnings, modes, number=current.number)
     return await _make_first(workspace, target, ctx, warnings)
@@ -99,7 +105,7 @@ async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnin
     namespace's ceiling."""
     namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
     if ctx.settings.create_for == "verified-runs":  # a Pod: a CodeRun's was deferred above
-        await _verify(workspace, target, ctx)
+        await verify_run(workspace, target, ctx)
     else:
         _deny_unknown_agent(workspace, ctx)
     counting = f"counting the workspaces of namespace {namespace}"
@@ -201,37 +207,6 @@ async def clone_source(workspace: Workspace, target: Target, ctx: Context, warni
     return Clone(legacy, state)
 
 
-async def _grow(current: Generation, target: Target, ctx: Context, warnings: list[str]) -> PvcAction:
-    """WEBHOOK_GROW_EXISTING: raise the current generation's request to the configured size when it
-    is smaller and its class allows expansion; never lower it, touch nothing else, and never hold
-    the run up: whatever stands in the way is a warning. Costs nothing when nothing is to grow."""
-    state, wanted = current.state, ctx.settings.storage_size
-    have = parse_quantity(state.storage or "")
-    if have is None or have >= (parse_quantity(wanted) or have):
-        return "exists"
-    where = f"PersistentVolumeClaim {target.namespace}/{current.pvc}"
-    cannot = f"{where} stays at {state.storage}, below WEBHOOK_STORAGE_SIZE {wanted}"
-    if state.storage_class is None:
-        warnings.append(f"{cannot}: it names no StorageClass to ask whether it may grow")
-        return "exists"
-    try:
-        reading = f"reading StorageClass {state.storage_class}"
-        expands = await within(target, reading, ctx.store.storage_class_expands(state.storage_class))
-        if not expands:
-            why = "does not exist" if expands is None else "does not allow volume expansion (allowVolumeExpansion)"
-            warnings.append(f"{cannot}: StorageClass {state.storage_class} {why}")
-            return "exists"
-        if target.dry_run:
-            warnings.append(f"dry run: {where} would grow from {state.storage} to {wanted}")
-            return "exists"
-        await within(target, f"growing {where}", ctx.store.grow_pvc(target.namespace, current.pvc, wanted))
-    except ClusterError as exc:  # the deadline among them: the run goes ahead on what it has
-        warnings.append(f"{cannot}: {exc}")
-        return "exists"
-    warnings.append(f"{where} grows from {state.storage} to {wanted} (WEBHOOK_GROW_EXISTING)")
-    return "grown"
-
-
 def _deny_unknown_agent(workspace: Workspace, ctx: Context) -> None:
     """WEBHOOK_CREATE_FOR=any: no storage for an agent only the pattern names, or `5dlabs-<anything>`
     on a bare Pod would mint it. A verified run (its CodeRun exists) needs no such list: the
@@ -244,28 +219,6 @@ def _deny_unknown_agent(workspace: Workspace, ctx: Context) -> None:
             f"for it ({workspace.pvc}) on an unverified run (WEBHOOK_CREATE_FOR=any); add it to one of them if it "
             "is one of the platform's agents, or let only verified runs have workspaces (WEBHOOK_CREATE_FOR="
             "verified-runs, the default)",
-        )
-
-
-async def _verify(workspace: Workspace, target: Target, ctx: Context) -> None:
-    """WEBHOOK_CREATE_FOR=verified-runs: the Pod's controller chain must lead to a CodeRun that
-    exists, and that CodeRun's service and agent must give the same workspace as the Pod's labels."""
-    verifying = f"verifying the Job and CodeRun that own {target.who}"
-    run = await within(target, verifying, owning_run(target, ctx))
-    if run is None:
-        raise Denial(
-            403,
-            "no workspace is made for it: it names no controller Job and CodeRun, and WEBHOOK_CREATE_FOR="
-            "verified-runs makes one only for a run whose Job and CodeRun exist (set it to any to let bare Pods "
-            "have one, with the risk SECURITY.md names)",
-        )
-    verified = decide(run.facts, ctx)
-    if verified.pvc != workspace.pvc:
-        raise Denial(
-            403,
-            f"its labels give workspace {workspace.pvc} (service {workspace.service}, agent {workspace.agent}) but "
-            f"its CodeRun {target.namespace}/{run.name} gives {verified.pvc} (service {verified.service}, agent "
-            f"{verified.agent}); the labels must agree with the run they belong to",
         )
 
 

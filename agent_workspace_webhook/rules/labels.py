@@ -24,7 +24,8 @@ ANNOTATION_FRESH_FOR = "agents.platform/fresh-for"
 # CodeRun, restore of generation N).
 ANNOTATION_MADE_FROM = "agents.platform/made-from"
 # On the PVCs the webhook creates, beside the labels above.
-MANAGED_BY = {"app.kubernetes.io/managed-by": "agent-workspace-webhook"}
+MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
+MANAGED_BY = {MANAGED_BY_KEY: "agent-workspace-webhook"}
 COMPONENT = {"app.kubernetes.io/component": "agent-workspace"}
 
 

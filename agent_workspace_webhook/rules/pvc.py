@@ -18,6 +18,7 @@ from agent_workspace_webhook.rules.labels import (
     LABEL_GENERATION_OF,
     LABEL_SERVICE,
     MANAGED_BY,
+    MANAGED_BY_KEY,
     generation_of,
 )
 from agent_workspace_webhook.rules.quantity import parse_quantity
@@ -52,6 +53,7 @@ class PvcState(msgspec.Struct, frozen=True):
     fresh_for: str | None = None  # the uid of the CodeRun it was made fresh for
     created: str | None = None  # creationTimestamp (RFC 3339, UTC); None until the API server set it
     service: str | None = None  # its agents.platform/service label (the gauges tell legacy ones apart)
+    ours: bool = False  # made (or adopted) by the webhook: app.kubernetes.io/managed-by says so
 
 
 def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
@@ -74,6 +76,7 @@ def pvc_state(pvc: Mapping[str, Any]) -> PvcState:
         fresh_for=annotations.get(ANNOTATION_FRESH_FOR),
         created=metadata.get("creationTimestamp"),
         service=labels.get(LABEL_SERVICE),
+        ours=labels.get(MANAGED_BY_KEY) == MANAGED_BY[MANAGED_BY_KEY],
     )
 
 

@@ -204,7 +204,9 @@ def test_made_in_the_same_second_as_its_coderun_it_is_still_found_by_its_uid(mak
 
 
 def sized(storage: str, storage_class: str | None = "workspaces") -> MemoryStore:
+    """Cleo's workspace, made by the webhook (its managed-by label), at `storage`."""
     store = cluster()
+    store.pvcs[("agents", GEN1)]["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "agent-workspace-webhook"}
     spec = store.pvcs[("agents", GEN1)]["spec"]
     spec["resources"]["requests"]["storage"] = storage
     if storage_class:
@@ -249,6 +251,31 @@ def test_what_cannot_grow_is_left_alone_and_the_run_goes_ahead(
         if says
         else not warnings
     )
+
+
+def test_only_a_workspace_the_webhook_made_grows(make_client: MakeClient) -> None:
+    store = sized("1Gi")
+    del store.pvcs[("agents", GEN1)]["metadata"]["labels"]  # made by hand, named like a workspace
+    http, _ = make_client(store, grow_existing=True, storage_size="20Gi")
+    mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
+    assert mounted == GEN1 and store.pvcs[("agents", GEN1)]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert any("the webhook did not make it" in w for w in response["warnings"])
+
+
+def test_only_a_verified_runs_pod_grows_a_workspace(make_client: MakeClient) -> None:
+    # WEBHOOK_CREATE_FOR=verified-runs: a forged bare Pod, or a CodeRun (no uid to verify yet),
+    # changes nothing; the verified run's own Pod does.
+    store = sized("10Gi")
+    http, _ = make_client(store, grow_existing=True, storage_size="20Gi", create_for="verified-runs")
+    mounted, response = admit_pod(http, job_pod("cto", "5dlabs-cleobot"))
+    assert mounted == GEN1 and any("only a verified run grows a workspace" in w for w in response["warnings"])
+    mutate(http, review(coderun("cto", "5DLabs-Cleo[bot]", name="cleo-2")))
+    assert store.pvcs[("agents", GEN1)]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    run = stored_coderun("cleo-3", "run-uid-3")
+    job = job_of(run, "job-uid-3")
+    store.owners.update({("CodeRun", "agents", "cleo-3"): run, ("Job", "agents", job["metadata"]["name"]): job})
+    admit_pod(http, pod_of(job))
+    assert store.pvcs[("agents", GEN1)]["spec"]["resources"]["requests"]["storage"] == "20Gi"
 
 
 def test_a_dry_run_only_says_it_would_grow(make_client: MakeClient) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, get_owner, within
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts, coderun_facts, controller_owner
+from agent_workspace_webhook.rules.names import quote
 from agent_workspace_webhook.rules.workspace import Workspace
 
 
@@ -56,16 +57,13 @@ async def controlling_run(target: Target, ctx: Context) -> tuple[str, str | None
 async def _existing(kind: OwnerKind, name: str, uid: str | None, target: Target, ctx: Context) -> Mapping[str, Any]:
     namespace = target.namespace
     found = await get_owner(target, ctx, kind, namespace, name)
-    if found is None:
-        raise Denial(
-            403, f"its controller {kind} {namespace}/{name} does not exist; a workspace is made only for a real run"
-        )
-    actual = (found.get("metadata") or {}).get("uid")
-    if actual != uid:
+    if found is None or (found.get("metadata") or {}).get("uid") != uid:
+        # One message for both: naming the real uid, or telling a missing name from another uid,
+        # would show a caller who may create Pods (or forge reviews) what it cannot read.
         raise Denial(
             403,
-            f"its controller {kind} {namespace}/{name} has uid {actual}, not the {uid} it names; "
-            "a workspace is made only for a real run",
+            f"its controller {kind} {namespace}/{name} with uid {quote(str(uid), 40)} does not exist; a workspace "
+            "is made only for a real run",
         )
     return found
 

@@ -66,4 +66,6 @@ def fresh_run_cache(
         fresh = fresh_run_of(run)
         return None if fresh is None else ((fresh.namespace, fresh.name), fresh)
 
-    return WatchCache(list_call, plural, keep, count, group=lambda key, _: key[0])
+    # absent_ok: without the CRD (the platform not installed yet, or its CRD being replaced) there is
+    # no CodeRun, so none asks for a fresh workspace: admissions go on, nothing is refused.
+    return WatchCache(list_call, plural, keep, count, group=lambda key, _: key[0], absent_ok=True)

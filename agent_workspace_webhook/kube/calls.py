@@ -61,12 +61,18 @@ class Calls:
         loaded: dict[str, Any] = json.loads(response.data)
         return loaded
 
-    async def _list(self, what: str, namespace: str, name: str, call: Callable[[], Any]) -> list[dict[str, Any]]:
+    async def _list(
+        self, what: str, namespace: str, name: str, call: Callable[[], Any], *, unserved_is_empty: bool = False
+    ) -> list[dict[str, Any]]:
+        """The items; with `unserved_is_empty`, none when the resource is not served at all (404: a
+        custom resource whose CRD is missing)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
             response = await self._call("list", what, namespace, name, call)
         except ApiException as exc:
+            if exc.status == 404 and unserved_is_empty:
+                return []
             raise describe_failure("list", what, namespace, name, exc.status, api_message(exc)) from None
         listed = response if isinstance(response, dict) else json.loads(response.data)
         items: list[dict[str, Any]] = listed.get("items") or []

@@ -226,7 +226,12 @@ class KubeStore(Calls):
             (base, {key[1]: state for key, state in members.items()}) for (_, base), members in groups.items()
         )
         idle = {what: cache.idle_seconds() for what, cache in self._caches() if cache is not None}
-        return replace(found, idle_seconds={what: seconds for what, seconds in idle.items() if seconds is not None})
+        unserved = {what: float(cache.absent) for what, cache in self._caches() if cache is not None}
+        return replace(
+            found,
+            idle_seconds={what: seconds for what, seconds in idle.items() if seconds is not None},
+            unserved=unserved,
+        )
 
     def fresh_runs_now(self, namespace: str) -> list[FreshRun] | None:
         found = self.fresh.lookup_group(namespace) if self.fresh is not None else None
@@ -244,8 +249,18 @@ class KubeStore(Calls):
             lambda: self._custom.list_namespaced_custom_object(
                 s.coderun_group, s.coderun_version, namespace, s.coderun_plural, _request_timeout=self._timeout
             ),
+            unserved_is_empty=True,  # no CRD, no CodeRun: none asks for a fresh workspace
         )
         return [run for item in listed if (run := fresh_run_of(item)) is not None]
+
+    def degraded(self) -> str | None:
+        if self.fresh is not None and self.fresh.absent:
+            s = self._settings
+            return (
+                f"{s.coderun_plural}.{s.coderun_group}/{s.coderun_version} is not served (its CustomResourceDefinition "
+                "is missing): no run can ask for a fresh workspace; install the platform's CodeRun CRD"
+            )
+        return None
 
     async def check_ready(self) -> str | None:
         for what, cache in self._caches():

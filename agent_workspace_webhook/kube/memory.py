@@ -141,6 +141,9 @@ class MemoryStore:
             return None if labels is None else selector.matches(labels)
         return True if self.labels_everywhere is None else selector.matches(self.labels_everywhere)
 
+    def degraded(self) -> str | None:
+        return None
+
     async def check_ready(self) -> str | None:
         # As KubeStore's: an API server that answers is ready, whatever it answers.
         away = [detail for status, detail in self.failures.values() if status is None]

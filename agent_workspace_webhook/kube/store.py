@@ -132,6 +132,11 @@ class WorkspaceStore(Protocol):
 
     def in_scope_now(self, name: str, selector: Selector) -> bool | None: ...
 
+    def degraded(self) -> str | None:
+        """What works less than it should while the webhook still admits (the CodeRun CRD missing),
+        or None."""
+        ...
+
     async def check_ready(self) -> str | None:
         """None when the API answers, else the reason it does not."""
         ...

@@ -43,6 +43,8 @@ class WatchCache(Generic[K, V, G]):
         watch_seconds: int = 240,
         group: Callable[[K, V], G] | None = None,
         section: Callable[[G], Hashable] | None = None,
+        absent_ok: bool = False,
+        absent_retry_seconds: float = 10.0,
     ) -> None:
         self._list_call, self._resource, self._keep, self._group = list_call, resource, keep, group
         self._groups: dict[G, dict[K, V]] = {}
@@ -59,6 +61,10 @@ class WatchCache(Generic[K, V, G]):
         self._thread: threading.Thread | None = None
         self._watch: Any = None
         self.last_error: str | None = None
+        # With absent_ok, a list answered 404 (the resource is not served: its CRD is missing) is
+        # an empty, synced cache, listed again every absent_retry_seconds until the CRD appears.
+        self._absent_ok, self._absent_retry = absent_ok, absent_retry_seconds
+        self.absent = False
 
     # --- what admissions ask ----------------------------------------------------------------
 
@@ -163,6 +169,10 @@ class WatchCache(Generic[K, V, G]):
             except ApiException as exc:  # already counted by the list or watch that failed
                 if exc.status == 410:  # our resourceVersion is too old: list again at once
                     continue
+                if exc.status == 404 and self._absent_ok:
+                    self._not_served()
+                    self._stop.wait(self._absent_retry)
+                    continue
                 self._failed(f"HTTP {exc.status} {exc.reason}")
             except Exception as exc:  # connection refused or reset: the API server is away
                 self._failed(one_line(exc))
@@ -170,6 +180,21 @@ class WatchCache(Generic[K, V, G]):
                 continue  # the watch ended normally (timeout_seconds): list again
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _not_served(self) -> None:
+        """The resource is not served (404 on its list or watch): nothing of it exists, so the
+        cache is empty and synced; said once, not at every retry."""
+        with self._lock:
+            self._items, self._groups, self._sections = {}, {}, {}
+        if not self.absent:
+            logs.logger().warning(
+                "resource not served: its CustomResourceDefinition is missing; taken as none of it, listed "
+                "again until it appears",
+                extra={"fields": {"resource": self._resource, "retry_seconds": self._absent_retry}},
+            )
+        self.absent, self.last_error = True, None
+        self._last_event = time.monotonic()
+        self._synced.set()
 
     def _failed(self, error: str) -> None:
         if error != self.last_error:
@@ -211,7 +236,8 @@ class WatchCache(Generic[K, V, G]):
             self._items, self._groups, self._sections = items, groups, sections
         self._last_event = time.monotonic()
         self.last_error = None
-        first = not self._synced.is_set()
+        first = not self._synced.is_set() or self.absent
+        self.absent = False
         self._synced.set()
         logs.logger().info(
             "cache synced" if first else "cache re-listed",

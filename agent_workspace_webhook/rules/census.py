@@ -21,6 +21,7 @@ class Census:
     retained: int  # older generations still there beside a current one
     legacy: int  # shared workspace-{service} PVCs left
     idle_seconds: Mapping[str, float] = field(default_factory=dict)  # cache -> seconds since its last event
+    unserved: Mapping[str, float] = field(default_factory=dict)  # cache -> 1 while its resource is not served
 
 
 def census(groups: Iterable[tuple[str, Mapping[str, PvcState]]]) -> Census:

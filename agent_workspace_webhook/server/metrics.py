@@ -179,6 +179,13 @@ class WorkspaceGauges(Collector):
             "cache",
             found.idle_seconds,
         )
+        yield _by_label(
+            "cache_resource_unserved",
+            "1 while a watch cache's resource is not served by the API server (the CodeRun CRD missing: no run "
+            "can ask for a fresh workspace), else 0.",
+            "cache",
+            found.unserved,
+        )
 
 
 def _by_label(name: str, documentation: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:

@@ -31,7 +31,8 @@ def create_probe_app(webhook_app: FastAPI) -> FastAPI:
         problem = await ctx.store.check_ready()
         if problem is not None:
             return JSONResponse({"error": problem}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        degraded = ctx.store.degraded()  # still ready: every run is admitted, one thing works less
+        return JSONResponse({"status": "ready"} if degraded is None else {"status": "ready", "degraded": degraded})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics_endpoint() -> Response:

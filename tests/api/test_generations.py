@@ -406,11 +406,13 @@ def test_verified_runs_make_workspaces_only_for_real_runs(make_client: MakeClien
     bare = admit_pod(http, job_pod("billing", "5dlabs-rex"))[1]  # labels alone, no owner
     assert bare["allowed"] is False and "names no controller Job and CodeRun" in bare["status"]["message"]
     forged = admit_pod(http, pod_of(job, job_uid="made-up"))[1]
-    assert forged["allowed"] is False and "has uid job-uid-7, not the made-up it names" in forged["status"]["message"]
+    says = "its controller Job agents/cleo-review-job with uid 'made-up' does not exist"
+    assert forged["allowed"] is False and says in forged["status"]["message"]
+    assert "job-uid-7" not in forged["status"]["message"]  # the real uid is not the caller's to read
     missing = pod_of(job)
     missing["metadata"]["ownerReferences"][0]["name"] = "no-such-job"
     gone = admit_pod(http, missing)[1]
-    assert "its controller Job agents/no-such-job does not exist" in gone["status"]["message"]
+    assert "its controller Job agents/no-such-job with uid 'job-uid-7' does not exist" in gone["status"]["message"]
     lying = pod_of(job)
     lying["metadata"]["labels"].update({"service": "othersvc", "github-user": "5dlabs-tess"})
     disagree = admit_pod(http, lying)[1]["status"]["message"]

@@ -146,3 +146,43 @@ def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster
         time.sleep(0.1)
     create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))
     assert "workspace-cache-rex" in pvcs(cluster.admin, namespace)
+
+
+def test_without_the_coderun_crd_agent_pods_are_admitted_and_the_crd_is_picked_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The platform not installed yet, or its CRD being replaced: no CodeRun exists, so no run asks
+    # for a fresh workspace. Before, every agent Pod was answered 500 ("cannot list CodeRun").
+    from agent_workspace_webhook.testing.install import CODERUN_CRD, install_platform_crd
+
+    with Environment(workdir=tmp_path_factory.mktemp("no-crd")) as env:
+        extensions = client.ApiextensionsV1Api(env.admin)
+        extensions.delete_custom_resource_definition(CODERUN_CRD)
+        deadline = time.monotonic() + 30
+        while any(
+            crd.metadata and crd.metadata.name == CODERUN_CRD
+            for crd in extensions.list_custom_resource_definition().items
+        ):
+            assert time.monotonic() < deadline, "the CRD is not gone"
+            time.sleep(0.2)
+        hook = env.start_webhook({"create_for": "any"})
+        unserved = 'agent_workspace_webhook_cache_resource_unserved{cache="CodeRun"}'
+        try:
+            hook.wait_ready()  # ready all the same: every run is admitted
+            status, body = hook.get("/readyz")
+            assert status == 200 and "coderuns.agents.platform/v1 is not served" in body, body
+            env.namespace("no-crd")
+            answer = hook.review(review(job_pod("cto", "5dlabs-rex"), namespace="no-crd"))
+            assert answer["allowed"] is True and "workspace-cto-rex" in pvcs(env.admin, "no-crd"), answer
+            assert hook.metrics().get(unserved) == 1.0
+            assert "its CustomResourceDefinition is missing" in hook.log()  # said, once
+            assert hook.log().count("resource not served") == 1
+
+            install_platform_crd(env.admin)  # picked up without a restart
+            deadline = time.monotonic() + 30
+            while hook.metrics().get(unserved) != 0.0:
+                assert time.monotonic() < deadline, hook.get("/readyz")
+                time.sleep(0.5)
+            assert "degraded" not in hook.get("/readyz")[1]
+        finally:
+            hook.stop()

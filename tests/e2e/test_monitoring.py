@@ -144,6 +144,12 @@ CASES: list[tuple[str, str, dict[str, str], int, dict[str, str] | None]] = [
         f'agent_workspace_webhook_workspace_pvcs{{{SERIES}, state="deleting"}}': "1x40",
         f'agent_workspace_webhook_requests_total{{{SERIES}, decision="denied"}}': "7x40",
     }, 31, None),
+    ("no coderun crd", "AgentWorkspaceCodeRunsUnserved", {
+        f'agent_workspace_webhook_cache_resource_unserved{{{SERIES}, cache="CodeRun"}}': "1x20"
+    }, 11, {}),
+    ("coderuns served", "AgentWorkspaceCodeRunsUnserved", {
+        f'agent_workspace_webhook_cache_resource_unserved{{{SERIES}, cache="CodeRun"}}': "0x20"
+    }, 11, None),
     ("nearly full", "AgentWorkspaceNearlyFull", {
         'kubelet_volume_stats_used_bytes{namespace="a", persistentvolumeclaim="workspace-a-rex"}': "95x30",
         'kubelet_volume_stats_capacity_bytes{namespace="a", persistentvolumeclaim="workspace-a-rex"}': "100x30",

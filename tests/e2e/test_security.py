@@ -217,9 +217,7 @@ def test_only_real_runs_get_storage_through_the_api_server(cluster: Environment,
         create(cluster.admin, platform, job_pod("made-up", "5dlabs-rex"))
     assert "names no controller Job and CodeRun" in denial(bare.value)
     forged = hook.review(review(job_pod("forged", "5dlabs-rex", owner_job="no-such-job"), namespace=platform))
-    assert (
-        forged["allowed"] is False and "Job " + platform + "/no-such-job does not exist" in forged["status"]["message"]
-    )
+    assert forged["allowed"] is False and "Job " + platform + "/no-such-job with uid" in forged["status"]["message"]
     job = client.BatchV1Api(cluster.admin).read_namespaced_job(run.job, platform)
     assert job.metadata is not None
     lying = job_pod("othersvc", "5dlabs-tess")
@@ -275,7 +273,7 @@ def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environm
     }
     says = {
         "no owner": "names no controller Job and CodeRun",
-        "an owner uid that does not match": f"has uid {real['metadata']['uid']}, not the {wrong_uid['uid']}",
+        "an owner uid that does not match": f"real-run with uid '{wrong_uid['uid']}' does not exist",
         "labels that disagree with the owner": "its labels give workspace workspace-othersvc-tess",
         "a made-up agent": "its labels give workspace workspace-realsvc-mallory",
     }

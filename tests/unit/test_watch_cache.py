@@ -5,6 +5,7 @@ namespaces hold, and follows the watch's additions and deletions."""
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,3 +65,50 @@ def test_counting_one_namespace_reads_only_its_workspaces() -> None:
     assert cache.count_groups("agents", webhooks) == 2  # rex (two generations) and tess
     cache._apply([{"type": "DELETED", "raw_object": pvc("crowded", f"workspace-s{i}-rex")} for i in range(5000)])
     assert cache.count_groups("crowded", webhooks) == 0 and "crowded" not in cache._sections
+
+
+class Custom:
+    """The CodeRun list of an API server without the CRD (404) until `served` is set."""
+
+    def __init__(self) -> None:
+        self.served = False
+
+    def list_cluster_custom_object(self, *_: Any, **__: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        if not self.served:
+            raise ApiException(status=404, reason="Not Found")
+        run = {
+            "metadata": {
+                "namespace": "agents",
+                "name": "intake-1",
+                "uid": "u1",
+                "creationTimestamp": "2026-12-07T00:00:00Z",
+            },
+            "spec": {"service": "cto", "githubApp": "5DLabs-Morgan", "runType": "intake"},
+        }
+        return SimpleNamespace(data=json.dumps({"metadata": {"resourceVersion": "1"}, "items": [run]}).encode())
+
+    def list_namespaced_custom_object(self, *_: Any, **__: Any) -> Any:  # the watch's call: nothing more
+        return SimpleNamespace(data=b'{"metadata": {"resourceVersion": "1"}, "items": []}')
+
+
+def test_without_the_coderun_crd_the_fresh_run_cache_is_empty_and_synced_until_it_appears() -> None:
+    from agent_workspace_webhook.kube.caches import fresh_run_cache
+
+    custom = Custom()
+    cache = fresh_run_cache(custom, "agents.platform", "v1", "coderuns", lambda *_: None)
+    cache._absent_retry = 0.05
+    cache._follow = lambda version: cache._stop.wait(0.05)  # type: ignore[method-assign,assignment]  # no watch here
+    cache.start()
+    try:
+        assert cache.wait_synced(5)
+        assert cache.absent and cache.lookup_group("agents") == {}  # no CRD: no run asks for a fresh workspace
+        custom.served = True  # the platform's CRD is installed: picked up without a restart
+        deadline = time.monotonic() + 5
+        while cache.absent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = cache.lookup_group("agents")
+        assert not cache.absent and found is not None and [run.name for run in found.values()] == ["intake-1"]
+    finally:
+        cache.stop()

@@ -77,6 +77,14 @@ groups:
           summary: Workspaces have been being deleted for {{ $r.deletingMinutes }} minutes while runs are denied.
           description: A workspace being deleted is never handed out (409); pvc-protection holds it while a Pod mounts it. `agent-workspace-webhook workspaces` shows who mounts it; delete those Pods or let them finish.
           runbook_url: {{ $runbook }}#agentworkspacesstuckdeleting
+      - alert: AgentWorkspaceCodeRunsUnserved
+        expr: max(agent_workspace_webhook_cache_resource_unserved{ {{- $sel -}}, cache="CodeRun"}) > 0
+        for: 10m
+        labels: {severity: warning}
+        annotations:
+          summary: The CodeRun CRD has not been served for 10 minutes.
+          description: Agent Pods are still admitted, but no run can ask for a fresh workspace (the webhook sees no CodeRun). Install or repair the platform's CodeRun CRD; the webhook picks it up without a restart.
+          runbook_url: {{ $runbook }}#agentworkspacecoderunsunserved
       - alert: AgentWorkspaceNearlyFull
         expr: max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_used_bytes / kubelet_volume_stats_capacity_bytes) > {{ $r.fullRatio }} and on (namespace, persistentvolumeclaim) kube_persistentvolumeclaim_labels{label_app_kubernetes_io_managed_by="agent-workspace-webhook"}
         for: 15m

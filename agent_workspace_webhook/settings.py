@@ -131,8 +131,9 @@ class Settings(BaseSettings):
     # class allows expansion: the one change the webhook ever makes to a PVC it did not just
     # create (never smaller, nothing else). Needs patch on PVCs and get on StorageClasses.
     grow_existing: bool = False
-    # A ceiling on the workspaces the webhook makes in one namespace (new ones are denied past
-    # it, naming this setting): a runaway controller or a forged review cannot fill a pool.
+    # A ceiling on the workspace PVCs the webhook makes in one namespace, every generation counted
+    # (new ones, a fresh run's among them, are denied past it, naming this setting): a runaway
+    # controller or a forged review cannot fill a pool.
     max_workspaces_per_namespace: int = Field(default=1000, ge=1, le=1_000_000)
     # A bound on the rate of one workspace's new generations: a fresh run keeps every earlier one,
     # so a loop of fresh CodeRuns would fill the pool. A rate, not a count: intake runs are fresh

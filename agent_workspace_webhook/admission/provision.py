@@ -103,21 +103,11 @@ async def existing_generations(base: str, target: Target, ctx: Context) -> list[
 async def _make_first(workspace: Workspace, target: Target, ctx: Context, warnings: list[str]) -> Provisioned:
     """Generation 1 of a new workspace, empty or as a clone of the legacy workspace, below the
     namespace's ceiling."""
-    namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
     if ctx.settings.create_for == "verified-runs":  # a Pod: a CodeRun's was deferred above
         await verify_run(workspace, target, ctx)
     else:
         _deny_unknown_agent(workspace, ctx)
-    counting = f"counting the workspaces of namespace {namespace}"
-    made = await within(target, counting, ctx.store.workspace_count(namespace))
-    if made >= ceiling:
-        raise Denial(
-            403,
-            f"namespace {namespace} has {made} workspaces made by the webhook, its ceiling "
-            f"(WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE={ceiling}), so PersistentVolumeClaim {namespace}/{workspace.pvc} "
-            "is not made; remove workspaces no longer needed (agent-workspace-webhook workspaces -n "
-            f"{namespace}) or raise the setting",
-        )
+    await _deny_past_ceiling(workspace.pvc, target, ctx)
     clone = await clone_source(workspace, target, ctx, warnings)
     return await _create(workspace, workspace.pvc, 1, target, ctx, warnings, clone)
 
@@ -139,6 +129,7 @@ async def _make_fresh(
     deny_past_rate(target, base, generations, ctx.settings.max_fresh_per_hour, run_name)
     number = next_generation(generations)
     name = generation_name(base, number)
+    await _deny_past_ceiling(name, target, ctx)
     current = current_generation(generations)
     kept = f"; generation {current.number} ({current.pvc}) is kept" if current is not None else ""
     warnings.append(f"fresh workspace for CodeRun {target.namespace}/{run.name}: generation {number} ({name}){kept}")
@@ -205,6 +196,22 @@ async def clone_source(workspace: Workspace, target: Target, ctx: Context, warni
         warnings.append(f"PersistentVolumeClaim {namespace}/{workspace.pvc} starts empty, not as a clone: {problem}")
         return None
     return Clone(legacy, state)
+
+
+async def _deny_past_ceiling(pvc: str, target: Target, ctx: Context) -> None:
+    """No new PVC past the namespace's ceiling: every workspace and generation the webhook made
+    there counts, whatever path made it (a new workspace, a fresh run's, an adopted one, a restore)."""
+    namespace, ceiling = target.namespace, ctx.settings.max_workspaces_per_namespace
+    counting = f"counting the workspaces of namespace {namespace}"
+    made = await within(target, counting, ctx.store.workspace_count(namespace))
+    if made >= ceiling:
+        raise Denial(
+            403,
+            f"namespace {namespace} has {made} workspace PVCs made by the webhook (every generation counts), its "
+            f"ceiling (WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE={ceiling}), so PersistentVolumeClaim {namespace}/{pvc} "
+            "is not made; remove workspaces or generations no longer needed (agent-workspace-webhook workspaces -n "
+            f"{namespace}) or raise the setting",
+        )
 
 
 def _deny_unknown_agent(workspace: Workspace, ctx: Context) -> None:

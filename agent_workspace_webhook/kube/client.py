@@ -202,10 +202,10 @@ class KubeStore(Calls):
         return None if found is None else bool(found.get("allowVolumeExpansion"))
 
     async def workspace_count(self, namespace: str) -> int:
-        def ours(_: tuple[str, str], members: dict[tuple[str, str], PvcState]) -> bool:
-            return any(s.generation_of for s in members.values())
+        def made(_: tuple[str, str], members: dict[tuple[str, str], PvcState]) -> int:
+            return sum(1 for s in members.values() if s.generation_of)
 
-        counted = self.cache.count_groups(namespace, ours) if self.cache is not None else None
+        counted = self.cache.tally(namespace, made) if self.cache is not None else None
         if counted is not None:
             return counted
         listed = await self._list(
@@ -216,7 +216,7 @@ class KubeStore(Calls):
                 namespace, label_selector=LABEL_GENERATION_OF, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        return len({item["metadata"]["labels"][LABEL_GENERATION_OF] for item in listed})
+        return len(listed)
 
     def census(self) -> Census | None:
         groups = self.cache.groups() if self.cache is not None else None

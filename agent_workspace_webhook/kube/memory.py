@@ -108,7 +108,7 @@ class MemoryStore:
 
     async def workspace_count(self, namespace: str) -> int:
         states = (pvc_state(pvc) for (ns, _), pvc in self.pvcs.items() if ns == namespace)
-        return len({s.generation_of for s in states if s.generation_of})
+        return sum(1 for s in states if s.generation_of)
 
     def census(self) -> Census | None:
         groups: dict[tuple[str, str], dict[str, PvcState]] = {}

@@ -107,7 +107,8 @@ class WorkspaceStore(Protocol):
         ...
 
     async def workspace_count(self, namespace: str) -> int:
-        """How many workspaces the webhook has made in the namespace (labelled, any generation)."""
+        """How many workspace PVCs the webhook has made (or adopted) in the namespace: every
+        generation of every workspace, whatever made it (its labels say so)."""
         ...
 
     def census(self) -> Census | None:

@@ -90,12 +90,13 @@ class WatchCache(Generic[K, V, G]):
         with self._lock:
             return {group: dict(members) for group, members in self._groups.items()}
 
-    def count_groups(self, section: Hashable, match: Callable[[G, dict[K, V]], bool]) -> int | None:
-        """How many groups of the section match, once synced; None before."""
+    def tally(self, section: Hashable, measure: Callable[[G, dict[K, V]], int]) -> int | None:
+        """The sum of `measure` over the section's groups (a bool counts the groups that match),
+        once synced; None before."""
         if not self._synced.is_set():
             return None
         with self._lock:
-            return sum(1 for group in self._sections.get(section, ()) if match(group, self._groups[group]))
+            return sum(measure(group, self._groups[group]) for group in self._sections.get(section, ()))
 
     def idle_seconds(self) -> float | None:
         """Seconds since the cache last heard from the API server; None before its first list."""

@@ -304,12 +304,26 @@ def test_past_the_ceiling_no_new_workspace_is_made_and_the_setting_is_named(make
     response = admit_pod(http, job_pod("gamma", "5dlabs-rex"))[1]
     assert response["allowed"] is False and response["status"]["code"] == 403
     assert "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in response["status"]["message"]
-    assert "has 2 workspaces made by the webhook" in response["status"]["message"]
+    assert "has 2 workspace PVCs made by the webhook (every generation counts)" in response["status"]["message"]
     assert ("agents", "workspace-gamma-rex") not in store.pvcs
     # what exists is still handed out, and a new generation of one is no new workspace
     assert admit_pod(http, job_pod("alpha", "5dlabs-rex"))[0] == "workspace-alpha-rex"
     other, _ = make_client(store, max_workspaces_per_namespace=2)
     assert admit_pod(other, job_pod("gamma", "5dlabs-rex"), dry_run=True)[1]["allowed"] is False
+
+
+def test_a_fresh_runs_new_generation_counts_against_the_ceiling_too(make_client: MakeClient) -> None:
+    # Cleo's workspace has two generations the webhook made: at a ceiling of 2, her fresh run's
+    # Pod makes no third (a fresh run for a new service, or an intake run, is no way around it).
+    store = cluster((FRESH, FRESH_JOB))
+    store.pvcs[("agents", GEN1)]["metadata"]["labels"] = {"agents.platform/generation-of": GEN1}
+    store.pvcs[("agents", GEN2)] = later(2)
+    http, _ = make_client(store, max_workspaces_per_namespace=2)
+    response = admit_pod(http, pod_of(FRESH_JOB))[1]
+    assert response["allowed"] is False and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in response["status"]["message"]
+    assert sorted(name for _, name in store.pvcs) == sorted([GEN1, GEN2])
+    http, _ = make_client(store, max_workspaces_per_namespace=3)
+    assert admit_pod(http, pod_of(FRESH_JOB))[0] == generation_name(GEN1, 3)
 
 
 # --- the per-workspace rate (WEBHOOK_MAX_FRESH_PER_HOUR) ------------------------------------------

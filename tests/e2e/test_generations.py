@@ -303,7 +303,7 @@ def test_the_namespace_ceiling_denies_the_next_new_workspace(cluster: Environmen
         with pytest.raises(client.exceptions.ApiException) as refused:
             create(cluster.admin, platform, run_pod(cluster.admin, platform, "cap", "5dlabs-tess"))
     message = denial(refused.value)
-    assert "has 2 workspaces made by the webhook" in message and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in message
+    assert "has 2 workspace PVCs made by the webhook" in message and "WEBHOOK_MAX_WORKSPACES_PER_NAMESPACE=2" in message
     assert "workspace-cap-tess" not in pvcs(cluster.admin, platform)
 
 

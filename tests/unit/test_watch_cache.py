@@ -46,13 +46,13 @@ def test_counting_one_namespace_reads_only_its_workspaces() -> None:
         read.append(workspace)
         return any(state.generation_of for state in members.values())
 
-    assert cache.count_groups("agents", webhooks) == 2
+    assert cache.tally("agents", webhooks) == 2
     assert sorted(read) == [
         ("agents", "workspace-cto"),
         ("agents", "workspace-cto-cleo"),
         ("agents", "workspace-cto-rex"),
     ]
-    assert cache.count_groups("nowhere", webhooks) == 0
+    assert cache.tally("nowhere", webhooks) == 0
     # A second generation joins its workspace; a new workspace and a deletion follow the watch.
     generation = pvc("agents", "workspace-cto-rex-g2-0a1b2c", "workspace-cto-rex")
     generation["metadata"]["labels"]["agents.platform/generation"] = "2"
@@ -62,9 +62,9 @@ def test_counting_one_namespace_reads_only_its_workspaces() -> None:
         {"type": "DELETED", "raw_object": pvc("agents", "workspace-cto-cleo", "workspace-cto-cleo")},
     ]
     cache._apply(events)
-    assert cache.count_groups("agents", webhooks) == 2  # rex (two generations) and tess
+    assert cache.tally("agents", webhooks) == 2  # rex (two generations) and tess
     cache._apply([{"type": "DELETED", "raw_object": pvc("crowded", f"workspace-s{i}-rex")} for i in range(5000)])
-    assert cache.count_groups("crowded", webhooks) == 0 and "crowded" not in cache._sections
+    assert cache.tally("crowded", webhooks) == 0 and "crowded" not in cache._sections
 
 
 class Custom:

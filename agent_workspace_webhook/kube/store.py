@@ -66,7 +66,7 @@ def describe_failure(verb: str, what: str, namespace: str, name: str, status: in
         if "cannot " + verb + " resource" in detail:
             return ClusterError(
                 f"cannot {verb} {target}: the webhook's ServiceAccount is not allowed to ({said}); grant it verb "
-                f"'{verb}' on {RESOURCES.get(what, what.lower() + 's')} (see the ClusterRole in manifests/)",
+                f"'{verb}' on {RESOURCES.get(what, what.lower() + 's')} ({_granted_by(verb, what)})",
             )
         return ClusterError(f"cannot {verb} {target}: refused ({said}); see the policy that refused it", 403)
     if status == 404 and verb == "create":
@@ -147,3 +147,11 @@ class WorkspaceStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def _granted_by(verb: str, what: str) -> str:
+    """Where the install grants that verb: growing (patch on PVCs, get on StorageClasses) is an
+    overlay of its own, the rest the base ClusterRole."""
+    if (verb, what) in (("patch", "PersistentVolumeClaim"), ("get", "StorageClass")):
+        return "add manifests/grow/, or set the chart's settings.growExisting, which grants it"
+    return "see the ClusterRole in manifests/base/rbac.yaml"

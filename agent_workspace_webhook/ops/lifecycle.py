@@ -59,6 +59,13 @@ def restore_plan(
                 f"workspace {namespace}/{workspace} has no generation {generation} to clone (it has: {known}); "
                 "a deleted one is restored from its Released volume: --released PV"
             )
+        if not source.ours:
+            raise PlanError(
+                f"{source.pvc} was not made by the webhook (the platform's controller re-makes that name after "
+                "deleting it for a fresh run, or someone made it by hand), so it is not generation "
+                f"{generation}'s content; a deleted generation is restored from its Released volume: --released PV "
+                f"(`agent-workspace-webhook workspaces -n {namespace}` lists them)"
+            )
         if source.state != "Bound":
             raise PlanError(f"generation {generation} ({source.pvc}) is {source.state}: only a Bound one can be cloned")
         made_from = f"restore of generation {generation} ({source.pvc})"

@@ -34,14 +34,22 @@ def test_a_namespace_being_deleted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("verb", "what", "resource"),
+    ("verb", "what", "resource", "where"),
     [
-        ("create", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        ("get", "Job", "jobs"),
-        ("get", "CodeRun", "coderuns"),
+        (
+            "create",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            "see the ClusterRole in manifests/base/rbac.yaml",
+        ),
+        ("get", "Job", "jobs", "see the ClusterRole in manifests/base/rbac.yaml"),
+        ("get", "CodeRun", "coderuns", "see the ClusterRole in manifests/base/rbac.yaml"),
+        # growing is granted by an overlay of its own
+        ("patch", "PersistentVolumeClaim", "persistentvolumeclaims", "add manifests/grow/, or set the chart's"),
+        ("get", "StorageClass", "storageclasses", "add manifests/grow/, or set the chart's"),
     ],
 )
-def test_missing_rbac_names_the_verb_and_resource_to_grant(verb: str, what: str, resource: str) -> None:
+def test_missing_rbac_names_the_verb_and_resource_to_grant(verb: str, what: str, resource: str, where: str) -> None:
     detail = (
         f'{resource} "x" is forbidden: User "system:serviceaccount:agent-workspace-webhook:agent-workspace-webhook" '
         f'cannot {verb} resource "{resource}" in API group "" in the namespace "agents"'
@@ -49,7 +57,7 @@ def test_missing_rbac_names_the_verb_and_resource_to_grant(verb: str, what: str,
     failure = describe_failure(verb, what, "agents", "x", 403, detail)
     assert failure.code == 500  # our misconfiguration, not the request's
     assert str(failure).startswith(f"cannot {verb} {what} agents/x: the webhook's ServiceAccount is not allowed to")
-    assert f"grant it verb '{verb}' on {resource} (see the ClusterRole in manifests/)" in str(failure)
+    assert f"grant it verb '{verb}' on {resource} ({where}" in str(failure)
 
 
 def test_another_403_quotes_the_policy_that_refused() -> None:

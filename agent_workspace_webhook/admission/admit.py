@@ -187,9 +187,16 @@ def _target(request: Request, name: str | None, ctx: Context) -> Target:
     problem = shape_problem(obj)
     if problem is not None:
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: {problem}")
-    namespace = request.namespace or obj.get("metadata", {}).get("namespace")
+    own = obj.get("metadata", {}).get("namespace")
+    namespace = request.namespace or own
     if not namespace or not isinstance(namespace, str):
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
+    if own and own != namespace:  # the API server never sends this: a forged review reaching across
+        raise Denial(
+            400,
+            f"{kind.kind} {name or '(unnamed)'}: its metadata.namespace {quote(str(own), 63)} is not the review's "
+            f"namespace {quote(namespace, 63)}",
+        )
     budget = settings.kube_deadline_seconds
     who = f"{kind.kind} {namespace}/{name or '(generated name)'}"
     return Target(obj, namespace, who, request.dry_run, budget, time.monotonic() + budget)

@@ -6,6 +6,7 @@ so is this: the webhook entry for these Jobs has failurePolicy Ignore)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,16 +46,21 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
     claim = None if volume is None or volume_problem(volume) is not None else claim_of(volume)
     if index is None or claim is None or not is_workspace_name(claim):
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
-    namespace = target.namespace
+    namespace, budget, now = target.namespace, ctx.cleanup_lookups, time.monotonic()
+    if budget.known_missing((namespace, run.name), now) or not budget.take(now):
+        why = "was not found a moment ago" if budget.known_missing((namespace, run.name), now) else "cannot be read now"
+        return allowed(uid, f"CodeRun {namespace}/{run.name} {why} (cleanup lookups are bounded): left as it is"), None
     try:  # a refusal would lose the cleanup (the controller does not retry it): an API failure leaves the Job be
         reading = f"reading CodeRun {namespace}/{run.name}"
         coderun = await within(target, reading, get_owner(target, ctx, "CodeRun", namespace, run.name))
+        if coderun is None:
+            budget.missing((namespace, run.name), now)
         if coderun is None or not _is_the_run(coderun, run):
             why = "is gone" if coderun is None else "is another run of that name (its uid differs)"
             return allowed(uid, f"CodeRun {namespace}/{run.name} {why}: the cleanup stays on {quote(claim)}"), None
         pvc = await _workspace_used(coderun, target, ctx)
         if pvc is None:
-            why = "names no workspace (admitted without the webhook)"
+            why = "names no workspace of its own agent (admitted without the webhook, or its annotation changed)"
             return allowed(uid, f"CodeRun {namespace}/{run.name} {why}: the cleanup stays on {quote(claim)}"), None
         reading = f"reading PersistentVolumeClaim {namespace}/{pvc}"
         state = await within(target, reading, ctx.store.get_pvc(namespace, pvc))
@@ -89,15 +95,18 @@ def _is_the_run(coderun: Mapping[str, Any], run: CleanupRun) -> bool:
 async def _workspace_used(coderun: Mapping[str, Any], target: Target, ctx: Context) -> str | None:
     """The workspace the run worked in: the generation made fresh for it, if one was (two fresh
     runs of one agent that raced may have made another than each announced), else the one its
-    admission recorded."""
+    admission recorded, if that is a generation of the workspace its spec gives."""
     recorded = recorded_workspace(coderun)
     metadata = coderun.get("metadata")
     run_uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
     try:
         base = decide(coderun_facts(coderun), ctx).pvc
     except (FactsError, NamingError):
-        return recorded
-    for generation in await existing_generations(base, target, ctx):
+        return None
+    generations = await existing_generations(base, target, ctx)
+    for generation in generations:
         if run_uid and generation.state.fresh_for == run_uid:
             return generation.pvc
-    return recorded
+    # The annotation is trusted only as far as it names a generation of the run's own workspace:
+    # whoever may patch the CodeRun cannot point its cleanup at another agent's workspace.
+    return recorded if recorded in {generation.pvc for generation in generations} else None

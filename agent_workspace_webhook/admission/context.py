@@ -15,6 +15,7 @@ import msgspec
 
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
 from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
+from agent_workspace_webhook.rules.budget import LookupBudget
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
 from agent_workspace_webhook.rules.pvc import PvcSpec
@@ -46,6 +47,8 @@ class Context:
     # decide()'s answers by facts (the rules are fixed at start-up, and a workspace's runs repeat
     # the same facts): bounded, since the facts come from requests.
     decided: dict[RunFacts, Workspace] = field(default_factory=dict)
+    # What cleanup Jobs (which anyone may forge a review of) make the webhook read.
+    cleanup_lookups: LookupBudget = field(default_factory=LookupBudget)
 
 
 DECIDED_MAX = 4096

@@ -13,8 +13,9 @@ import pytest
 from agent_workspace_webhook.admission.admit import Record, admit, make_context
 from agent_workspace_webhook.admission.review import Response, parse_review
 from agent_workspace_webhook.kube.memory import MemoryStore
+from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.settings import load_settings
-from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, review
+from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, job_pod, review
 from tests.api.conftest import MakeClient, metric, mutate
 from tests.api.test_generations import old_workspace
 from tests.api.test_mutate import Client
@@ -74,13 +75,44 @@ def test_a_cleanup_job_is_pointed_at_the_workspace_its_run_used(client: Client) 
 
 def test_a_fresh_runs_cleanup_goes_to_the_generation_it_ran_in(client: Client) -> None:
     http, store = client
-    generation = "workspace-cto-rex-g2-3875f8"
+    generation = generation_name("workspace-cto-rex", 2)
     run = deleted_run(workspace=generation)
     store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
-    for name in ("workspace-cto-rex", generation):
-        store.pvcs[("agents", name)] = old_workspace(name)
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    labels = {"agents.platform/generation": "2", "agents.platform/generation-of": "workspace-cto-rex"}
+    store.pvcs[("agents", generation)] = old_workspace(generation, labels=labels)
     stored = applied(job := cleanup_job(run, "workspace-cto"), mutate(http, review(job, kind=JOB_KIND)))
     assert template(stored)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == generation
+
+
+def test_an_annotation_naming_another_agents_workspace_is_not_followed(client: Client) -> None:
+    # Whoever may patch a CodeRun (UPDATE is not reviewed) could point its cleanup elsewhere.
+    http, store = client
+    run = deleted_run(workspace="workspace-cto-cleo")  # Rex's run
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+    for name in ("workspace-cto-rex", "workspace-cto-cleo"):
+        store.pvcs[("agents", name)] = old_workspace(name)
+    answer = mutate(http, review(cleanup_job(run, "workspace-cto"), kind=JOB_KIND))["response"]
+    assert answer["allowed"] is True and "patch" not in answer
+
+
+def test_forged_cleanup_reviews_make_a_bounded_number_of_reads(client: Client) -> None:
+    # 100 reviews for a run that does not exist: read once, then remembered missing; 100 reviews
+    # for 100 names: no more reads than the budget's burst (here 10, refilling at a crawl).
+    http, store = client
+    webhook = http.app.state.webhook  # type: ignore[attr-defined]
+    webhook.ctx.cleanup_lookups.per_second = 0.001
+    webhook.ctx.cleanup_lookups.burst = 10
+    gone = {"metadata": {"name": "cto-rex-0", "uid": "0a1b2c3d-0000-4000-8000-000000000000"}}
+    for _ in range(100):
+        assert mutate(http, review(cleanup_job(gone, "workspace-cto"), kind=JOB_KIND))["response"]["allowed"] is True
+    assert [call for call in store.calls if call == ("get", "cto-rex-0")] == [("get", "cto-rex-0")]
+    for i in range(100):
+        forged = {"metadata": {"name": f"cto-rex-{i + 1}", "uid": "0a1b2c3d-0000-4000-8000-000000000000"}}
+        answer = mutate(http, review(cleanup_job(forged, "workspace-cto"), kind=JOB_KIND))["response"]
+        assert answer["allowed"] is True  # never refused, whatever the budget says
+    reads = [call for call in store.calls if call[0] == "get" and call[1].startswith("cto-rex-")]
+    assert len(reads) == 10, len(reads)  # the first name's read and 9 more: the burst
 
 
 GONE = "gone"
@@ -225,3 +257,19 @@ def test_of_two_fresh_runs_that_raced_each_cleanup_goes_to_the_generation_made_f
         job = cleanup_job(runs[name], gen1)
         stored = applied(job, mutate(http, review(job, kind=JOB_KIND)))
         assert template(stored)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == expected, name
+
+
+def test_a_review_whose_object_names_another_namespace_is_answered_with_nothing(client: Client) -> None:
+    # A forged review for namespace "agents" carrying another namespace's Job: never a patch naming
+    # a workspace there (the API server always sends the two alike).
+    http, store = client
+    run = deleted_run()
+    store.owners[("CodeRun", "agents", run["metadata"]["name"])] = run
+    store.pvcs[("agents", "workspace-cto-rex")] = old_workspace("workspace-cto-rex")
+    job = cleanup_job(run, "workspace-cto")
+    job["metadata"]["namespace"] = "elsewhere"
+    answer = mutate(http, review(job, kind=JOB_KIND))["response"]
+    assert answer["allowed"] is True and "patch" not in answer  # its entry never refuses
+    pod_answer = mutate(http, review({**job_pod("cto", "5dlabs-rex"), "metadata": {"namespace": "elsewhere"}}))
+    assert pod_answer["response"]["status"]["code"] == 400
+    assert "is not the review's namespace" in pod_answer["response"]["status"]["message"]

@@ -22,6 +22,7 @@ from agent_workspace_webhook.admission.context import Context, Denial, Target, g
 from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
+from agent_workspace_webhook.admission.volumes import admit_workspace_volume
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.facts import (
     FactsError,
@@ -40,6 +41,7 @@ from agent_workspace_webhook.rules.patch import (
     volume_problem,
     workspace_patch,
 )
+from agent_workspace_webhook.rules.volume import volume_claim
 from agent_workspace_webhook.rules.workspace import NamingError, is_healer_run, is_workspace_name
 
 # Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
@@ -80,7 +82,7 @@ async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
     try:
         if entry is None:
             raise _unhandled(request, ctx)
-        target = _target(request, name, ctx)
+        target = _target(request, entry, name, ctx)
         namespace, who = target.namespace, target.who
         response, provisioned = await _route(request, entry, target, ctx)
     except (Denial, FactsError, NamingError, ClusterError) as failure:
@@ -129,6 +131,9 @@ class Entry:
     # Its webhook has failurePolicy Ignore (the controller's own objects, whose calls must never
     # fail): any failure, the scope check's included, leaves the object as it is, never refused.
     lenient: bool = False
+    # For a cluster-scoped kind: the namespace the object belongs to (a volume's claim's), which
+    # the scope is checked against; None for a namespaced kind (the review's namespace).
+    namespace_of: Callable[[Mapping[str, Any]], str | None] | None = None
 
 
 def _entry(request: Request, ctx: Context) -> Entry | None:
@@ -173,12 +178,13 @@ def _unhandled(request: Request, ctx: Context) -> Denial:
     return Denial(
         400,
         f"kind {request.kind} is not handled by this webhook (it admits v1 Pod, batch/v1 Job, v1 "
-        f"PersistentVolumeClaim and {settings.coderun_group}/{settings.coderun_version} CodeRun); fix the rules "
+        f"PersistentVolumeClaim, v1 PersistentVolume and {settings.coderun_group}/{settings.coderun_version} "
+        "CodeRun); fix the rules "
         "of its MutatingWebhookConfiguration",
     )
 
 
-def _target(request: Request, name: str | None, ctx: Context) -> Target:
+def _target(request: Request, entry: Entry, name: str | None, ctx: Context) -> Target:
     """The object, once its kind is one we handle and it is one we can patch."""
     kind, settings = request.kind, ctx.settings
     obj = request.object
@@ -188,7 +194,7 @@ def _target(request: Request, name: str | None, ctx: Context) -> Target:
     if problem is not None:
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: {problem}")
     own = obj.get("metadata", {}).get("namespace")
-    namespace = request.namespace or own
+    namespace = entry.namespace_of(obj) if entry.namespace_of is not None else request.namespace or own
     if not namespace or not isinstance(namespace, str):
         raise Denial(400, f"{kind.kind} {name or '(unnamed)'}: request.namespace is empty; {kind.kind}s are namespaced")
     if own and own != namespace:  # the API server never sends this: a forged review reaching across
@@ -251,10 +257,16 @@ def _object_name(obj: object) -> str | None:
     return str(name) if name else None
 
 
+def _claim_namespace(pv: Mapping[str, Any]) -> str | None:
+    claim = volume_claim(pv)
+    return claim[0] if claim is not None else None
+
+
 CODERUN_ENTRY = Entry(_admit_coderun)
 # The rest by (group, version, kind); the CodeRun's group and version are settings.
 ENTRIES = {
     ("", "v1", "Pod"): Entry(_admit_pod),
     ("batch", "v1", "Job"): Entry(admit_cleanup_job, lenient=True),
     ("", "v1", "PersistentVolumeClaim"): Entry(admit_controller_pvc, lenient=True),
+    ("", "v1", "PersistentVolume"): Entry(admit_workspace_volume, lenient=True, namespace_of=_claim_namespace),
 }

@@ -21,6 +21,7 @@ from agent_workspace_webhook.rules.labels import (
 )
 from agent_workspace_webhook.rules.pvc import pvc_state
 from agent_workspace_webhook.rules.quantity import parse_quantity
+from agent_workspace_webhook.rules.volume import is_marked
 from agent_workspace_webhook.rules.workspace import is_workspace_name
 
 
@@ -139,9 +140,9 @@ def _released_copy(pv: Mapping[str, Any], bases: Mapping[str, set[str]]) -> Copy
         made_from="-",
         mounted_by=(),
         created=str(metadata.get("creationTimestamp", "")),
-        # The PV does not carry its PVC's labels: a workspace-* claim in a Retain class is taken
-        # as the webhook's (the webhook made every workspace PVC of that class).
-        ours=spec.get("persistentVolumeReclaimPolicy") == "Retain",
+        # Only what the webhook can prove it made: its mark, put on the volume as it was created
+        # for a PVC the webhook made (rules/volume.py); a hand-made workspace-* claim's is not.
+        ours=is_marked(pv),
     )
 
 

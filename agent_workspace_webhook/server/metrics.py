@@ -21,7 +21,7 @@ from agent_workspace_webhook.version import version
 PREFIX = "agent_workspace_webhook"
 # Admission latency is dominated by at most a few API calls: buckets from 1 ms to 10 s.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-KINDS = frozenset({"Pod", "CodeRun", "Job", "PersistentVolumeClaim"})
+KINDS = frozenset({"Pod", "CodeRun", "Job", "PersistentVolumeClaim", "PersistentVolume"})
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 DECISIONS = frozenset({"allowed", "patched", "denied", "error", "invalid"})
 OTHER = "other"

@@ -225,6 +225,30 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
         old_volume = pvcs(cluster.admin, platform)["workspace-docs-tess"]["spec"]["volumeName"]
         mounted = [fresh_run(cluster, platform, "tess", n) for n in range(2, 6)]  # four fresh runs
     assert mounted == [generation_name("workspace-docs-tess", g) for g in range(2, 6)]
+    # a PVC made by hand in the Retain class, named like a workspace, then deleted: its Released
+    # volume is someone else's, and prune never deletes it (the report calls it LEGACY)
+    hand_made = {
+        "metadata": {"name": "workspace-docs", "labels": {"team": "legacy"}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": RETAIN_CLASS,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    client.CoreV1Api(cluster.admin).create_namespaced_persistent_volume_claim(platform, hand_made)  # type: ignore[arg-type]
+    hand_volume = wait_bound(cluster.admin, platform, "workspace-docs")["spec"]["volumeName"]
+    client.CoreV1Api(cluster.admin).delete_namespaced_persistent_volume_claim("workspace-docs", platform)
+    deadline = time.monotonic() + 60
+    while (pv := client.CoreV1Api(cluster.admin).read_persistent_volume(hand_volume)).status is None or (
+        pv.status.phase != "Released"
+    ):
+        assert time.monotonic() < deadline, "the hand-made claim's volume is not Released"
+        time.sleep(0.2)
+    assert "app.kubernetes.io/managed-by" not in (pv.metadata.labels or {} if pv.metadata else {})
+    old_pv = client.CoreV1Api(cluster.admin).read_persistent_volume(old_volume)
+    assert old_pv.metadata is not None and (old_pv.metadata.labels or {}).get("app.kubernetes.io/managed-by") == (
+        "agent-workspace-webhook"
+    )  # the webhook's mark, put on as the volume was made
     before = set(pvcs(cluster.admin, platform))
     report = cli(cluster, "workspaces", "-n", platform)
     assert report.returncode == 0, report.stderr
@@ -251,6 +275,9 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
         time.sleep(0.2)
     # nothing else: every generation, and the PVC the platform's controller re-made, are still there
     assert set(pvcs(cluster.admin, platform)) == before
+    client.CoreV1Api(cluster.admin).read_persistent_volume(hand_volume)  # someone else's: still there
+    everything = cli(cluster, "workspaces", "prune", "--keep", "0", "-n", platform)
+    assert everything.returncode == 0 and hand_volume not in everything.stdout, everything.stdout
 
 
 def test_an_operator_grows_workspaces_in_place(cluster: Environment, platform: str) -> None:

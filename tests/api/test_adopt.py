@@ -14,6 +14,7 @@ import pytest
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing.objects import applied, review
+from agent_workspace_webhook.testing.twin import pvc_manifest
 from tests.api.conftest import MakeClient, metric, mutate
 from tests.api.test_generations import old_workspace, stored_coderun
 
@@ -21,21 +22,13 @@ PVC_KIND = {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"}
 SETTINGS = {"storage_class": "workspaces-retain", "storage_size": "10Gi", "naming_mode": "agent"}
 
 
-def controller_pvc(name: str = "workspace-cto-cleo", agent: str | None = "cleo", size: str = "5Gi") -> dict[str, Any]:
-    """The PVC as resources.rs ensure_pvc_exists creates it: its labels, its class, its size."""
-    labels = {"app": "orchestrator", "component": "code-runner", "service": "cto", "workspace-type": "isolated"}
-    if agent is not None:
-        labels["agent"] = agent
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "standard",
-            "resources": {"requests": {"storage": size}},
-        },
-    }
+def controller_pvc(
+    name: str = "workspace-cto-cleo", app: str | None = "5DLabs-Cleo", size: str = "5Gi"
+) -> dict[str, Any]:
+    """The PVC as the platform's controller creates it (its twin's resources.rs build_pvc_spec): its
+    labels, the class of its own config, its size."""
+    spec = {"service": "cto", **({"githubApp": app} if app else {})}
+    return pvc_manifest(name, spec, "standard", size)
 
 
 def answer_for(http: Any, pvc: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -74,16 +67,16 @@ def test_a_larger_size_the_controller_asks_for_is_kept(make_client: MakeClient) 
 
 
 @pytest.mark.parametrize(
-    ("name", "agent"),
+    ("name", "app"),
     [
-        ("workspace-cto", "rex"),  # an implementation agent's claim: the shared workspace, not a generation
+        ("workspace-cto", "5DLabs-Rex"),  # an implementation agent's claim: the shared workspace, not a generation
         ("workspace-cto", None),  # a run without a GitHub App
-        ("workspace-cto-cleo", "tess"),  # the name is not the generation 1 of the agent it is labelled with
+        ("workspace-cto-cleo", "5DLabs-Tess"),  # the name is not the generation 1 of the agent it is labelled with
     ],
 )
-def test_other_controller_claims_are_left_as_they_are(make_client: MakeClient, name: str, agent: str | None) -> None:
+def test_other_controller_claims_are_left_as_they_are(make_client: MakeClient, name: str, app: str | None) -> None:
     http, _ = make_client(**SETTINGS)
-    answer = answer_for(http, controller_pvc(name, agent))
+    answer = answer_for(http, controller_pvc(name, app))
     assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
 
 

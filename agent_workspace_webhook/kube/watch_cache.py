@@ -188,13 +188,9 @@ class WatchCache(Generic[K, V, G]):
         with self._lock:
             self._items, self._groups, self._sections = {}, {}, {}
         if not self.absent:
-            logs.logger().warning(
-                "resource not served: its CustomResourceDefinition is missing; taken as none of it, listed "
-                "again until it appears",
-                extra={"fields": {"resource": self._resource, "retry_seconds": self._absent_retry}},
-            )
-        self.absent, self.last_error = True, None
-        self._last_event = time.monotonic()
+            said = "resource not served: its CustomResourceDefinition is missing; none of it, until it appears"
+            logs.logger().warning(said, extra={"fields": {"resource": self._resource, "retry": self._absent_retry}})
+        self.absent, self.last_error, self._last_event = True, None, time.monotonic()
         self._synced.set()
 
     def _failed(self, error: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,34 @@ from agent_workspace_webhook.version import version
 
 class UsageError(Exception):
     """Bad input on the command line; printed as one line, exit status 2."""
+
+
+EXIT_STATUS = (
+    "exit status: 0 done; 1 a failure (the Kubernetes API refused or did not answer, a review was "
+    "denied); 2 bad input (an option, a file, a setting: the one line on stderr names it and the fix)"
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _port(text: str) -> int:
+    number = _number(text)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 to 65535)")
+    return number
+
+
+def _positive(text: str) -> int:
+    number = _number(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return number
+
+
+def _number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -130,15 +159,20 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_certs(args: argparse.Namespace) -> int:
     from agent_workspace_webhook.ops.certs import write_install_bundle
 
-    _, lines = write_install_bundle(
-        Path(args.out),
-        namespace=args.namespace,
-        service=args.service,
-        secret=args.secret,
-        extra_hosts=args.host,
-        days=args.days,
-        api_server_client=args.api_server_client,
-    )
+    try:
+        _, lines = write_install_bundle(
+            Path(args.out),
+            namespace=args.namespace,
+            service=args.service,
+            secret=args.secret,
+            extra_hosts=args.host,
+            days=args.days,
+            api_server_client=args.api_server_client,
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"--out {args.out}: cannot write there ({exc.strerror or exc}); give a writable directory"
+        ) from None
     print("\n".join(lines))
     return 0
 
@@ -176,13 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-workspace-webhook",
         description="Mutating admission webhook that gives every agent its own workspace PVC.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the webhook (HTTPS; throw-away certificates unless given)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--port", type=_port, default=8443)
     serve.add_argument("--cert-file", help="PEM serving certificate")
     serve.add_argument("--key-file", help="PEM private key of --cert-file")
     serve.add_argument("--insecure", action="store_true", help="plain HTTP, for local debugging only")
@@ -191,12 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         help="plain-HTTP port for probes and /metrics, 0: off (WEBHOOK_METRICS_PORT)",
     )
     serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
     serve.add_argument("--reuse-port", action="store_true", help="share the port with other processes (SO_REUSEPORT)")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO")
     serve.set_defaults(func=cmd_serve)
 
     review = sub.add_parser("review", help="answer an AdmissionReview exactly as /mutate would")
@@ -223,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--service", default="agent-workspace-webhook")
     certs.add_argument("--secret", default="agent-workspace-webhook-tls")
     certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
-    certs.add_argument("--days", type=int, default=365)
+    certs.add_argument("--days", type=_positive, default=365, help="how long the certificates are valid (default 365)")
     certs.add_argument(
         "--api-server-client",
         action="store_true",
@@ -260,9 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (UsageError, SettingsError, ClusterError) as exc:
+    except (UsageError, SettingsError) as exc:
         print(f"agent-workspace-webhook {args.command}: {exc}", file=sys.stderr)
         return 2
+    except ClusterError as exc:
+        print(f"agent-workspace-webhook {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -6,6 +6,7 @@ file named by ``WEBHOOK_CONFIG_FILE`` (YAML, JSON or TOML, by extension), then t
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -255,6 +256,16 @@ def load_settings(**overrides: Any) -> Settings:
     for old, new in RENAMED.items():
         if old in os.environ:
             raise SettingsError(f"invalid settings: {old} was renamed {new}")
+    known = {"WEBHOOK_" + name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV}
+    unknown = sorted(name for name in os.environ if name.startswith("WEBHOOK_") and name not in known)
+    if unknown:  # a misspelt setting would silently leave its default in force
+        near = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"; did you mean {near[0]}?"
+            if near
+            else "; every setting is a field of agent_workspace_webhook/settings.py"
+        )
+        raise SettingsError(f"invalid settings: {unknown[0]} is not a setting{hint}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:

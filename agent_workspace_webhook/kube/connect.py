@@ -24,8 +24,8 @@ def api_client(settings: Settings) -> Any:
                 config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError) as exc:
         raise ClusterError(
-            f"no Kubernetes API to talk to ({one_line(exc)}): run in a cluster, set WEBHOOK_KUBECONFIG, "
-            "or use the in-memory store (--store memory) for local debugging"
+            f"no Kubernetes API to talk to ({one_line(exc)}): run in a cluster or set WEBHOOK_KUBECONFIG to a "
+            "kubeconfig (serve --store memory and the offline review need none)"
         ) from None
     configuration.connection_pool_maxsize = settings.kube_pool_size
     configuration.retries = False  # the deadline is ours to spend, not urllib3's

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,7 +67,26 @@ def volumes(admin: Any) -> dict[str, str]:
     return {name: p["spec"].get("volumeName", "-") for name, p in pvcs(admin, NAMESPACE).items()}
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP (a closed terminal) while the demo runs: stop everything, as Ctrl-C does."""
+
+
+def _interrupted(signum: int, _: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
+    """The demo; every process it started is stopped on the way out, however it ends (Ctrl-C,
+    SIGTERM, SIGHUP, a failure)."""
+    previous = {signum: signal.signal(signum, _interrupted) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run(wait, say)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(wait: bool, say: Callable[[str], None]) -> int:
     env = Environment(living=True, workdir=Path(tempfile.mkdtemp(prefix="agent-workspace-demo-")))
     say(
         "starting a cluster on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
@@ -127,13 +147,16 @@ def run(wait: bool = True, say: Callable[[str], None] = print) -> int:
         )
         if wait:
             say("Ctrl-C stops the webhook and the cluster.")
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt, Interrupted):  # the usual way out
                 while hook.proc is not None and hook.proc.poll() is None:
                     time.sleep(1)
         return 0 if untouched and same and kept and restorable else 1
     except (ControlPlaneError, TimeoutError) as exc:
         say(f"demo failed: {exc}")
         return 1
+    except (Interrupted, KeyboardInterrupt) as exc:
+        say(f"interrupted ({exc or 'SIGINT'}): stopping everything the demo started ...")
+        return 130
     finally:
         env.stop()
         shutil.rmtree(env.workdir or "", ignore_errors=True)

@@ -184,3 +184,47 @@ def test_prune_acts_on_exactly_the_namespace_it_was_given(argv: list[str], scope
     from agent_workspace_webhook.cli import build_parser
 
     assert build_parser().parse_args(argv).namespace == scope
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["serve", "--log-level", "BOGUS"], "--log-level: invalid choice: 'BOGUS'"),
+        (["serve", "--port", "99999"], "--port: 99999 is not a TCP port"),
+        (["serve", "--metrics-port", "http"], "--metrics-port: 'http' is not a whole number"),
+        (["certs", "--days", "-5"], "--days: -5 is not a positive whole number"),
+        (["certs", "--days", "0"], "--days: 0 is not a positive whole number"),
+        (["certs", "--out", "/proc/x"], "--out /proc/x: cannot write there"),
+        (["review", "/no/such/file.json"], "No such file"),
+        (["agent", "not an app!"], "cannot extract an agent name"),
+        (["workspaces", "restore", "ns", "cto", "rex"], "give one of --generation N"),
+        (["workspaces", "prune", "--keep", "x"], "--keep: invalid int value"),
+    ],
+)
+def test_every_command_answers_bad_input_with_one_line_and_no_traceback(argv: list[str], says: str) -> None:
+    result = run(*argv, WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("agent-workspace-webhook")]) == 1
+
+
+def test_a_misspelt_setting_stops_start_up_naming_the_nearest_one() -> None:
+    result = run("serve", "--store", "memory", WEBHOOK_NAMNG_MODE="agent")
+    assert result.returncode == 2 and "did you mean WEBHOOK_NAMING_MODE?" in result.stderr, result.stderr
+
+
+def test_a_failure_of_the_cluster_exits_1_and_help_says_the_exit_status() -> None:
+    result = run("workspaces", WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
+    assert result.returncode == 1 and "set WEBHOOK_KUBECONFIG to a kubeconfig" in result.stderr, result.stderr
+    assert "--store memory" not in result.stderr or "serve --store memory" in result.stderr
+    assert "exit status: 0 done; 1 a failure" in " ".join(run("--help").stdout.split())
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    # `review -o json FILE | true` (or `| head`, `| grep -q`): the reader is gone before the answer
+    # is written out
+    shell = f"{sys.executable} -m agent_workspace_webhook review -o json {EXAMPLES / 'rex-pod.json'} | true"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

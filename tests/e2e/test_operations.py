@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -307,7 +308,7 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, pla
 
 def test_workspaces_command_without_access_is_one_clear_line(tmp_path: Path) -> None:
     result = cli("workspaces", WEBHOOK_KUBECONFIG=str(tmp_path / "missing"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1  # a failure, not bad input
 
 
 def demo_target_bin(tmp_path: Path) -> Path:
@@ -364,3 +365,48 @@ def test_demo_runs_end_to_end_on_the_demo_target_alone(tmp_path: Path) -> None:
     assert "Released, NOTES.md on it: yes" in result.stdout
     assert "workspaces restore demo cto cleo --released pvc-" in result.stdout
     assert "export KUBECONFIG=" in result.stdout and "stopped." in result.stdout
+
+
+def processes_under(workdir: str) -> list[int]:
+    """The pids of processes whose command line names the demo's work directory (what it started)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if workdir in line:
+                found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_the_demo_stops_everything_it_started_on_a_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    env = {**os.environ, "CONTROLPLANE_BIN": str(demo_target_bin(tmp_path))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agent_workspace_webhook", "demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    workdir, said = "", []
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            said.append(line)
+            workdir = workdir or (line.split("(in ", 1)[1].split(")", 1)[0] if "(in " in line else "")
+            if "webhook serving" in line or not line:  # the cluster and the webhook are up
+                break
+        assert workdir and processes_under(workdir), "".join(said)
+        demo.send_signal(signum)
+        out, _ = demo.communicate(timeout=90)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
+    left = processes_under(workdir)
+    for pid in left:  # what the demo failed to stop, stopped here so that nothing outlives the test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"left running after {signum.name}: {left}\n{out}"
+    assert "stopped." in out and demo.returncode in (0, 130), out

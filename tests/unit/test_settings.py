@@ -69,7 +69,10 @@ def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: st
             "'rex' is in two groups",
         ),
         ("WEBHOOK_PVC_CACHE", "false", "WEBHOOK_PVC_CACHE was renamed WEBHOOK_WATCH_CACHES"),
-        ("WEBHOOK_NO_SUCH_KNOB", "1", None),  # unknown environment variables are not settings
+        # a misspelt setting stops start-up with the nearest name, rather than leave the default on
+        ("WEBHOOK_NAMNG_MODE", "agent", "WEBHOOK_NAMNG_MODE is not a setting; did you mean WEBHOOK_NAMING_MODE?"),
+        ("WEBHOOK_NO_SUCH_KNOB", "1", "WEBHOOK_NO_SUCH_KNOB is not a setting"),
+        ("OTHER_NAMNG_MODE", "agent", None),  # only the webhook's prefix is its own
     ],
 )
 def test_bad_settings_name_the_setting(

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent_workspace_webhook.arguments import port, positive
 from agent_workspace_webhook.kube.store import ClusterError
 from agent_workspace_webhook.settings import Settings, SettingsError, load_settings
 from agent_workspace_webhook.version import version
@@ -27,27 +28,6 @@ EXIT_STATUS = (
     "denied); 2 bad input (an option, a file, a setting: the one line on stderr names it and the fix)"
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _port(text: str) -> int:
-    number = _number(text)
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 to 65535)")
-    return number
-
-
-def _positive(text: str) -> int:
-    number = _number(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return number
-
-
-def _number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -217,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the webhook (HTTPS; throw-away certificates unless given)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8443)
+    serve.add_argument("--port", type=port, default=8443)
     serve.add_argument("--cert-file", help="PEM serving certificate")
     serve.add_argument("--key-file", help="PEM private key of --cert-file")
     serve.add_argument("--insecure", action="store_true", help="plain HTTP, for local debugging only")
@@ -226,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port,
         help="plain-HTTP port for probes and /metrics, 0: off (WEBHOOK_METRICS_PORT)",
     )
     serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
@@ -258,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--service", default="agent-workspace-webhook")
     certs.add_argument("--secret", default="agent-workspace-webhook-tls")
     certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
-    certs.add_argument("--days", type=_positive, default=365, help="how long the certificates are valid (default 365)")
+    certs.add_argument("--days", type=positive, default=365, help="how long the certificates are valid (default 365)")
     certs.add_argument(
         "--api-server-client",
         action="store_true",

@@ -70,3 +70,9 @@ def test_a_volume_whose_claim_is_out_of_scope_is_left_as_it_is(make_client: Make
     http, _ = make_client(store, namespace_selector="agents.platform/workspaces=enabled")
     answer = answer_for(http, volume())["response"]
     assert answer["allowed"] is True and "patch" not in answer
+
+
+def test_an_api_failure_leaves_the_volume_unmarked_never_refused(make_client: MakeClient) -> None:
+    http, _ = make_client(MemoryStore(failures={"get": (None, "connection refused")}))
+    answer = answer_for(http, volume())["response"]
+    assert answer["allowed"] is True and "patch" not in answer

@@ -47,8 +47,9 @@ async def admit_cleanup_job(uid: str, target: Target, ctx: Context) -> tuple[Res
     if index is None or claim is None or not is_workspace_name(claim):
         return allowed(uid, "its Pod template mounts no workspace-* claim: left as it is"), None
     namespace, budget, now = target.namespace, ctx.cleanup_lookups, time.monotonic()
-    if budget.known_missing((namespace, run.name), now) or not budget.take(now):
-        why = "was not found a moment ago" if budget.known_missing((namespace, run.name), now) else "cannot be read now"
+    missing = budget.known_missing((namespace, run.name), now)
+    if missing or not budget.take(now):
+        why = "was not found a moment ago" if missing else "cannot be read now"
         return allowed(uid, f"CodeRun {namespace}/{run.name} {why} (cleanup lookups are bounded): left as it is"), None
     try:  # a refusal would lose the cleanup (the controller does not retry it): an API failure leaves the Job be
         reading = f"reading CodeRun {namespace}/{run.name}"

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    # Bytes that requests not yet answered may hold in all (received, then admitted): with the
+    # connection cap, what bounds memory under a flood. Past it the request still arriving that
+    # holds the most is dropped (server/connections.py). At least max_body_bytes.
+    max_pending_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Past this many admissions at once, answer at once (an error, code 429: server/mutator.py)
     # rather than queue beyond the API server's timeout.
     max_in_flight: int = Field(default=256, ge=1, le=100_000)
@@ -179,9 +183,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
     # Each request's headers, and then its body, must arrive within this (slow clients are dropped).
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    # Open connections per process; past it a new one gets a 503 and is closed. About 50 KiB of
-    # memory each on uvloop: 200 measured 71 MiB in all, well inside the Deployment's 256Mi
-    # limit (tests/api/test_connections.py).
+    # Open connections per process, counted from accept (TLS handshakes included); past it a
+    # waiting one is dropped for the newcomer, or the newcomer refused (server/connections.py).
     max_connections: int = Field(default=200, ge=1, le=100_000)
     # /healthz, /readyz and /metrics on plain HTTP on this port (0: off); /mutate stays on TLS.
     metrics_port: int = Field(default=8080, ge=0, le=65535)
@@ -216,6 +219,11 @@ class Settings(BaseSettings):
                         f"(suffixes {seen[agent]!r} and {group.suffix!r}); list it once"
                     )
                 seen[agent] = group.suffix
+        if self.max_pending_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_pending_bytes ({self.max_pending_bytes}) is below max_body_bytes ({self.max_body_bytes}): "
+                "one whole request must fit; raise WEBHOOK_MAX_PENDING_BYTES or lower WEBHOOK_MAX_BODY_BYTES"
+            )
         return self
 
     @classmethod

@@ -65,7 +65,8 @@ class Metrics:
         self.connections_refused = Counter(
             f"{PREFIX}_connections_refused_total",
             "Connections refused or dropped: too many open, each busy (connections), dropped to make room for a "
-            "newcomer (dropped), too slow (slow), client name (client_name).",
+            "newcomer or for bytes (dropped), too slow (slow), TLS handshake failed or too slow (handshake), client "
+            "name (client_name), headers too large (headers_too_large), requests hold too much (pending_bytes).",
             ["reason"],
             registry=self.registry,
         )

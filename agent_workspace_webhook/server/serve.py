@@ -9,9 +9,8 @@ import gc
 import socket
 import ssl
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
@@ -20,8 +19,8 @@ from agent_workspace_webhook.server.tls import ReloadingCertificate
 from agent_workspace_webhook.settings import Settings
 from agent_workspace_webhook.version import version
 
-# How long a closing TLS connection waits for the peer's close_notify before it is aborted.
-TLS_SHUTDOWN_SECONDS = 2.0
+# The probe port's requests (GETs, no body) hold little: this bounds what a client can make it hold.
+PROBE_PENDING_BYTES = 1 << 20
 
 
 class ServeError(Exception):
@@ -41,9 +40,12 @@ def serve(
     """/mutate on `port` (TLS unless insecure), the probes and metrics on settings.metrics_port."""
     import uvicorn
 
+    from agent_workspace_webhook.server.accept import gated_loop
     from agent_workspace_webhook.server.app import create_app
-    from agent_workspace_webhook.server.connections import ConnectionLimits, guarded
+    from agent_workspace_webhook.server.connections import guarded
+    from agent_workspace_webhook.server.gate import ConnectionLimits, Gate
     from agent_workspace_webhook.server.probes import create_probe_app
+    from agent_workspace_webhook.server.reclaim import reclaim
 
     certificate = _certificate(settings, host, cert_file, key_file, insecure)
     app = create_app(settings, certificate=certificate)
@@ -79,10 +81,13 @@ def serve(
         # uvicorn builds a fresh SSLContext from file names; ours is reloaded on rotation instead.
         config.ssl = certificate.context
     limits = ConnectionLimits(
-        settings.max_connections, settings.request_timeout_seconds, frozenset(settings.client_names)
+        settings.max_connections,
+        settings.request_timeout_seconds,
+        settings.max_pending_bytes,
+        frozenset(settings.client_names),
     )
-    webhook = app.state.webhook
-    config.http_protocol_class = guarded(config.http_protocol_class, limits, webhook.metrics.refused)
+    gate = Gate(limits, app.state.webhook.metrics.refused, reclaim)
+    config.http_protocol_class = guarded(config.http_protocol_class, gate)
     server = uvicorn.Server(config)
     probes = None
     if probe_sock is not None:
@@ -94,37 +99,17 @@ def serve(
             lifespan="off",
         )
         probe_config.load()
-        probe_config.http_protocol_class = guarded(
-            probe_config.http_protocol_class, ConnectionLimits(64, settings.request_timeout_seconds), lambda _: None
-        )
+        probe_gate = Gate(ConnectionLimits(64, settings.request_timeout_seconds, PROBE_PENDING_BYTES), lambda _: None)
+        probe_config.http_protocol_class = guarded(probe_config.http_protocol_class, probe_gate)
         probes = _Companion(probe_config)
     # Everything loaded so far (the Kubernetes client alone is tens of thousands of objects) lives
     # as long as the process: keep it out of the collector's full passes, which showed up as tail
     # latency under load.
     gc.collect()
     gc.freeze()
-    with asyncio.Runner(loop_factory=_handshake_bounded(settings.request_timeout_seconds)) as runner:
+    # The TLS port accepts through the gate (accept.py): handshakes count against its cap.
+    with asyncio.Runner(loop_factory=gated_loop(gate)) as runner:
         runner.run(_run(server, sock, probes, probe_sock))
-
-
-def _handshake_bounded(seconds: float) -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's event loop (libuv: the fastest loop for uvicorn, measured in bench/README.md),
-    whose TLS servers drop a client that has not finished its handshake within `seconds`.
-    uvicorn has no setting for it, and the default of 60 s lets a client that opens TCP
-    connections and never sends a ClientHello hold each one (and its memory) for a minute,
-    before the per-connection limits in connections.py can see it."""
-    import uvloop
-
-    class Loop(uvloop.Loop):
-        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:  # type: ignore[override]
-            if kwargs.get("ssl") is not None:
-                kwargs.setdefault("ssl_handshake_timeout", seconds)
-                # A closed connection's TLS shutdown waits this long for the peer's answer
-                # (default 30 s): a dropped slow client would hold its descriptor that long.
-                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_SECONDS)
-            return await super().create_server(*args, **kwargs)
-
-    return Loop
 
 
 class _Companion(uvicorn.Server):

@@ -6,6 +6,7 @@ stays JSON (issues 10 and 23)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates, write_client_certificate
-from agent_workspace_webhook.server.serve import TLS_SHUTDOWN_SECONDS
+from agent_workspace_webhook.server.connections import TLS_SHUTDOWN_SECONDS
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 
@@ -339,3 +340,63 @@ def test_garbage_on_the_tls_port_leaves_only_json_in_the_log(start: Start) -> No
     assert any("Invalid HTTP request" in line for line in lines)
     for line in lines:
         assert isinstance(json.loads(line), dict), line
+
+
+# --- what a flood can make the webhook hold ------------------------------------------------------
+
+
+def test_sockets_in_their_tls_handshake_count_against_the_cap(start: Start) -> None:
+    """Sockets that never send a ClientHello hold a slot each, as any connection does: past the
+    cap the oldest is dropped, so descriptors stay at the cap, and a real request still gets in."""
+    hook = start(max_connections="20", request_timeout_seconds="30")
+    assert mutate(hook)[0] == 200
+    _, idle_fds = process_rss_and_fds(hook)
+    silent = [socket.create_connection(("127.0.0.1", hook.port), timeout=5, source_address=("127.0.0.2", 0))]
+    silent += [socket.create_connection(("127.0.0.1", hook.port), timeout=5) for _ in range(99)]
+    deadline = time.monotonic() + 5
+    while metric(hook, "dropped") < 80 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, fds = process_rss_and_fds(hook)
+    status, _, _ = mutate(hook)
+    for sock in silent:
+        sock.close()
+    assert metric(hook, "dropped") >= 80
+    assert fds <= idle_fds + 20 + 1, f"{fds - idle_fds} descriptors for 100 silent sockets with a cap of 20"
+    assert status == 200
+
+
+def test_request_headers_past_the_bound_are_refused(start: Start) -> None:
+    hook = start()
+    sock = slow_client(hook)  # half a header sent
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        for _ in range(20):  # 80 KiB of one header, never ended
+            sock.sendall(b"x" * 4096)
+    deadline = time.monotonic() + 5
+    while (answer := closed_by_server(sock)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()
+    assert answer is not None and b"431 Request Header Fields Too Large" in answer
+    assert b"request headers are larger than 65536 bytes" in answer
+    assert metric(hook, "headers_too_large") == 1
+
+
+def test_bodies_still_arriving_give_way_to_a_whole_request_past_the_byte_bound(start: Start) -> None:
+    """Eight requests that each send 60 KiB of a 100 KiB body and stop: past the 256 KiB bound the
+    biggest of them are dropped, and a whole request is admitted beside them."""
+    hook = start(max_body_bytes=str(128 * 1024), max_pending_bytes=str(256 * 1024), request_timeout_seconds="30")
+    head = b"POST /mutate HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 102400\r\n\r\n"
+    stalled = []
+    for _ in range(8):
+        sock = tls(hook).wrap_socket(
+            socket.create_connection(("127.0.0.1", hook.port), timeout=5, source_address=("127.0.0.2", 0)),
+            server_hostname="127.0.0.1",
+        )
+        sock.sendall(head + b" " * 60 * 1024)
+        stalled.append(sock)
+    time.sleep(0.5)
+    status, _, _ = mutate(hook)
+    dropped = metric(hook, "dropped")
+    for sock in stalled:
+        sock.close()
+    assert status == 200
+    assert 4 <= dropped <= 8, f"{dropped} dropped: 8 x 60 KiB must fit 256 KiB with the real request"

@@ -301,6 +301,7 @@ SAMPLES: dict[str, Any] = {
     "kube_pool_size": 16,
     "watch_caches": False,
     "max_body_bytes": 4194304,
+    "max_pending_bytes": 33554432,
     "max_in_flight": 512,
     "tls_reload_seconds": 30,
     "shutdown_grace_seconds": 8,

@@ -7,7 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from agent_workspace_webhook.server.connections import BODY_RECEIVED, ConnectionLimits, guarded
+from agent_workspace_webhook.server.connections import BODY_RECEIVED, guarded
+from agent_workspace_webhook.server.gate import ConnectionLimits, Gate
 
 
 class FakeProtocol(asyncio.Protocol):
@@ -24,7 +25,7 @@ class FakeProtocol(asyncio.Protocol):
 
 
 def test_only_a_complete_body_is_marked() -> None:
-    protocol: Any = guarded(FakeProtocol, ConnectionLimits(10, 1.0), lambda _: None)()
+    protocol: Any = guarded(FakeProtocol, Gate(ConnectionLimits(10, 1.0, 1 << 20), lambda _: None))()
     protocol.data_received(b"POST /mutate HTTP/1.1\r\ncontent-length: 10\r\n\r\n12345")
     assert BODY_RECEIVED not in protocol.cycle.scope
     protocol.data_received(b"6789\r\n\r\n")

@@ -33,6 +33,7 @@ from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod, review
+from agent_workspace_webhook.testing.usage import MIB, usage
 
 NAMESPACE = "bench"
 
@@ -101,19 +102,12 @@ def wrk(port: int, body: Path, connections: int, seconds: int, unique: bool = Fa
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return usage(pid).peak_rss / MIB
 
 
 def rss_and_fds(pid: int) -> tuple[float, int]:
-    rss = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    return rss / 1024, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    now = usage(pid)
+    return now.rss / MIB, now.fds
 
 
 def api_calls(hook: LocalWebhook) -> float:

@@ -23,6 +23,7 @@ from agent_workspace_webhook.certificates import CertFiles, write_certificates, 
 from agent_workspace_webhook.server.connections import TLS_SHUTDOWN_SECONDS
 from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.usage import usage
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = (ROOT / "examples" / "rex-pod.json").read_bytes()
@@ -94,9 +95,8 @@ def metric(hook: LocalWebhook, reason: str) -> float:
 
 def process_rss_and_fds(hook: LocalWebhook) -> tuple[int, int]:
     assert hook.proc is not None
-    status = Path(f"/proc/{hook.proc.pid}/status").read_text()
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return rss_kb * 1024, sum(1 for _ in Path(f"/proc/{hook.proc.pid}/fd").iterdir())
+    now = usage(hook.proc.pid)
+    return now.rss, now.fds
 
 
 def test_slowloris_is_dropped_within_the_timeout_and_others_are_served(start: Start) -> None:

@@ -54,9 +54,9 @@ class Sampler:
         self._thread.join(5)
 
 
-def _memory_cgroup_v1() -> Path | None:
-    """This process's cgroup under the v1 memory controller, where a child can be made."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+def _memory_cgroup_v1(pid: int | str = "self") -> Path | None:
+    """The cgroup `pid` runs in under the v1 memory controller, or None."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
             return CGROUPS / "memory" / path.lstrip("/")
@@ -64,14 +64,26 @@ def _memory_cgroup_v1() -> Path | None:
 
 
 class MemoryLimit:
-    """A memory cgroup of `limit` bytes (cgroup v1's memory controller) that a process joins
-    before it runs `serve` (entry()), so that everything it allocates is charged to it. Removed
-    by remove(), once its processes have ended (any left are moved back first)."""
+    """A memory cgroup of cgroup v1's memory controller: its limit, its peak, its OOM kills.
+    `beside()` makes one for a process to join before it runs `serve` (entry()), so that everything
+    it allocates is charged to it, removed by remove() once its processes ended (any left are moved
+    back first); `of()` reads the one a process already runs in (a container's)."""
 
-    def __init__(self, limit: int, name: str) -> None:
+    def __init__(self, path: Path | None, limit: int) -> None:
+        self.path, self.limit = path, limit
+
+    @classmethod
+    def beside(cls, limit: int, name: str) -> MemoryLimit:
+        """A limit of `limit` bytes, named `name` under this process's own cgroup (not made yet)."""
         parent = _memory_cgroup_v1()
-        self.limit = limit
-        self.path = parent / name if parent is not None else None
+        return cls(parent / name if parent is not None else None, limit)
+
+    @classmethod
+    def of(cls, pid: int) -> MemoryLimit:
+        path = _memory_cgroup_v1(pid)
+        if path is None:
+            raise LookupError(f"process {pid} is in no cgroup v1 memory controller")
+        return cls(path, int((path / "memory.limit_in_bytes").read_text()))
 
     def unavailable(self) -> str | None:
         """Why no limit can be made here, or None."""

@@ -56,7 +56,9 @@ def container_limit() -> int:
 @pytest.fixture(scope="module")
 def limited(cluster: Environment) -> Iterator[tuple[LocalWebhook, MemoryLimit]]:
     """A webhook like the default one, under the container's memory limit, serving admissions."""
-    limit = MemoryLimit(container_limit(), f"agent-workspace-webhook-{cluster.default.port if cluster.default else 0}")
+    limit = MemoryLimit.beside(
+        container_limit(), f"agent-workspace-webhook-{cluster.default.port if cluster.default else 0}"
+    )
     if reason := limit.unavailable():
         pytest.skip(f"{reason}: the flood needs the webhook under a real memory limit")
     limit.create()

@@ -200,3 +200,18 @@ def service_connections(env: Environment) -> set[str]:
         if f"dst={ip}" in fields and "dport=443" in fields and "sport=8443" in fields:
             pods.add(next(f for f in fields[fields.index(f"dst={ip}") + 1 :] if f.startswith("src="))[4:])
     return pods
+
+
+def container_pid(pod: dict[str, Any]) -> int:
+    """The host's pid of the webhook in this replica (the container's `serve` process, found by
+    the Pod's uid in its cgroup path, as the kubelet names Pod cgroups)."""
+    uid = pod["metadata"]["uid"]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if f"pod{uid}" in (proc / "cgroup").read_text() and b"serve" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:  # it ended meanwhile
+            continue
+    raise AssertionError(f"no serve process of Pod {pod['metadata']['name']} (uid {uid}) on the host")

@@ -1,14 +1,17 @@
 """The webhook installed as users install it with kustomize (`certs`, then `kubectl apply -k`
 of its overlay), running from its image on the real node: two Ready replicas, admissions that go
 API server -> Service -> Pod, the API read through the Pod's ServiceAccount token; then, while a
-run is made every 200 ms, a certificate rotation, a rolling restart and an eviction through the
-PodDisruptionBudget, each with no failed admission."""
+run is made every 200 ms, a flood of clients on one replica (inside its Pod's memory limit), a
+certificate rotation, a rolling restart and an eviction through the PodDisruptionBudget, each
+with no failed admission."""
 
 from __future__ import annotations
 
 import base64
 import json
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,17 +20,20 @@ from typing import Any
 
 import pytest
 
+from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import write_key_pair
 from agent_workspace_webhook.testing.node_config import NODE_NAME, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import start_run, wait_running
+from agent_workspace_webhook.testing.usage import MIB, MemoryLimit, Sampler, usage
 
 from .conftest import (
     IMAGE,
     SELECTOR,
     WEBHOOK,
     certs_overlay,
+    container_pid,
     install_fresh,
     kubectl,
     ready_replicas,
@@ -36,6 +42,7 @@ from .conftest import (
 )
 from .traffic import Traffic, counted, replaced_under_traffic
 
+ROOT = Path(__file__).resolve().parents[2]
 # Needs the control plane or Docker (e2e), and root (node): tests/node/conftest.py says which.
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
@@ -102,6 +109,38 @@ def test_a_run_gets_its_workspace_through_the_service_from_a_replica(
     ours = [line for line in logs if line.get("namespace") == runs_namespace]
     assert any(line.get("event") == "pvc created" and line.get("pvc") == "workspace-cto-rex" for line in ours), ours
     assert any(line.get("kind") == "Pod" and line.get("decision") == "patched" for line in ours), ours
+
+
+def test_a_flood_of_clients_on_a_replica_stays_inside_its_pod_memory_limit(
+    node_env: Environment, installed: Installed, runs_namespace: str
+) -> None:
+    """5,000 clients trickling request headers straight at one replica's Pod address, reconnecting
+    when dropped, while runs are made through the API server: the replica is not killed (its Pod's
+    limit is the kubelet's cgroup), stays under 70% of it, and every run gets its workspace."""
+    target = ready_replicas(node_env)[0]
+    name, ip = target["metadata"]["name"], target["status"]["podIP"]
+    declared = parse_quantity(target["spec"]["containers"][0]["resources"]["limits"]["memory"])
+    pid = container_pid(target)
+    limit = MemoryLimit.of(pid)
+    assert declared is not None and limit.limit == int(declared)
+    restarts = target["status"]["containerStatuses"][0]["restartCount"]
+    before = usage(pid)
+    command = [sys.executable, "-m", "tests.e2e.trickle", "8443", str(installed.overlay / "ca.crt"), "--host", ip]
+    command += ["--server-name", f"{WEBHOOK}.{WEBHOOK}.svc", "--source", "", "--clients", "5000", "--seconds", "20"]
+    with Traffic(node_env.admin, runs_namespace) as traffic, Sampler(pid) as sampled:
+        pressure = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+    load = json.loads(pressure.stdout)
+    after = json.loads(kubectl(node_env, "-n", WEBHOOK, "get", "pod", name, "-o", "json"))["status"]
+    print(
+        f"5000 clients on {name}: {load['connects']} connections made ({load['refused']} failed); RSS "
+        f"{before.rss / MIB:.0f} -> peak {sampled.peak_rss / MIB:.0f} MiB, Pod limit {limit.limit / MIB:.0f} MiB, "
+        f"cgroup peak {limit.peak / MIB:.0f} MiB; fds {before.fds} -> peak {sampled.peak_fds}"
+    )
+    assert after["containerStatuses"][0]["restartCount"] == restarts and limit.oom_kills == 0
+    assert load["connects"] + load["refused"] >= 5000
+    assert sampled.peak_rss < 0.7 * limit.limit
+    assert sampled.peak_fds <= before.fds + 200 + 8  # WEBHOOK_MAX_CONNECTIONS, and a few
+    assert counted(traffic, "a flood of 5000 clients on one replica") == []
 
 
 def served_certificate(ip: str) -> bytes:

@@ -2,8 +2,9 @@
 
 request -> the Pod's or the CodeRun's own path (facts) -> provision (provision.py: decide the
 workspace, find or create its PVC) -> patch -> Response, plus a Record of what happened for the
-log line and the metrics. Every failure is raised (a Denial, FactsError, NamingError,
-ClusterError or DeadlinePassed) and turned into a Response in one place, answer_failure.
+log line and the metrics. Every failure is raised as an AdmissionFailure (rules/failure.py: a
+code and a message) and turned into a Response in one place, answer_failure; an entry whose
+webhook may never refuse (lenient) turns that into the object left as it is.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
 from agent_workspace_webhook.admission.volumes import admit_workspace_volume
-from agent_workspace_webhook.kube.store import ClusterError, PvcAction
+from agent_workspace_webhook.kube.store import PvcAction
 from agent_workspace_webhook.rules.facts import (
-    FactsError,
     coderun_facts,
     label_facts,
     labels_are_conclusive,
     owner_facts,
 )
+from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
 from agent_workspace_webhook.rules.names import quote
 from agent_workspace_webhook.rules.patch import (
@@ -42,10 +43,7 @@ from agent_workspace_webhook.rules.patch import (
     workspace_patch,
 )
 from agent_workspace_webhook.rules.volume import volume_claim
-from agent_workspace_webhook.rules.workspace import NamingError, is_healer_run, is_workspace_name
-
-# Every failure an admission raises; anything else is a bug (answered 500 by server/mutator.py).
-Failure = Denial | FactsError | NamingError | ClusterError
+from agent_workspace_webhook.rules.workspace import is_healer_run, is_workspace_name
 
 __all__ = ["Context", "Record", "admit", "make_context"]
 
@@ -85,7 +83,7 @@ async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
         target = _target(request, entry, name, ctx)
         namespace, who = target.namespace, target.who
         response, provisioned = await _route(request, entry, target, ctx)
-    except (Denial, FactsError, NamingError, ClusterError) as failure:
+    except AdmissionFailure as failure:  # anything else is a bug (answered 500 by server/mutator.py)
         response = answer_failure(request.uid, who, failure)
         if entry is not None and entry.lenient:  # its webhook's failurePolicy is Ignore: never a refusal
             response = allowed(request.uid, f"{response.message}: left as it is")
@@ -107,17 +105,13 @@ async def admit(request: Request, ctx: Context) -> tuple[Response, Record]:
     return response, record
 
 
-def answer_failure(uid: str, who: str | None, failure: Failure) -> Response:
-    """The one place a failure becomes an answer. The request's fault (a Denial, or facts or
-    naming the rules deny: 400) is `denied`; ours or the Kubernetes API's (a ClusterError, the
-    deadline among them) an `error`. Both reach the user as allowed: false with that code and the
-    message, led by the object's name once it is known; the decision is for the logs and metrics."""
-    lead = f"{who}: " if who else ""
-    if isinstance(failure, Denial):
-        return denied(uid, failure.code, lead + failure.message)
-    if isinstance(failure, ClusterError):
-        return error(uid, failure.code, f"{lead}{failure}")
-    return denied(uid, 400, f"{lead}{failure}")
+def answer_failure(uid: str, who: str | None, failure: AdmissionFailure) -> Response:
+    """The one place a failure becomes an answer. The request's fault is `denied`; ours or the
+    Kubernetes API's (`failure.ours`: a ClusterError, the deadline among them) an `error`. Both
+    reach the user as allowed: false with the failure's code and message, led by the object's
+    name once it is known; the decision is for the logs and metrics."""
+    answer = error if failure.ours else denied
+    return answer(uid, failure.code, f"{who}: {failure.message}" if who else failure.message)
 
 
 Handler = Callable[[str, Target, Context], Awaitable[tuple[Response, Provisioned | None]]]

@@ -17,6 +17,7 @@ from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
 from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
 from agent_workspace_webhook.rules.budget import LookupBudget
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts
+from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
 from agent_workspace_webhook.rules.pvc import PvcSpec
 from agent_workspace_webhook.rules.selector import Selector, parse_selector
@@ -104,13 +105,12 @@ def _decide(facts: RunFacts, ctx: Context) -> Workspace:
     return choose_workspace(service, agent, problem, ctx.policy)
 
 
-class Denial(Exception):
-    """The request's fault: the admission is denied with this code and message (admit.answer_failure
-    names the object in front of it)."""
+class Denial(AdmissionFailure):
+    """An admission step's check failed: the request's fault, denied with this code and message
+    (admit.answer_failure names the object in front of it)."""
 
     def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+        super().__init__(message, code)
 
 
 class DeadlinePassed(ClusterError):

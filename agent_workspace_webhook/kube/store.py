@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from agent_workspace_webhook.rules.census import Census
 from agent_workspace_webhook.rules.facts import OwnerKind
+from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.generations import FreshRun, Generation
 from agent_workspace_webhook.rules.pvc import PvcState
 from agent_workspace_webhook.rules.selector import Selector
@@ -32,13 +33,12 @@ RESOURCES = {
 _QUOTA = re.compile(r"exceeded quota: ([^,]+)")
 
 
-class ClusterError(Exception):
+class ClusterError(AdmissionFailure):
     """A Kubernetes call failed. The message names the object, the cause and the fix; `code` is
     the HTTP code the admission is denied with (the API server shows it to whoever created the run)."""
 
-    def __init__(self, message: str, code: int = 500) -> None:
-        super().__init__(message)
-        self.code = code
+    ours = True
+    default_code = 500
 
 
 def describe_failure(verb: str, what: str, namespace: str, name: str, status: int | None, detail: str) -> ClusterError:

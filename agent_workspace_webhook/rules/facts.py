@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from agent_workspace_webhook.rules.agents import AgentRules, is_ambiguous_label
+from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.patch import MAPPING
 
 OwnerKind = Literal["Job", "CodeRun"]
@@ -16,8 +17,8 @@ OwnerKind = Literal["Job", "CodeRun"]
 OwnerLookup = Callable[[OwnerKind, str, str], Awaitable[Mapping[str, Any] | None]]
 
 
-class FactsError(ValueError):
-    """A field that should hold a fact has the wrong type; the message names it."""
+class FactsError(AdmissionFailure, ValueError):
+    """A field that should hold a fact has the wrong type; the message names it (400)."""
 
 
 class RunFacts(msgspec.Struct, frozen=True):

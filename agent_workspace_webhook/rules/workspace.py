@@ -9,13 +9,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.names import DNS1123_LABEL, MAX_LABEL, is_dns1123_label, quote
 
 PREFIX = "workspace-"
 NamingMode = Literal["legacy", "dual", "agent"]
 
 
-class NamingError(ValueError):
+class NamingError(AdmissionFailure, ValueError):
     """The run's facts do not give a valid workspace; the message names the field."""
 
 

@@ -108,18 +108,17 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent_workspace_webhook.admission.context import make_context
-    from agent_workspace_webhook.kube.memory import MemoryStore
+    from agent_workspace_webhook.admission.context import naming_rules
     from agent_workspace_webhook.rules.agents import AgentError, extract_agent
     from agent_workspace_webhook.rules.workspace import NamingError, choose_workspace, validate_service
 
-    ctx = make_context(_settings(args), MemoryStore())
+    rules, policy = naming_rules(_settings(args))
     try:
-        agent = extract_agent(args.github_app, ctx.rules)
+        agent = extract_agent(args.github_app, rules)
         workspace = None
         if args.service is not None:
             service = validate_service(args.service, "--service")
-            workspace = choose_workspace(service, agent, None, ctx.policy)
+            workspace = choose_workspace(service, agent, None, policy)
     except (AgentError, NamingError) as exc:
         raise UsageError(str(exc)) from None
     result: dict[str, Any] = {"agent": agent, "pvc": workspace.pvc if workspace else None}

@@ -9,7 +9,6 @@ webhook may never refuse (lenient) turns that into the object left as it is.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ import msgspec
 
 from agent_workspace_webhook.admission.adopt import admit_controller_pvc
 from agent_workspace_webhook.admission.cleanup import admit_cleanup_job
-from agent_workspace_webhook.admission.context import Context, Denial, Target, get_owner, make_context, within
+from agent_workspace_webhook.admission.context import Context, Denial, Target, make_context, within
+from agent_workspace_webhook.admission.owners import owning_run
 from agent_workspace_webhook.admission.provision import Provisioned, provision
 from agent_workspace_webhook.admission.review import Decision, Request, Response, allowed, denied, error
 from agent_workspace_webhook.admission.review import patched as patched_response
@@ -29,7 +29,6 @@ from agent_workspace_webhook.rules.facts import (
     coderun_facts,
     label_facts,
     labels_are_conclusive,
-    owner_facts,
 )
 from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.labels import LABEL_WORKSPACE, workspace_labels
@@ -217,8 +216,8 @@ async def _admit_pod(uid: str, target: Target, ctx: Context) -> tuple[Response, 
     facts = label_facts(target.obj, s.pod_service_label, s.pod_app_label)
     if not labels_are_conclusive(facts, ctx.rules):  # the owners say, one or two GETs
         looking = f"looking up the CodeRun that owns {target.who}"
-        lookup = functools.partial(get_owner, target, ctx)
-        facts = await within(target, looking, owner_facts(target.obj, target.namespace, facts, lookup))
+        run = await within(target, looking, owning_run(target, ctx, verified=False))
+        facts = run.facts() if run is not None else facts  # the owning CodeRun's are authoritative
     if facts is None:
         return allowed(uid, "no agent labels and no owning CodeRun: not an agent pod"), None
     if problem is not None:

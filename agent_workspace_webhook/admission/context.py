@@ -14,19 +14,16 @@ from typing import Any, TypeVar
 import msgspec
 
 from agent_workspace_webhook.kube.store import ClusterError, WorkspaceStore
-from agent_workspace_webhook.rules.agents import AgentError, AgentRules, compile_rules, extract_agent
+from agent_workspace_webhook.rules.agents import AgentRules, compile_rules
 from agent_workspace_webhook.rules.budget import LookupBudget
+from agent_workspace_webhook.rules.decide import decide_workspace
 from agent_workspace_webhook.rules.facts import OwnerKind, RunFacts
 from agent_workspace_webhook.rules.failure import AdmissionFailure
-from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label, quote
 from agent_workspace_webhook.rules.pvc import PvcSpec
 from agent_workspace_webhook.rules.selector import Selector, parse_selector
 from agent_workspace_webhook.rules.workspace import (
-    NamingError,
     NamingPolicy,
     Workspace,
-    choose_workspace,
-    validate_service,
 )
 from agent_workspace_webhook.settings import Settings
 
@@ -55,12 +52,20 @@ class Context:
 DECIDED_MAX = 4096
 
 
-def make_context(settings: Settings, store: WorkspaceStore) -> Context:
+def naming_rules(settings: Settings) -> tuple[AgentRules, NamingPolicy]:
+    """What rules/decide.py decides a workspace by, from the settings (the CLI's commands use it
+    too: they need no Context for a rule)."""
     shared = {agent: group.suffix for group in settings.shared_groups for agent in group.agents}
+    rules = compile_rules(settings.agent_table, settings.agent_pattern)
+    return rules, NamingPolicy(mode=settings.naming_mode, legacy_owner=settings.legacy_owner, shared=shared)
+
+
+def make_context(settings: Settings, store: WorkspaceStore) -> Context:
+    rules, policy = naming_rules(settings)
     return Context(
         settings=settings,
-        rules=compile_rules(settings.agent_table, settings.agent_pattern),
-        policy=NamingPolicy(mode=settings.naming_mode, legacy_owner=settings.legacy_owner, shared=shared),
+        rules=rules,
+        policy=policy,
         pvc_spec=PvcSpec(settings.storage_size, settings.access_modes, settings.storage_class),
         scope=parse_selector(settings.namespace_selector),
         store=store,
@@ -72,37 +77,11 @@ def decide(facts: RunFacts, ctx: Context) -> Workspace:
     """Which workspace these facts give; NamingError where the rules deny."""
     known = ctx.decided.get(facts)
     if known is None:
-        known = _decide(facts, ctx)
+        known = decide_workspace(facts, ctx.rules, ctx.policy)
         if len(ctx.decided) >= DECIDED_MAX:
             ctx.decided.clear()
         ctx.decided[facts] = known
     return known
-
-
-def _decide(facts: RunFacts, ctx: Context) -> Workspace:
-    if facts.service is None:
-        raise NamingError(f"{facts.service_field} is missing; set it to the service name, for example 'cto'")
-    service = validate_service(facts.service, facts.service_field)
-    agent: str | None = None
-    problem: str | None = None
-    if facts.agent is not None:  # a bare agent name: nothing to look up, only to check
-        if is_dns1123_label(facts.agent):
-            agent = facts.agent
-        else:
-            problem = (
-                f"{facts.app_field} is {quote(facts.agent)}, which is not a DNS-1123 label ({DNS1123_LABEL}); "
-                "set it to the agent's name, for example 'rex'"
-            )
-    elif facts.app is None:
-        problem = f"{facts.app_field} is missing; set it to the run's GitHub App, for example '5DLabs-Rex'"
-    else:
-        try:
-            agent = extract_agent(facts.app, ctx.rules)
-        except AgentError as exc:
-            problem = (
-                f"{facts.app_field}: {exc}; set it to one of the GitHub Apps in agent_table, for example '5DLabs-Rex'"
-            )
-    return choose_workspace(service, agent, problem, ctx.policy)
 
 
 class Denial(AdmissionFailure):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
-from agent_workspace_webhook.admission.provenance import controlling_run
+from agent_workspace_webhook.admission.owners import owning_run
 from agent_workspace_webhook.rules.generations import (
     FreshRun,
     Generation,
@@ -90,7 +90,7 @@ async def fresh_run_of_pod(
         return None
     looking = f"looking up the Job that owns {target.who}"
     try:
-        ref = await within(target, looking, controlling_run(target, ctx))
+        owner = await within(target, looking, owning_run(target, ctx, verified=True, read_run=False))
     except Denial:  # a forged or missing Job: not the fresh run's Pod
         return None
-    return next((run for run in waiting if ref is not None and run.uid == ref[1]), None)
+    return next((run for run in waiting if owner is not None and run.uid == owner.uid), None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from agent_workspace_webhook.admission.context import Context, Denial, Target, within
-from agent_workspace_webhook.admission.provenance import verify_run
+from agent_workspace_webhook.admission.owners import verify_run
 from agent_workspace_webhook.kube.store import ClusterError, PvcAction
 from agent_workspace_webhook.rules.generations import Generation
 from agent_workspace_webhook.rules.labels import MANAGED_BY, MANAGED_BY_KEY

@@ -12,7 +12,7 @@ import msgspec
 from agent_workspace_webhook.admission.context import Context, Denial, Target, decide, within
 from agent_workspace_webhook.admission.fresh import announce_fresh, deny_past_rate, fresh_run_of_pod
 from agent_workspace_webhook.admission.grow import grow
-from agent_workspace_webhook.admission.provenance import verify_run
+from agent_workspace_webhook.admission.owners import verify_run
 from agent_workspace_webhook.kube.store import PvcAction
 from agent_workspace_webhook.rules.facts import RunFacts
 from agent_workspace_webhook.rules.generations import (

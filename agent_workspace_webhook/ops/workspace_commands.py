@@ -47,14 +47,13 @@ def restore(
     say: Say = print,
 ) -> int:
     """Make an earlier life of the agent's workspace current again, as a new generation."""
-    from agent_workspace_webhook.admission.context import decide, make_context
+    from agent_workspace_webhook.admission.context import naming_rules
     from agent_workspace_webhook.kube.changes import Changes
-    from agent_workspace_webhook.kube.memory import MemoryStore
+    from agent_workspace_webhook.rules.decide import decide_workspace
 
     if (generation is None) == (released is None):
         raise PlanError("give one of --generation N (a generation that still exists) or --released PV")
-    ctx = make_context(settings, MemoryStore())
-    workspace = decide(RunFacts(service, None, "SERVICE", "AGENT", agent=agent), ctx)
+    workspace = decide_workspace(RunFacts(service, None, "SERVICE", "AGENT", agent=agent), *naming_rules(settings))
     pvcs = list_pvcs(settings, namespace)
     pvs = list_pvs(settings)
     found = histories(pvcs, pvs)

@@ -1,9 +1,9 @@
-"""The run's service and GitHub App: from a CodeRun's spec, a Pod's labels, or the Pod's
-owning CodeRun through a lookup the caller gives (pure apart from that lookup)."""
+"""The run's service and GitHub App: from a CodeRun's spec or a Pod's labels; and an object's
+controller reference, which the walk of a Pod's owners follows (admission/owners.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -13,8 +13,6 @@ from agent_workspace_webhook.rules.failure import AdmissionFailure
 from agent_workspace_webhook.rules.patch import MAPPING
 
 OwnerKind = Literal["Job", "CodeRun"]
-# (kind, namespace, name) -> the object, or None when it does not exist
-OwnerLookup = Callable[[OwnerKind, str, str], Awaitable[Mapping[str, Any] | None]]
 
 
 class FactsError(AdmissionFailure, ValueError):
@@ -88,10 +86,18 @@ def labels_are_conclusive(facts: RunFacts | None, rules: AgentRules) -> bool:
     )
 
 
-def controller_owner(obj: Mapping[str, Any], where: str = "") -> tuple[str, str] | None:
-    """(kind, name) of the one ownerReference with `controller: true`, or None. Only the
-    controller is followed, so a Pod costs at most two GETs (its Job, then the Job's CodeRun)
-    however many ownerReferences a caller puts on it."""
+class OwnerRef(msgspec.Struct, frozen=True):
+    """An object's controller ownerReference."""
+
+    kind: str
+    name: str
+    uid: str | None
+
+
+def controller_ref(obj: Mapping[str, Any], where: str = "") -> OwnerRef | None:
+    """The one ownerReference with `controller: true`, or None. Only the controller is followed,
+    so a Pod costs at most two GETs (its Job, then the Job's CodeRun) however many
+    ownerReferences a caller puts on it."""
     metadata = _mapping(obj, "metadata", f"{where}metadata")
     refs = metadata.get("ownerReferences")
     if refs is None:
@@ -107,32 +113,7 @@ def controller_owner(obj: Mapping[str, Any], where: str = "") -> tuple[str, str]
         )
     if not controllers:
         return None
-    kind, name = controllers[0].get("kind"), controllers[0].get("name")
+    kind, name, uid = (controllers[0].get(key) for key in ("kind", "name", "uid"))
     if not isinstance(kind, str) or not isinstance(name, str):
         raise FactsError(f"{where}metadata.ownerReferences: the controller's kind and name must be strings")
-    return kind, name
-
-
-async def owning_coderun(
-    obj: Mapping[str, Any], namespace: str, lookup: OwnerLookup
-) -> tuple[str, Mapping[str, Any]] | None:
-    """Follow controller owners Pod -> CodeRun or Pod -> Job -> CodeRun; (name, CodeRun) or None."""
-    owner = controller_owner(obj)
-    if owner is not None and owner[0] == "Job":
-        job = await lookup("Job", namespace, owner[1])
-        owner = None if job is None else controller_owner(job, where=f"Job {namespace}/{owner[1]} ")
-    if owner is None or owner[0] != "CodeRun":
-        return None
-    coderun = await lookup("CodeRun", namespace, owner[1])
-    return None if coderun is None else (owner[1], coderun)
-
-
-async def owner_facts(
-    pod: Mapping[str, Any], namespace: str, labels: RunFacts | None, lookup: OwnerLookup
-) -> RunFacts | None:
-    """Facts from the Pod's owning CodeRun (authoritative), else its labels' (`labels`)."""
-    owner = await owning_coderun(pod, namespace, lookup)
-    if owner is not None:
-        name, coderun = owner
-        return coderun_facts(coderun, where=f"CodeRun {namespace}/{name} ")
-    return labels
+    return OwnerRef(kind, name, uid if isinstance(uid, str) else None)

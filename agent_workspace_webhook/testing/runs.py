@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
 from agent_workspace_webhook.rules.cleanup import LABEL_RUN_KIND, WORKSPACE_CLEANUP
-from agent_workspace_webhook.testing.kube import json_body
+from agent_workspace_webhook.testing.kube import create_job, json_body
 from agent_workspace_webhook.testing.living import FINISH
-from agent_workspace_webhook.testing.objects import coderun, controller_ref, job_pod
+from agent_workspace_webhook.testing.objects import coderun, coderun_job, controller_ref, job_pod
 from agent_workspace_webhook.testing.twin import sanitize_label_value, wait_for_job
 
 
@@ -168,10 +168,10 @@ def read_coderun(admin: Any, run: Run) -> dict[str, Any]:
 
 def owned_by_run(admin: Any, namespace: str, pod: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """`pod` (not yet created) made a real run's: a CodeRun `name` (default: a new one) is created
-    for its `service` and `github-user` labels, and the Pod names it as its controller, uid and
-    all. The shortest chain the webhook verifies (WEBHOOK_CREATE_FOR=verified-runs), for tests
-    that create Pods or send reviews themselves; the platform's own Pods come through a Job, as
-    `start_run` makes them."""
+    for its `service` and `github-user` labels, and a suspended Job of it (which makes no Pod of
+    its own), and the Pod names that Job as its controller, uids and all: the chain the webhook
+    verifies (WEBHOOK_CREATE_FOR=verified-runs), for tests that create Pods or send reviews
+    themselves; the platform's own Pods come from its controller's Jobs, as `start_run` makes them."""
     from kubernetes import client
 
     labels = pod["metadata"].get("labels") or {}
@@ -179,8 +179,10 @@ def owned_by_run(admin: Any, namespace: str, pod: dict[str, Any], name: str | No
     stored: dict[str, Any] = client.CustomObjectsApi(admin).create_namespaced_custom_object(  # type: ignore[assignment]
         "agents.platform", "v1", namespace, "coderuns", body
     )
+    job = coderun_job(stored, f"{stored['metadata']['name']}-job", pod)
+    job["spec"]["suspend"] = True
     owned = copy.deepcopy(pod)
-    owned["metadata"]["ownerReferences"] = [controller_ref(stored)]
+    owned["metadata"]["ownerReferences"] = [controller_ref(create_job(admin, namespace, job))]
     return owned
 
 

@@ -20,6 +20,7 @@ from agent_workspace_webhook.testing.objects import (
     coderun,
     coderun_job,
     controller_pod,
+    controller_ref,
     job_pod,
     review,
 )
@@ -427,6 +428,9 @@ def test_verified_runs_make_workspaces_only_for_real_runs(make_client: MakeClien
     missing["metadata"]["ownerReferences"][0]["name"] = "no-such-job"
     gone = admit_pod(http, missing)[1]
     assert "its controller Job agents/no-such-job with uid 'job-uid-7' does not exist" in gone["status"]["message"]
+    direct = pod_of(job)  # naming the real CodeRun, uid and all, but as its own controller: no Job between
+    direct["metadata"]["ownerReferences"] = [controller_ref(run)]
+    assert "names no controller Job and CodeRun" in admit_pod(http, direct)[1]["status"]["message"]
     lying = pod_of(job)
     lying["metadata"]["labels"].update({"service": "othersvc", "github-user": "5dlabs-tess"})
     disagree = admit_pod(http, lying)[1]["status"]["message"]

@@ -4,6 +4,8 @@ from typing import Any
 
 import pytest
 
+from agent_workspace_webhook.admission.context import Denial
+from agent_workspace_webhook.admission.owners import walk
 from agent_workspace_webhook.rules.agents import compile_rules
 from agent_workspace_webhook.rules.facts import (
     FactsError,
@@ -12,7 +14,6 @@ from agent_workspace_webhook.rules.facts import (
     coderun_facts,
     label_facts,
     labels_are_conclusive,
-    owner_facts,
 )
 from agent_workspace_webhook.settings import DEFAULT_AGENT_PATTERN, DEFAULT_AGENT_TABLE
 from agent_workspace_webhook.testing.objects import coderun, job_pod
@@ -38,7 +39,8 @@ def facts_for(pod: dict[str, Any], lookup: Lookup) -> RunFacts | None:
     labels = label_facts(pod, "service", "github-user")
     if labels_are_conclusive(labels, RULES):
         return labels
-    return asyncio.run(owner_facts(pod, "agents", labels, lookup))
+    run = asyncio.run(walk(pod, "agents", lookup, verified=False))
+    return run.facts() if run is not None else labels
 
 
 def owned_job(coderun_name: str) -> dict[str, Any]:
@@ -139,3 +141,55 @@ def test_a_job_without_a_controller_coderun_ends_the_search() -> None:
     lookup = Lookup({("Job", "job-1"): job, ("CodeRun", "run-7"): coderun("cto", "5DLabs-Rex")})
     assert facts_for(job_pod(None, None, owner_job="job-1"), lookup) is None
     assert lookup.asked == [("Job", "agents", "job-1")]
+
+
+# --- the verified reading: a real run's chain, each owner with the uid its child names -----------
+
+
+def chain() -> tuple[dict[str, Any], Lookup]:
+    """A Pod of Job job-1 (uid j1) of CodeRun run-7 (uid r7), and a lookup holding both."""
+    owner = {"kind": "CodeRun", "name": "run-7", "uid": "r7", "controller": True}
+    job: dict[str, Any] = {"metadata": {"name": "job-1", "uid": "j1", "ownerReferences": [owner]}}
+    run = coderun("cto", "5DLabs-Rex")
+    run["metadata"]["uid"] = "r7"
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [{"kind": "Job", "name": "job-1", "uid": "j1", "controller": True}]
+    return pod, Lookup({("Job", "job-1"): job, ("CodeRun", "run-7"): run})
+
+
+def test_a_real_runs_chain_is_verified_and_its_reference_read_without_the_coderun() -> None:
+    pod, lookup = chain()
+    run = asyncio.run(walk(pod, "agents", lookup, verified=True))
+    assert run is not None and (run.name, run.uid, run.facts().app) == ("run-7", "r7", "5DLabs-Rex")
+    lookup.asked.clear()
+    ref = asyncio.run(walk(pod, "agents", lookup, verified=True, read_run=False))
+    assert ref is not None and (ref.name, ref.uid, ref.coderun) == ("run-7", "r7", None)
+    assert lookup.asked == [("Job", "agents", "job-1")]
+
+
+@pytest.mark.parametrize("forgery", ["missing job", "job uid", "missing run", "run uid"])
+def test_a_forged_owner_is_denied_with_one_message_whatever_is_wrong(forgery: str) -> None:
+    pod, lookup = chain()
+    kind, what = forgery.split()
+    key = ("Job", "job-1") if kind == "job" else ("CodeRun", "run-7")
+    if what == "uid":
+        lookup.objects[key] = {**lookup.objects[key], "metadata": {**lookup.objects[key]["metadata"], "uid": "other"}}
+    else:
+        del lookup.objects[key]
+    with pytest.raises(Denial) as denied:
+        asyncio.run(walk(pod, "agents", lookup, verified=True))
+    name = "Job agents/job-1 with uid 'j1'" if kind == "job" else "CodeRun agents/run-7 with uid 'r7'"
+    assert denied.value.code == 403 and denied.value.message == (
+        f"its controller {name} does not exist; a workspace is made only for a real run"
+    )
+    assert "other" not in denied.value.message
+
+
+def test_a_pod_naming_a_coderun_directly_is_no_runs_when_verified() -> None:
+    pod = job_pod(None, None)
+    pod["metadata"]["ownerReferences"] = [{"kind": "CodeRun", "name": "run-9", "uid": "r9", "controller": True}]
+    run = coderun("svc", "5DLabs-Rex")
+    run["metadata"]["uid"] = "r9"
+    lookup = Lookup({("CodeRun", "run-9"): run})
+    assert asyncio.run(walk(pod, "agents", lookup, verified=True)) is None and lookup.asked == []
+    assert asyncio.run(walk(pod, "agents", lookup, verified=False)) is not None  # its facts still count

@@ -61,7 +61,7 @@ def test_api_server_stopped_mid_run_then_back(own_env: Environment) -> None:
         miss, elapsed = post(hook, review(cleo, namespace="outage"))
         assert miss["allowed"] is False and elapsed < 1.5 + 1.0
         # A new workspace needs its run verified first: the message names that step, and the cause.
-        assert "cannot get CodeRun outage/run-" in miss["status"]["message"]
+        assert "cannot get Job outage/run-" in miss["status"]["message"]
         assert "unreachable" in miss["status"]["message"] or "did not answer" in miss["status"]["message"]
         assert hook.get("/readyz")[0] == 503
 
@@ -117,8 +117,9 @@ def test_existing_workspace_costs_no_api_call_and_deleted_ones_come_back(cluster
     create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))
     after_miss = hook.metrics()
     assert api_calls(after_miss, "create") - api_calls(start, "create") == 1  # a miss: one create
-    # and before it one read: the CodeRun that owns the Pod (verified-runs), no PVC read
-    assert api_calls(after_miss, "get") - api_calls(start, "get") == 1
+    # and before it two reads: the Job that owns the Pod and its CodeRun (verified-runs), no PVC read
+    assert api_calls(after_miss, "get") - api_calls(start, "get") == 2
+    assert api_calls(after_miss, "get", "jobs") - api_calls(start, "get", "jobs") == 1
     assert api_calls(after_miss, "get", "coderuns") - api_calls(start, "get", "coderuns") == 1
     for _ in range(3):
         create(cluster.admin, namespace, run_pod(cluster.admin, namespace, "cache", "5dlabs-rex"))

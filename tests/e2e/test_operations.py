@@ -22,7 +22,7 @@ from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
-from agent_workspace_webhook.testing.kube import create, wait_bound
+from agent_workspace_webhook.testing.kube import create, json_body, wait_bound
 from agent_workspace_webhook.testing.objects import review
 from agent_workspace_webhook.testing.runs import run_pod, start_run, wait_running
 
@@ -281,7 +281,9 @@ def test_workspaces_command_shows_each_workspaces_life(cluster: Environment, pla
     cluster.controller.release(platform)
     lost = run_pod(cluster.admin, platform, "ledger", "5dlabs-tess")
     assert cluster.default.review(review(lost, namespace=platform))["allowed"] is True
-    run_name = lost["metadata"]["ownerReferences"][0]["name"]
+    job_name = lost["metadata"]["ownerReferences"][0]["name"]
+    job = json_body(client.BatchV1Api(cluster.admin).read_namespaced_job(job_name, platform, _preload_content=False))
+    run_name = job["metadata"]["ownerReferences"][0]["name"]  # the Pod's Job's CodeRun
     client.CustomObjectsApi(cluster.admin).delete_namespaced_custom_object(
         "agents.platform", "v1", platform, "coderuns", run_name
     )

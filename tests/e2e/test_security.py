@@ -146,7 +146,10 @@ def test_a_terminating_namespace_is_named_as_such(cluster: Environment) -> None:
         "agents.platform", "v1", name, "coderuns", {**coderun("billing", "5DLabs-Rex"), "metadata": hold}
     )
     pod = job_pod("billing", "5dlabs-rex")
-    pod["metadata"]["ownerReferences"] = [controller_ref(run)]
+    job = coderun_job(run, "held-job", pod)  # its Job, held too, that the run's Pod names
+    job["metadata"]["finalizers"] = hold["finalizers"]
+    job["spec"]["suspend"] = True
+    pod["metadata"]["ownerReferences"] = [controller_ref(create_job(cluster.admin, name, job))]
     core.delete_namespace(name)  # Terminating until the held objects go (and a namespace controller runs)
     assert cluster.default is not None
     # The API server refuses to create a Pod there before any webhook is called, so the run
@@ -160,6 +163,7 @@ def test_a_terminating_namespace_is_named_as_such(cluster: Environment) -> None:
     runs.patch_namespaced_custom_object(
         "agents.platform", "v1", name, "coderuns", "held", {"metadata": {"finalizers": None}}
     )
+    client.BatchV1Api(cluster.admin).patch_namespaced_job("held-job", name, {"metadata": {"finalizers": None}})
 
 
 # --- bounded owner lookups -------------------------------------------------------------------
@@ -259,21 +263,28 @@ def test_forged_reviews_straight_to_the_webhook_create_nothing(cluster: Environm
         "agents.platform", "v1", namespace, "coderuns", coderun("realsvc", "5DLabs-Cleo[bot]", name="real-run")
     )
 
+    template = job_pod("realsvc", "5dlabs-cleobot")
+    job = coderun_job(real, "real-run-job", template)
+    job["spec"]["suspend"] = True  # its Job, making no Pod of its own
+    real_job = controller_ref(create_job(cluster.admin, namespace, job))
+
     def owned_by(pod: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
         pod["metadata"]["ownerReferences"] = [owner]
         return pod
 
-    wrong_uid = {**controller_ref(real), "uid": str(uuid.uuid4())}
+    wrong_uid = {**real_job, "uid": str(uuid.uuid4())}
     forged = {
         "no owner": job_pod("forged", "5dlabs-rex"),
+        "the CodeRun named directly": owned_by(job_pod("realsvc", "5dlabs-cleobot"), controller_ref(real)),
         "an owner uid that does not match": owned_by(job_pod("realsvc", "5dlabs-cleobot"), wrong_uid),
-        "labels that disagree with the owner": owned_by(job_pod("othersvc", "5dlabs-tess"), controller_ref(real)),
-        "a made-up agent": owned_by(job_pod("realsvc", "5dlabs-mallory"), controller_ref(real)),
+        "labels that disagree with the owner": owned_by(job_pod("othersvc", "5dlabs-tess"), real_job),
+        "a made-up agent": owned_by(job_pod("realsvc", "5dlabs-mallory"), real_job),
         **{f"made-up service {i}": job_pod(f"made-up-{i}", "5dlabs-rex", owner_job=f"job-{i}") for i in range(50)},
     }
     says = {
         "no owner": "names no controller Job and CodeRun",
-        "an owner uid that does not match": f"real-run with uid '{wrong_uid['uid']}' does not exist",
+        "the CodeRun named directly": "names no controller Job and CodeRun",
+        "an owner uid that does not match": f"real-run-job with uid '{wrong_uid['uid']}' does not exist",
         "labels that disagree with the owner": "its labels give workspace workspace-othersvc-tess",
         "a made-up agent": "its labels give workspace workspace-realsvc-mallory",
     }

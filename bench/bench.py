@@ -29,10 +29,10 @@ from typing import Any
 import httpx
 
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod, review
+from agent_workspace_webhook.testing.tools import free_port
 from agent_workspace_webhook.testing.usage import MIB, usage
 
 NAMESPACE = "bench"

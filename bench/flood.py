@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent_workspace_webhook.certificates import write_certificates
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import controller_pod, review
+from agent_workspace_webhook.testing.tools import free_port
 from agent_workspace_webhook.testing.usage import MIB, Sampler, usage
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 
 from agent_workspace_webhook.ops.workspaces import table
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.env import Environment
 from agent_workspace_webhook.testing.kube import json_body
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import review
+from agent_workspace_webhook.testing.tools import free_port
 from bench import NAMESPACE, pod, rss_and_fds, wrk
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port
+from agent_workspace_webhook.testing.tools import free_port, tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,12 +133,13 @@ def test_installed_agent_and_review_work_outside_the_checkout(image_venv: Path, 
     assert "pvc:      agents/workspace-cto-rex (created)" in review.stdout
 
 
+@pytest.mark.tools
 def test_installed_certs_writes_an_overlay_that_builds(image_venv: Path, tmp_path: Path) -> None:
     made = run(image_venv, tmp_path, "certs", "--out", "generated")
     assert made.returncode == 0, made.stderr
     out = tmp_path / "generated"
     assert {"ca.crt", "tls.crt", "tls.key", "secret.yaml", "kustomization.yaml"} <= {p.name for p in out.iterdir()}
-    kubectl = binaries_dir() / "kubectl"
+    kubectl = tool("kubectl")
     assert kubectl.exists(), f"{kubectl} is missing: run bash controlplane/build.sh"
     built = subprocess.run(
         [str(kubectl), "kustomize", str(out)], capture_output=True, text=True, timeout=60, check=False

@@ -12,6 +12,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -20,7 +21,7 @@ from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.server.app import create_app
 from agent_workspace_webhook.server.probes import create_probe_app
 from agent_workspace_webhook.settings import load_settings
-from agent_workspace_webhook.testing.controlplane import binaries_dir
+from agent_workspace_webhook.testing.tools import tool
 from agent_workspace_webhook.version import version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,7 @@ def test_the_build_info_metric_says_it() -> None:
         assert f'agent_workspace_webhook_build_info{{version="{VERSION}"}} 1.0' in probes.get("/metrics").text
 
 
+@pytest.mark.tools
 def test_the_chart_and_the_manifests_run_this_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == VERSION, "charts/.../Chart.yaml appVersion differs from pyproject.toml"
@@ -71,7 +73,7 @@ def test_the_chart_and_the_manifests_run_this_version() -> None:
     )
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{VERSION}")
     rendered = subprocess.run(
-        [str(binaries_dir() / "helm"), "template", "x", str(CHART)], capture_output=True, text=True, check=True
+        [str(tool("helm")), "template", "x", str(CHART)], capture_output=True, text=True, check=True
     ).stdout
     images = [
         d["spec"]["template"]["spec"]["containers"][0]["image"]

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent_workspace_webhook.kube.calls import attempt
 from agent_workspace_webhook.kube.connect import api_client
-from agent_workspace_webhook.kube.store import RESOURCES, ClusterError, describe_failure
-from agent_workspace_webhook.rules.names import one_line
 from agent_workspace_webhook.settings import Settings
 
 
@@ -49,27 +48,4 @@ class Changes:
         self._api.close()
 
     def _do(self, verb: str, what: str, namespace: str, name: str, call: Callable[[], Any]) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            call()
-        except ApiException as exc:
-            said = _message(exc)
-            if exc.status == 403 and f"cannot {verb} resource" in said:  # the operator's own rights
-                raise ClusterError(
-                    f"cannot {verb} {what} {namespace}/{name}: not allowed (the API server said: {said}); run it "
-                    f"with credentials that may {verb} {RESOURCES[what]} (the chart's prune ServiceAccount may)",
-                    403,
-                ) from None
-            raise describe_failure(verb, what, namespace, name, exc.status, said) from None
-        except Exception as exc:  # no answer at all
-            raise ClusterError(f"cannot {verb} {what} {namespace}/{name}: {one_line(exc)}", 503) from None
-
-
-def _message(exc: Any) -> str:
-    import json
-
-    try:
-        return str(json.loads(exc.body).get("message") or exc.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
+        attempt(verb, what, namespace, name, call, operator=True)

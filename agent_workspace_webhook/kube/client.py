@@ -11,9 +11,9 @@ from typing import Any, TypeVar, cast
 
 from agent_workspace_webhook import logs
 from agent_workspace_webhook.kube.caches import fresh_run_cache, namespace_cache, pvc_cache
-from agent_workspace_webhook.kube.calls import Calls, api_message
+from agent_workspace_webhook.kube.calls import Calls
 from agent_workspace_webhook.kube.connect import api_client
-from agent_workspace_webhook.kube.store import PvcAction, describe_failure
+from agent_workspace_webhook.kube.store import PvcAction
 from agent_workspace_webhook.kube.watch_cache import CallCounter
 from agent_workspace_webhook.rules.census import Census, census
 from agent_workspace_webhook.rules.facts import OwnerKind
@@ -69,7 +69,7 @@ class KubeStore(Calls):
         known = self.in_scope_now(name, selector)
         if known is not None:
             return known
-        namespace = await self._get(
+        namespace = await self.read(
             "Namespace",
             "",
             name,
@@ -81,7 +81,7 @@ class KubeStore(Calls):
         cached = self.cache.lookup((namespace, name)) if self.cache is not None else None
         if cached is not None:
             return cached[1]
-        found = await self._get(
+        found = await self.read(
             "PersistentVolumeClaim",
             namespace,
             name,
@@ -92,30 +92,25 @@ class KubeStore(Calls):
         return None if found is None else pvc_state(found)
 
     async def create_pvc(self, manifest: Mapping[str, Any], *, dry_run: bool) -> PvcAction:
-        from kubernetes.client.exceptions import ApiException
 
         if dry_run:
             return "would-create"
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        try:
-            response = await self._call(
-                "create",
-                "PersistentVolumeClaim",
+        response = await self.call(
+            "create",
+            "PersistentVolumeClaim",
+            namespace,
+            name,
+            lambda: self._core.create_namespaced_persistent_volume_claim(
                 namespace,
-                name,
-                lambda: self._core.create_namespaced_persistent_volume_claim(
-                    namespace,
-                    manifest,  # type: ignore[arg-type]  # a plain dict is serialised as it is
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 409:  # another replica or a concurrent pod created it first
-                return "exists"
-            raise describe_failure(
-                "create", "PersistentVolumeClaim", namespace, name, exc.status, api_message(exc)
-            ) from None
+                manifest,  # type: ignore[arg-type]  # a plain dict is serialised as it is
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            expected={409: None},  # another replica or a concurrent pod created it first
+        )
+        if response is None:
+            return "exists"
         # Written the moment it exists, before the admission's own line: if the answer is then lost
         # (the webhook killed, the API server timed out), the log still says what was made.
         logs.logger().info("pvc created", extra={"fields": {"namespace": namespace, "pvc": name}})
@@ -125,7 +120,7 @@ class KubeStore(Calls):
 
     async def get_owner(self, kind: OwnerKind, namespace: str, name: str) -> Mapping[str, Any] | None:
         if kind == "Job":
-            return await self._get(
+            return await self.read(
                 "Job",
                 namespace,
                 name,
@@ -134,7 +129,7 @@ class KubeStore(Calls):
                 ),
             )
         s = self._settings
-        return await self._get(
+        return await self.read(
             "CodeRun",
             namespace,
             name,
@@ -152,7 +147,7 @@ class KubeStore(Calls):
         if known is not None:
             return known
         # No cache (or not synced): the labelled ones, and generation 1 by name.
-        listed = await self._list(
+        listed = await self.items(
             "PersistentVolumeClaim",
             namespace,
             f"(generations of {base})",
@@ -171,29 +166,23 @@ class KubeStore(Calls):
         return _generations(found)
 
     async def grow_pvc(self, namespace: str, name: str, storage: str) -> None:
-        from kubernetes.client.exceptions import ApiException
 
         patch = {"spec": {"resources": {"requests": {"storage": storage}}}}
-        try:
-            await self._call(
-                "patch",
-                "PersistentVolumeClaim",
-                namespace,
-                name,
-                lambda: self._core.patch_namespaced_persistent_volume_claim(
-                    name, namespace, patch, _preload_content=False, _request_timeout=self._timeout
-                ),
-            )
-        except ApiException as exc:
-            raise describe_failure(
-                "patch", "PersistentVolumeClaim", namespace, name, exc.status, api_message(exc)
-            ) from None
+        await self.call(
+            "patch",
+            "PersistentVolumeClaim",
+            namespace,
+            name,
+            lambda: self._core.patch_namespaced_persistent_volume_claim(
+                name, namespace, patch, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
 
     async def storage_class_expands(self, name: str) -> bool | None:
         from kubernetes import client
 
         storage = client.StorageV1Api(self._api)
-        found = await self._get(
+        found = await self.read(
             "StorageClass",
             "",
             name,
@@ -208,7 +197,7 @@ class KubeStore(Calls):
         counted = self.cache.tally(namespace, made) if self.cache is not None else None
         if counted is not None:
             return counted
-        listed = await self._list(
+        listed = await self.items(
             "PersistentVolumeClaim",
             namespace,
             "(the webhook's workspaces)",
@@ -242,7 +231,7 @@ class KubeStore(Calls):
         if known is not None:
             return known
         s = self._settings
-        listed = await self._list(
+        listed = await self.items(
             "CodeRun",
             namespace,
             "(asking for a fresh workspace)",

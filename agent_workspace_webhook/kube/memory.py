@@ -41,6 +41,9 @@ class MemoryStore:
     # StorageClass name -> allows volume expansion
     storage_classes: dict[str, bool] = field(default_factory=dict)
     calls: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=MAX_CALLS))
+    # As a KubeStore whose watch caches have not synced (or are off): nothing is answered "now",
+    # every answer is a call, which the failures and the delay above reach.
+    cold: bool = False
 
     async def _call(self, verb: str, what: str, namespace: str, name: str) -> None:
         self.calls.append((verb, name))
@@ -80,8 +83,8 @@ class MemoryStore:
         return self.owners.get((kind, namespace, name))
 
     def generations_now(self, namespace: str, base: str) -> list[Generation] | None:
-        # As a cache would, unless a failure or a delay is injected: those the call must meet.
-        if self.delay or "get" in self.failures:
+        # As a cache would, unless cold or a failure or a delay is injected: those the call must meet.
+        if self.cold or self.delay or "get" in self.failures:
             return None
         self.calls.append(("get", base))
         return self._generations(namespace, base)
@@ -117,8 +120,11 @@ class MemoryStore:
             groups.setdefault((namespace, state.generation_of or name), {})[name] = state
         return census((base, members) for (_, base), members in groups.items())
 
-    def fresh_runs_now(self, namespace: str) -> list[FreshRun]:
+    def fresh_runs_now(self, namespace: str) -> list[FreshRun] | None:
         # Not counted as a call: the real store answers this from its CodeRun watch.
+        return None if self.cold else self._fresh_runs(namespace)
+
+    def _fresh_runs(self, namespace: str) -> list[FreshRun]:
         found = []
         for (kind, run_namespace, _), run in self.owners.items():
             metadata = {"namespace": run_namespace, **(run.get("metadata") or {})}
@@ -128,14 +134,19 @@ class MemoryStore:
         return found
 
     async def fresh_runs(self, namespace: str) -> list[FreshRun]:
-        return self.fresh_runs_now(namespace)
+        await self._call("list", "CodeRun", namespace, "")
+        return self._fresh_runs(namespace)
 
     async def namespace_in_scope(self, name: str, selector: Selector) -> bool | None:
-        return self.in_scope_now(name, selector)
+        await self._call("get", "Namespace", "", name)
+        return self._in_scope(name, selector)
 
     def in_scope_now(self, name: str, selector: Selector) -> bool | None:
         # Not counted as a call: the real store answers this from its namespace watch. A missing
         # one (None) is asked again through namespace_in_scope, as KubeStore does.
+        return None if self.cold else self._in_scope(name, selector)
+
+    def _in_scope(self, name: str, selector: Selector) -> bool | None:
         if self.namespaces is not None:
             labels = self.namespaces.get(name)
             return None if labels is None else selector.matches(labels)

@@ -41,10 +41,16 @@ class ClusterError(AdmissionFailure):
     default_code = 500
 
 
-def describe_failure(verb: str, what: str, namespace: str, name: str, status: int | None, detail: str) -> ClusterError:
+def describe_failure(
+    verb: str, what: str, namespace: str, name: str, status: int | None, detail: str, *, operator: bool = False
+) -> ClusterError:
     """One line for a failed call: what was tried, the real cause (the API server's own text is
-    quoted) and the fix for that cause; with the code to deny the admission with."""
-    target = f"{what} {namespace}/{name}"
+    quoted) and the fix for that cause; with the code to deny the admission with. `operator`: the
+    call was an operator command's, made with the operator's credentials. No `name`: a list."""
+    if name:
+        target = f"{what} {namespace}/{name}" if namespace else f"{what} {name}"
+    else:
+        target = f"{what}s in namespace {namespace}" if namespace else f"{what}s in every namespace"
     said = f"the API server said: {detail}"
     if status is None:
         return ClusterError(f"cannot {verb} {target}: the Kubernetes API is unreachable ({detail})", 503)
@@ -61,6 +67,12 @@ def describe_failure(verb: str, what: str, namespace: str, name: str, status: in
             return ClusterError(
                 f"cannot {verb} {target}: namespace {namespace} is being deleted ({said}); "
                 "create the run in a namespace that is not being deleted",
+                403,
+            )
+        if "cannot " + verb + " resource" in detail and operator:
+            return ClusterError(
+                f"cannot {verb} {target}: not allowed ({said}); run it with credentials that may {verb} "
+                f"{RESOURCES.get(what, what.lower() + 's')} (the chart's prune ServiceAccount may)",
                 403,
             )
         if "cannot " + verb + " resource" in detail:

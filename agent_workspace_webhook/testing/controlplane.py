@@ -12,18 +12,13 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent_workspace_webhook.testing.processes import (
     ControlPlaneError,
@@ -32,71 +27,17 @@ from agent_workspace_webhook.testing.processes import (
     stop_process,
     wait_ready,
 )
+from agent_workspace_webhook.testing.tools import (
+    BUILD_HINT,
+    binaries_dir,
+    free_port,
+    http_ok,
+    kubeconfig_text,
+    write_key_pair,
+)
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.living import Living
-
-BIN_ENV = "CONTROLPLANE_BIN"
-# A source checkout: controlplane/build.sh builds into .cache/controlplane/bin beside it.
-CHECKOUT = Path(__file__).resolve().parents[2]
-BUILD_HINT = (
-    "build them with `bash controlplane/build.sh` in a checkout of agent-workspace-webhook (needs Go; "
-    f"they land in .cache/controlplane/bin) and point {BIN_ENV} at that directory"
-)
-
-
-def binaries_dir() -> Path:
-    """$CONTROLPLANE_BIN, else the checkout's build output, else ./.cache/controlplane/bin."""
-    if os.environ.get(BIN_ENV):
-        return Path(os.environ[BIN_ENV])
-    if (CHECKOUT / "controlplane" / "build.sh").is_file():
-        return CHECKOUT / ".cache" / "controlplane" / "bin"
-    return Path.cwd() / ".cache" / "controlplane" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def http_ok(url: str, context: ssl.SSLContext | None = None, token: str | None = None) -> bool:
-    """True when GET url answers 200."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(request, timeout=2, context=context) as response:
-        return bool(response.status == 200)
-
-
-def write_key_pair(private: Path, public: Path) -> tuple[Path, Path]:
-    """An RSA key pair as PEM files (the ServiceAccount token signing key and its public half)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
-
-
-def kubeconfig_text(server: str, ca_file: Path, token: str, user: str = "admin") -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: dev
-  cluster:
-    server: {server}
-    certificate-authority: {ca_file}
-users:
-- name: {user}
-  user:
-    token: {token}
-contexts:
-- name: {user}@dev
-  context: {{cluster: dev, user: {user}}}
-current-context: {user}@dev
-"""
 
 
 @dataclass

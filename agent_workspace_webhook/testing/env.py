@@ -24,7 +24,7 @@ from pathlib import Path
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
-from agent_workspace_webhook.testing.controlplane import ControlPlane, free_port
+from agent_workspace_webhook.testing.controlplane import ControlPlane
 from agent_workspace_webhook.testing.install import (
     WEBHOOK_NAMESPACE,
     WEBHOOK_SERVICE_ACCOUNT,
@@ -43,6 +43,7 @@ from agent_workspace_webhook.testing.node import NODE_LABEL, Node
 from agent_workspace_webhook.testing.node_config import GATEWAY, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import controller_pod
 from agent_workspace_webhook.testing.processes import ControlPlaneError
+from agent_workspace_webhook.testing.tools import free_port
 from agent_workspace_webhook.testing.twin import ControllerTwin, release_coderuns
 
 # Where the environment dry-runs probe Pods to see which process the API server calls.

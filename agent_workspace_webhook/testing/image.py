@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_workspace_webhook.testing.controlplane import CHECKOUT
 from agent_workspace_webhook.testing.host_state import unmount_under
 from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
+from agent_workspace_webhook.testing.tools import CHECKOUT
 
 BASE_IMAGE = "python:3.11-slim-bookworm"
 # What the base holds: Python 3.11 with venv (whose ensurepip wheel the build stage's throw-away

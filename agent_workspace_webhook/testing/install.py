@@ -16,9 +16,10 @@ from typing import Any, Literal
 import yaml
 
 from agent_workspace_webhook.ops.manifests import load_yaml, manifests_dir
-from agent_workspace_webhook.testing.controlplane import ControlPlane, kubeconfig_text
+from agent_workspace_webhook.testing.controlplane import ControlPlane
 from agent_workspace_webhook.testing.kube import apply, json_body
 from agent_workspace_webhook.testing.processes import ControlPlaneError
+from agent_workspace_webhook.testing.tools import kubeconfig_text
 
 WEBHOOK_NAMESPACE = "agent-workspace-webhook"
 WEBHOOK_SERVICE_ACCOUNT = "agent-workspace-webhook"

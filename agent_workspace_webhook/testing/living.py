@@ -16,17 +16,36 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
-from agent_workspace_webhook.testing.controlplane import BUILD_HINT, free_port, http_ok
 from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
+from agent_workspace_webhook.testing.tools import BUILD_HINT, free_port, http_ok
 
-if TYPE_CHECKING:
-    from agent_workspace_webhook.testing.controlplane import ControlPlane
+
+class Plane(Protocol):
+    """What the rest of the cluster needs of the etcd and kube-apiserver it joins (controlplane.py's
+    ControlPlane, which starts it): declared here, so that neither module imports the other back."""
+
+    workdir: Path
+    bin_dir: Path
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    @property
+    def ca_file(self) -> Path: ...
+
+    def spawn(self, name: str, args: list[str], binary_name: str | None = None) -> subprocess.Popen[bytes]: ...
+
+    def wait_for(self, what: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None: ...
+
+    def tail(self, what: str, lines: int = ...) -> str: ...
+
 
 DRIVER = "workspaces.csi.local"
 # Three classes of the one driver: the default (volumes go with their PVC, may grow), one that
@@ -47,7 +66,7 @@ ORDER = ("csi-resizer", "csi-provisioner", "csi-driver", "kwok", "kube-scheduler
 
 @dataclass
 class Living:
-    plane: ControlPlane
+    plane: Plane
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_seconds: float = 0.0
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from agent_workspace_webhook.certificates import CertFiles
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
+from agent_workspace_webhook.testing.tools import free_port
 
 # The interpreter's arguments before `serve ...`: the package's command line.
 SERVE = ("-m", "agent_workspace_webhook")

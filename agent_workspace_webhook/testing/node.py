@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent_workspace_webhook.testing.controlplane import free_port, http_ok
 from agent_workspace_webhook.testing.host_state import HostState, sh
 from agent_workspace_webhook.testing.image import PAUSE_IMAGE, import_images
 from agent_workspace_webhook.testing.node_config import (
@@ -31,6 +30,7 @@ from agent_workspace_webhook.testing.node_config import (
     proxy_config,
 )
 from agent_workspace_webhook.testing.processes import ControlPlaneError, spawn_logged, stop_process, wait_ready
+from agent_workspace_webhook.testing.tools import free_port, http_ok
 
 if TYPE_CHECKING:
     from agent_workspace_webhook.testing.controlplane import ControlPlane

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.image import PAUSE_IMAGE
+from agent_workspace_webhook.testing.tools import free_port
 
 NODE_NAME = "real-node-0"
 # A bridge and ranges no other plane of the repo uses (ControlPlane's default Services are

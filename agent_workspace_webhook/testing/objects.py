@@ -201,6 +201,39 @@ def applied(obj: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def stored_pvc(
+    name: str,
+    namespace: str = "agents",
+    *,
+    labels: dict[str, str] | None = None,
+    phase: str = "Bound",
+    deleting: bool = False,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A PersistentVolumeClaim as the API server stores it: 10Gi ReadWriteOnce, bound to volume
+    pv-NAME (`spec` adds or replaces fields), with `labels`, in `phase`; `deleting` gives it a
+    deletionTimestamp (the pvc-protection finalizer holds it while a Pod uses it)."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels or {}),
+        "creationTimestamp": "2026-12-01T00:00:00Z",
+        "finalizers": ["kubernetes.io/pvc-protection"],
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-12-01T10:00:00Z"
+    body: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "10Gi"}},
+        "volumeName": f"pv-{name}",
+        **spec,
+    }
+    status: dict[str, Any] = {"phase": phase}
+    if phase == "Bound":
+        status["capacity"] = {"storage": body["resources"]["requests"]["storage"]}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": body, "status": status}
+
+
 def claim(pod: dict[str, Any], volume: str = "workspace") -> str | None:
     """The PVC that the Pod's volume of that name mounts, if any."""
     for v in pod["spec"]["volumes"]:

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent_workspace_webhook.admission.admit import Record, admit, make_context
 from agent_workspace_webhook.admission.review import Response, parse_review
+from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.settings import load_settings
 from agent_workspace_webhook.testing.objects import JOB_KIND, applied, cleanup_job, decode_patch, job_pod, review
+from agent_workspace_webhook.testing.tools import free_port, kubeconfig_text
 from tests.api.conftest import MakeClient, metric, mutate
 from tests.api.test_generations import old_workspace
 from tests.api.test_mutate import Client
@@ -172,7 +175,16 @@ def test_a_cleanup_job_outside_the_scope_is_left_as_it_is_never_refused(make_cli
     assert ("get", "cto-rex-7") not in store.calls  # nothing read for a namespace out of scope
 
 
-@pytest.mark.parametrize("failing", [{"failures": {"get": (None, "connection refused")}}, {"delay": 3.0}])
+@pytest.mark.parametrize(
+    "failing",
+    [
+        {"failures": {"get": (None, "connection refused")}},
+        {"delay": 3.0},
+        # Caches not synced: the scope check's Namespace read is the first call, and fails or is late.
+        {"failures": {"get": (None, "connection refused")}, "cold": True},
+        {"delay": 3.0, "cold": True},
+    ],
+)
 def test_an_api_failure_leaves_the_cleanup_job_be_rather_than_refuse_it(
     make_client: MakeClient, failing: dict[str, Any]
 ) -> None:
@@ -273,3 +285,23 @@ def test_a_review_whose_object_names_another_namespace_is_answered_with_nothing(
     pod_answer = mutate(http, review({**job_pod("cto", "5dlabs-rex"), "metadata": {"namespace": "elsewhere"}}))
     assert pod_answer["response"]["status"]["code"] == 400
     assert "is not the review's namespace" in pod_answer["response"]["status"]["message"]
+
+
+def test_through_the_real_store_a_failing_namespace_read_leaves_the_cleanup_job_be(tmp_path: Path) -> None:
+    """KubeStore, without watch caches, against an API server that does not answer (a closed
+    port): the scope check's Namespace read fails first, and the cleanup entry (failurePolicy:
+    Ignore) lets the Job through as the controller made it, never refused."""
+    from agent_workspace_webhook.kube.client import KubeStore
+
+    certs = write_certificates(tmp_path, ["127.0.0.1"])
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{free_port()}", certs.ca, "token"))
+    settings = load_settings(kubeconfig=str(kubeconfig), watch_caches=False, kube_deadline_seconds=1)
+    store = KubeStore(settings)
+    try:
+        request = parse_review(json.dumps(review(cleanup_job(deleted_run(), "workspace-cto"), kind=JOB_KIND)).encode())
+        response, record = asyncio.run(admit(request.request, make_context(settings, store)))
+    finally:
+        store.close()
+    assert response.allowed and not response.patch
+    assert record.message is not None and "cannot get Namespace" in record.message and "left as it is" in record.message

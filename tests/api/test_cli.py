@@ -1,7 +1,6 @@
 """The console script, run as a user runs it: a real process, its output and exit status."""
 
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -14,47 +13,36 @@ from typing import Any
 import pytest
 
 from agent_workspace_webhook.testing.objects import applied, claim, decode_patch, job_pod, review
+from agent_workspace_webhook.testing.tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-def run(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent_workspace_webhook", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-        check=False,
-    )
-
-
 def test_agent_command() -> None:
-    result = run("agent", "5DLabs-Cleo[bot]", "--service", "cto", "-o", "json")
+    result = cli("agent", "5DLabs-Cleo[bot]", "--service", "cto", "-o", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"agent": "cleo", "pvc": "workspace-cto-cleo"}
-    text = run("agent", "5DLabs-Rex")
+    text = cli("agent", "5DLabs-Rex")
     assert text.returncode == 0 and "agent: rex" in text.stdout
 
 
 @pytest.mark.parametrize("mode", ["legacy", "dual", "agent"])
 def test_agent_command_rejects_bad_input_in_every_mode(mode: str) -> None:
     for args in (["octocat"], ["5DLabs-Rex", "--service", "Bad_Service"]):
-        result = run("agent", *args, WEBHOOK_NAMING_MODE=mode)
+        result = cli("agent", *args, WEBHOOK_NAMING_MODE=mode)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
 
 
 def test_bad_setting_stops_with_its_name() -> None:
-    result = run("agent", "5DLabs-Rex", WEBHOOK_STORAGE_SIZE="lots")
+    result = cli("agent", "5DLabs-Rex", WEBHOOK_STORAGE_SIZE="lots")
     assert result.returncode == 2
     assert "storage_size (WEBHOOK_STORAGE_SIZE)" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_review_answers_like_mutate() -> None:
-    result = run("review", str(EXAMPLES / "rex-pod.json"), "-o", "json")
+    result = cli("review", str(EXAMPLES / "rex-pod.json"), "-o", "json")
     assert result.returncode == 0
     answer = json.loads(result.stdout)
     assert answer["response"]["uid"] == "7b1c6f0e-rex-pod"
@@ -63,14 +51,14 @@ def test_review_answers_like_mutate() -> None:
 
 
 def test_review_from_stdin_prints_the_decoded_patch() -> None:
-    result = run("review", "-", stdin=json.dumps(review(job_pod("cto", "5dlabs-cleobot"))))
+    result = cli("review", "-", stdin=json.dumps(review(job_pod("cto", "5dlabs-cleobot"))))
     assert result.returncode == 0
     assert "allowed:  true" in result.stdout
     assert '"value": "workspace-cto-cleo"' in result.stdout
 
 
 def test_review_of_a_denied_request_exits_1() -> None:
-    result = run("review", str(EXAMPLES / "bad-githubapp.json"), WEBHOOK_NAMING_MODE="agent")
+    result = cli("review", str(EXAMPLES / "bad-githubapp.json"), WEBHOOK_NAMING_MODE="agent")
     assert result.returncode == 1
     assert "spec.githubApp" in result.stdout and "'octocat'" in result.stdout
 
@@ -80,12 +68,12 @@ def test_review_of_a_denied_request_exits_1() -> None:
     [("not json", "not valid JSON"), ('{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}', "request")],
 )
 def test_review_of_invalid_input_is_one_line_on_stderr(content: str, reason: str) -> None:
-    result = run("review", "-", stdin=content)
+    result = cli("review", "-", stdin=content)
     assert result.returncode == 2 and reason in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_review_of_a_missing_file() -> None:
-    result = run("review", "/nonexistent.json")
+    result = cli("review", "/nonexistent.json")
     assert result.returncode == 2 and "No such file" in result.stderr
 
 
@@ -155,7 +143,7 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
 
 
 def test_serve_refuses_half_a_certificate() -> None:
-    result = run("serve", "--cert-file", "x.crt")
+    result = cli("serve", "--cert-file", "x.crt")
     assert result.returncode == 2 and "--key-file" in result.stderr
 
 
@@ -202,22 +190,22 @@ def test_prune_acts_on_exactly_the_namespace_it_was_given(argv: list[str], scope
     ],
 )
 def test_every_command_answers_bad_input_with_one_line_and_no_traceback(argv: list[str], says: str) -> None:
-    result = run(*argv, WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
+    result = cli(*argv, WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("agent-workspace-webhook")]) == 1
 
 
 def test_a_misspelt_setting_stops_start_up_naming_the_nearest_one() -> None:
-    result = run("serve", "--store", "memory", WEBHOOK_NAMNG_MODE="agent")
+    result = cli("serve", "--store", "memory", WEBHOOK_NAMNG_MODE="agent")
     assert result.returncode == 2 and "did you mean WEBHOOK_NAMING_MODE?" in result.stderr, result.stderr
 
 
 def test_a_failure_of_the_cluster_exits_1_and_help_says_the_exit_status() -> None:
-    result = run("workspaces", WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
+    result = cli("workspaces", WEBHOOK_KUBECONFIG="/no/such/kubeconfig")
     assert result.returncode == 1 and "set WEBHOOK_KUBECONFIG to a kubeconfig" in result.stderr, result.stderr
     assert "--store memory" not in result.stderr or "serve --store memory" in result.stderr
-    assert "exit status: 0 done; 1 a failure" in " ".join(run("--help").stdout.split())
+    assert "exit status: 0 done; 1 a failure" in " ".join(cli("--help").stdout.split())
 
 
 def test_output_into_a_closed_pipe_ends_quietly() -> None:

@@ -21,8 +21,8 @@ import yaml
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates, write_client_certificate
 from agent_workspace_webhook.server.connections import TLS_SHUTDOWN_SECONDS
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.tools import free_port
 from agent_workspace_webhook.testing.usage import usage
 
 ROOT = Path(__file__).resolve().parents[2]

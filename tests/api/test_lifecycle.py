@@ -11,22 +11,8 @@ from fastapi.testclient import TestClient
 
 from agent_workspace_webhook.kube.memory import MemoryStore
 from agent_workspace_webhook.rules.patch import REQUIRED, colocation_term
-from agent_workspace_webhook.testing.objects import applied, claim, coderun, job_pod, review
+from agent_workspace_webhook.testing.objects import applied, claim, coderun, job_pod, review, stored_pvc
 from tests.api.conftest import MakeClient, mutate
-
-
-def pvc(name: str, *, phase: str = "Bound", deleting: bool = False, **spec: Any) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": "agents", "finalizers": ["kubernetes.io/pvc-protection"]}
-    if deleting:
-        metadata["deletionTimestamp"] = "2026-11-25T10:00:00Z"
-    body = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}, **spec}
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": metadata,
-        "spec": body,
-        "status": {"phase": phase},
-    }
 
 
 def with_pvcs(*pvcs: dict[str, Any]) -> MemoryStore:
@@ -38,7 +24,7 @@ def with_pvcs(*pvcs: dict[str, Any]) -> MemoryStore:
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_workspace_being_deleted_is_never_handed_out(make_client: MakeClient, dry_run: bool) -> None:
-    http, store = make_client(with_pvcs(pvc("workspace-cto-rex", deleting=True)))
+    http, store = make_client(with_pvcs(stored_pvc("workspace-cto-rex", deleting=True)))
     response = mutate(http, review(job_pod("cto", "5dlabs-rex"), dry_run=dry_run))["response"]
     assert response["allowed"] is False and response["status"]["code"] == 409
     message = response["status"]["message"]
@@ -49,7 +35,7 @@ def test_a_workspace_being_deleted_is_never_handed_out(make_client: MakeClient, 
 
 
 def test_once_it_is_gone_the_run_gets_a_fresh_workspace(make_client: MakeClient) -> None:
-    http, store = make_client(with_pvcs(pvc("workspace-cto-rex", deleting=True)))
+    http, store = make_client(with_pvcs(stored_pvc("workspace-cto-rex", deleting=True)))
     assert mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]["allowed"] is False
     del store.pvcs[("agents", "workspace-cto-rex")]
     pod = job_pod("cto", "5dlabs-rex")
@@ -58,7 +44,7 @@ def test_once_it_is_gone_the_run_gets_a_fresh_workspace(make_client: MakeClient)
 
 
 def test_the_legacy_owner_is_not_pointed_at_a_dying_legacy_workspace(make_client: MakeClient) -> None:
-    http, _ = make_client(with_pvcs(pvc("workspace-cto", deleting=True)), legacy_owner="rex")
+    http, _ = make_client(with_pvcs(stored_pvc("workspace-cto", deleting=True)), legacy_owner="rex")
     response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert response["allowed"] is False and "agents/workspace-cto is being deleted" in response["status"]["message"]
 
@@ -67,7 +53,7 @@ def test_the_legacy_owner_is_not_pointed_at_a_dying_legacy_workspace(make_client
 
 
 def test_clone_mode_seeds_a_new_workspace_from_the_bound_legacy_one(make_client: MakeClient) -> None:
-    legacy = pvc("workspace-cto", storageClassName="standard-csi", volumeMode="Filesystem")
+    legacy = stored_pvc("workspace-cto", storageClassName="standard-csi", volumeMode="Filesystem")
     legacy["spec"]["resources"]["requests"]["storage"] = "30Gi"
     http, store = make_client(with_pvcs(legacy), seed_from_legacy="clone", storage_class="fast-ssd")
     before = dict(store.pvcs[("agents", "workspace-cto")])
@@ -87,8 +73,8 @@ def test_clone_mode_seeds_a_new_workspace_from_the_bound_legacy_one(make_client:
     ("legacy", "why"),
     [
         (None, "there is no legacy PersistentVolumeClaim workspace-cto"),
-        (pvc("workspace-cto", phase="Pending"), "is Pending, not Bound"),
-        (pvc("workspace-cto", deleting=True), "is being deleted"),
+        (stored_pvc("workspace-cto", phase="Pending"), "is Pending, not Bound"),
+        (stored_pvc("workspace-cto", deleting=True), "is being deleted"),
     ],
 )
 def test_where_no_clone_is_possible_the_workspace_starts_empty_and_says_why(
@@ -102,21 +88,21 @@ def test_where_no_clone_is_possible_the_workspace_starts_empty_and_says_why(
 
 
 def test_a_dry_run_says_which_clone_would_be_made(make_client: MakeClient) -> None:
-    http, store = make_client(with_pvcs(pvc("workspace-cto")), seed_from_legacy="clone")
+    http, store = make_client(with_pvcs(stored_pvc("workspace-cto")), seed_from_legacy="clone")
     response = mutate(http, review(job_pod("cto", "5dlabs-tess"), dry_run=True))["response"]
     assert any("would be created as a clone of workspace-cto" in w for w in response["warnings"])
     assert ("agents", "workspace-cto-tess") not in store.pvcs
 
 
 def test_the_legacy_owner_keeps_the_legacy_workspace_itself(make_client: MakeClient) -> None:
-    http, store = make_client(with_pvcs(pvc("workspace-cto")), seed_from_legacy="clone", legacy_owner="rex")
+    http, store = make_client(with_pvcs(stored_pvc("workspace-cto")), seed_from_legacy="clone", legacy_owner="rex")
     pod = job_pod("cto", "5dlabs-rex")
     assert claim(applied(pod, mutate(http, review(pod)))) == "workspace-cto"
     assert list(store.pvcs) == [("agents", "workspace-cto")]
 
 
 def test_clone_mode_off_creates_empty_workspaces(make_client: MakeClient) -> None:
-    http, store = make_client(with_pvcs(pvc("workspace-cto")))
+    http, store = make_client(with_pvcs(stored_pvc("workspace-cto")))
     response = mutate(http, review(job_pod("cto", "5dlabs-rex")))["response"]
     assert not response.get("warnings")
     assert "dataSource" not in store.pvcs[("agents", "workspace-cto-rex")]["spec"]
@@ -140,7 +126,7 @@ def test_pods_of_a_read_write_once_workspace_get_one_node(make_client: MakeClien
     [
         ({"colocate": "false"}, None),
         ({"access_modes": ["ReadWriteMany"]}, None),
-        ({}, pvc("workspace-cto-rex", accessModes=["ReadWriteMany"])),  # the existing PVC's modes decide
+        ({}, stored_pvc("workspace-cto-rex", accessModes=["ReadWriteMany"])),  # the existing PVC's modes decide
     ],
 )
 def test_no_colocation_when_off_or_not_read_write_once(

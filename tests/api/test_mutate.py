@@ -560,7 +560,7 @@ def test_readyz_waits_for_the_pvc_cache(tmp_path: Any) -> None:
     """A KubeStore whose API server is not there: not ready, and says why."""
     from agent_workspace_webhook.server.app import create_app
     from agent_workspace_webhook.settings import load_settings
-    from agent_workspace_webhook.testing.controlplane import free_port, kubeconfig_text
+    from agent_workspace_webhook.testing.tools import free_port, kubeconfig_text
 
     kubeconfig = tmp_path / "kubeconfig"
     ca = tmp_path / "ca.crt"

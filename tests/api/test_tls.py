@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent_workspace_webhook.certificates import write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
-from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.tools import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = (ROOT / "examples" / "rex-pod.json").read_bytes()

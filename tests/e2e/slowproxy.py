@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 
-from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.tools import free_port
 
 
 class SlowProxy:

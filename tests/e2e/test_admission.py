@@ -13,11 +13,11 @@ from kubernetes.client.exceptions import ApiException
 
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE
 from agent_workspace_webhook.testing.kube import apply, create, create_job, denial, pvcs, wait_bound
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, job_pod
 from agent_workspace_webhook.testing.runs import Run, current, run_pod, wait_running
+from agent_workspace_webhook.testing.tools import free_port
 
 pytestmark = pytest.mark.e2e
 

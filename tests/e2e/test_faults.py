@@ -12,11 +12,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import kubeconfig_text
 from agent_workspace_webhook.testing.kube import create, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import job_pod, review
 from agent_workspace_webhook.testing.runs import run_pod
+from agent_workspace_webhook.testing.tools import kubeconfig_text
 from tests.e2e.slowproxy import SlowProxy
 
 pytestmark = pytest.mark.e2e

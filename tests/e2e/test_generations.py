@@ -5,9 +5,7 @@ generation 1 adopted into it at its creation), so whatever anyone deletes keeps 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +30,7 @@ from agent_workspace_webhook.testing.runs import (
     wait_phase,
     wait_running,
 )
+from agent_workspace_webhook.testing.tools import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -155,17 +154,9 @@ def test_two_webhook_processes_admitting_one_fresh_run_make_one_generation(clust
     assert all(any(a.get("namespace") == platform for a in hook.admissions()) for hook in hooks), "both admitted"
 
 
-def cli(cluster: Environment, *args: str) -> subprocess.CompletedProcess[str]:
+def operator(cluster: Environment, *args: str) -> subprocess.CompletedProcess[str]:
     """The console command, as an operator runs it with the cluster's admin kubeconfig."""
-    env = {**os.environ, "WEBHOOK_KUBECONFIG": str(cluster.plane.kubeconfig), "WEBHOOK_STORAGE_CLASS": RETAIN_CLASS}
-    return subprocess.run(
-        [sys.executable, "-m", "agent_workspace_webhook", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    return cli(*args, WEBHOOK_KUBECONFIG=str(cluster.plane.kubeconfig), WEBHOOK_STORAGE_CLASS=RETAIN_CLASS)
 
 
 def fresh_run(cluster: Environment, namespace: str, agent: str, n: int) -> str:
@@ -185,7 +176,9 @@ def test_restore_brings_back_a_released_volume_or_an_older_generation(cluster: E
         second = fresh_run(cluster, platform, "cleo", 2)  # the controller deletes generation 1: Released
         (cluster.volume_dir(platform, second) / "NOTES.md").write_text("run 2\n")
 
-        planned = cli(cluster, "workspaces", "restore", platform, "docs", "cleo", "--released", released, "--dry-run")
+        planned = operator(
+            cluster, "workspaces", "restore", platform, "docs", "cleo", "--released", released, "--dry-run"
+        )
         assert planned.returncode == 0, planned.stderr
         third = generation_name(first, 3)
         assert (
@@ -194,14 +187,14 @@ def test_restore_brings_back_a_released_volume_or_an_older_generation(cluster: E
         )
         assert third not in pvcs(cluster.admin, platform)  # a dry run changes nothing
 
-        done = cli(cluster, "workspaces", "restore", platform, "docs", "cleo", "--released", released)
+        done = operator(cluster, "workspaces", "restore", platform, "docs", "cleo", "--released", released)
         assert done.returncode == 0, done.stderr
         assert wait_bound(cluster.admin, platform, third)["spec"]["volumeName"] == released
         assert (volume_of_pv(cluster, released) / "NOTES.md").read_text() == "run 1\n"
         later = start_run(cluster.admin, platform, "docs", "docs-3-cleo", githubApp=APPS["cleo"])
         assert claim(run_and_stop(cluster, later)) == third  # the restored life is current
 
-        cloned = cli(cluster, "workspaces", "restore", platform, "docs", "cleo", "--generation", "2")
+        cloned = operator(cluster, "workspaces", "restore", platform, "docs", "cleo", "--generation", "2")
         assert cloned.returncode == 0, cloned.stderr
         fourth = generation_name(first, 4)
         assert (cluster.volume_dir(platform, fourth) / "NOTES.md").read_text() == "run 2\n"
@@ -214,7 +207,7 @@ def test_restore_brings_back_a_released_volume_or_an_older_generation(cluster: E
             (("--released", "pv-nope"), "PersistentVolume pv-nope is not a Released volume"),
             ((), "give one of --generation N"),
         ):
-            refused = cli(cluster, "workspaces", "restore", platform, "docs", "cleo", *args)
+            refused = operator(cluster, "workspaces", "restore", platform, "docs", "cleo", *args)
             assert refused.returncode == 2 and says in refused.stderr, refused.stderr
 
 
@@ -250,11 +243,11 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
         "agent-workspace-webhook"
     )  # the webhook's mark, put on as the volume was made
     before = set(pvcs(cluster.admin, platform))
-    report = cli(cluster, "workspaces", "-n", platform)
+    report = operator(cluster, "workspaces", "-n", platform)
     assert report.returncode == 0, report.stderr
     print("\n" + report.stdout)  # the closing note of issue 18 quotes this table
 
-    looked = cli(cluster, "workspaces", "prune", "--keep", "3", "-n", platform)
+    looked = operator(cluster, "workspaces", "prune", "--keep", "3", "-n", platform)
     assert looked.returncode == 0, looked.stderr
     assert (
         f"would delete Released volume {old_volume}" in looked.stdout
@@ -263,7 +256,7 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
     assert set(pvcs(cluster.admin, platform)) == before
     client.CoreV1Api(cluster.admin).read_persistent_volume(old_volume)  # still there
 
-    pruned = cli(cluster, "workspaces", "prune", "--keep", "3", "-n", platform, "--yes")
+    pruned = operator(cluster, "workspaces", "prune", "--keep", "3", "-n", platform, "--yes")
     assert pruned.returncode == 0, pruned.stderr
     deadline = time.monotonic() + 60
     # (a PV without metadata, which the API server never sends, would count as the pruned one still there)
@@ -276,7 +269,7 @@ def test_prune_removes_only_the_oldest_retained_copies_the_webhook_made(cluster:
     # nothing else: every generation, and the PVC the platform's controller re-made, are still there
     assert set(pvcs(cluster.admin, platform)) == before
     client.CoreV1Api(cluster.admin).read_persistent_volume(hand_volume)  # someone else's: still there
-    everything = cli(cluster, "workspaces", "prune", "--keep", "0", "-n", platform)
+    everything = operator(cluster, "workspaces", "prune", "--keep", "0", "-n", platform)
     assert everything.returncode == 0 and hand_volume not in everything.stdout, everything.stdout
 
 

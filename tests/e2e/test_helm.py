@@ -22,7 +22,10 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir
+from agent_workspace_webhook.testing.tools import run, tool
+
+# helm, kubectl or promtool from controlplane/build.sh (tools); some also need a cluster (e2e)
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agent-workspace-webhook"
@@ -65,21 +68,6 @@ OPERATOR_VALUES: dict[str, Any] = {
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def tool(name: str) -> Path:
-    path = binaries_dir() / name
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is missing: build it with `bash controlplane/build.sh`", pytrace=False)
-    return path
-
-
-def run(
-    *args: str | Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], input=stdin, capture_output=True, text=True, timeout=120, env=env, check=False
-    )
 
 
 def helm(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,12 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir, free_port
 from agent_workspace_webhook.testing.processes import stop_process
 from agent_workspace_webhook.testing.runs import run_pod
+from agent_workspace_webhook.testing.tools import binaries_dir, free_port, run, tool
+
+# helm, kubectl or promtool from controlplane/build.sh (tools); some also need a cluster (e2e)
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agent-workspace-webhook"
@@ -39,19 +42,6 @@ EXPORTED = {
     "kubelet_volume_stats_used_bytes",
     "kubelet_volume_stats_capacity_bytes",
 }
-
-
-def tool(name: str) -> Path:
-    path = binaries_dir() / name
-    if not path.exists():
-        pytest.fail(f"{path} is missing: build it with `bash controlplane/build.sh`", pytrace=False)
-    return path
-
-
-def run(*args: str | Path, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd, input=stdin, check=False
-    )
 
 
 def rendered(*values: str) -> list[dict[str, Any]]:

@@ -20,35 +20,14 @@ from kubernetes import client
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
 from agent_workspace_webhook.testing.kube import create, json_body, wait_bound
 from agent_workspace_webhook.testing.objects import review
 from agent_workspace_webhook.testing.runs import run_pod, start_run, wait_running
+from agent_workspace_webhook.testing.tools import binaries_dir, cli, kubectl
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def kubectl(cluster: Environment, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(binaries_dir() / "kubectl"), "--kubeconfig", str(cluster.plane.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent_workspace_webhook", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **env},
-        check=False,
-    )
 
 
 def test_whole_kustomize_output_applies_server_side(cluster: Environment) -> None:
@@ -57,15 +36,14 @@ def test_whole_kustomize_output_applies_server_side(cluster: Environment) -> Non
     admission = client.AdmissionregistrationV1Api(cluster.admin)
     admission.delete_mutating_webhook_configuration("agent-workspace-webhook")
     try:
-        result = kubectl(cluster, "apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
+        applied = kubectl(cluster, "apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
     finally:
         cluster.restore()
-    assert result.returncode == 0, result.stderr
     for kind in ("namespace", "serviceaccount", "clusterrole", "clusterrolebinding",
                  "service", "deployment", "poddisruptionbudget", "mutatingwebhookconfiguration"):  # fmt: skip
-        lines = [line for line in result.stdout.splitlines() if line.startswith((f"{kind}/", f"{kind}."))]
-        assert lines and lines[0].endswith("(server dry run)"), result.stdout
-    assert "customresourcedefinition" not in result.stdout  # the CodeRun CRD is the platform's
+        lines = [line for line in applied.splitlines() if line.startswith((f"{kind}/", f"{kind}."))]
+        assert lines and lines[0].endswith("(server dry run)"), applied
+    assert "customresourcedefinition" not in applied  # the CodeRun CRD is the platform's
 
 
 def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Environment, tmp_path: Path) -> None:
@@ -73,8 +51,7 @@ def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Environment, t
     made = cli("certs", "--out", str(out))
     assert made.returncode == 0, made.stderr
     built = kubectl(cluster, "kustomize", str(out))
-    assert built.returncode == 0, built.stderr
-    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    docs = [doc for doc in yaml.safe_load_all(built) if doc]
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert secret["type"] == "kubernetes.io/tls" and secret["metadata"]["name"] == "agent-workspace-webhook-tls"
     config = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
@@ -85,8 +62,7 @@ def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Environment, t
         applied = kubectl(cluster, "apply", "-k", str(out), "--dry-run=server")
     finally:
         cluster.restore()
-    assert applied.returncode == 0, applied.stderr
-    assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied.stdout
+    assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied
 
 
 def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Environment, tmp_path: Path) -> None:
@@ -95,8 +71,7 @@ def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Environment, tm
     assert made.returncode == 0, made.stderr
     assert "--admission-control-config-file=" in made.stdout
     built = kubectl(cluster, "kustomize", str(out))
-    assert built.returncode == 0, built.stderr
-    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    docs = [doc for doc in yaml.safe_load_all(built) if doc]
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert base64.b64decode(secret["data"]["client-ca.crt"]) == (out / "api-server/client-ca.crt").read_bytes()
     deployment = next(d for d in docs if d["kind"] == "Deployment")

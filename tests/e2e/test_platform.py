@@ -23,7 +23,7 @@ from agent_workspace_webhook.testing.runs import (
     wait_phase,
     wait_running,
 )
-from tests.e2e.test_generations import cli, volume_of_pv
+from tests.e2e.test_generations import operator, volume_of_pv
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def test_every_agent_keeps_every_context_across_every_kind_of_run(cluster: Envir
             assert found[gen[1]]["spec"]["volumeName"] == first_volume[agent]
             restore = ("--generation", "1")
         assert (volume_of_pv(cluster, first_volume[agent]) / "p1.md").read_text() == "p1\n"
-        done_restore = cli(cluster, "workspaces", "restore", platform, SERVICE, agent, *restore)
+        done_restore = operator(cluster, "workspaces", "restore", platform, SERVICE, agent, *restore)
         assert done_restore.returncode == 0, done_restore.stderr
         assert files(cluster, platform, wait_bound(cluster.admin, platform, gen[5])["metadata"]["name"]) == {"p1.md"}
     # the restored generation is what the agent's next run mounts

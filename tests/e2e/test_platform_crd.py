@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,10 +20,13 @@ import yaml
 
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.install import CODERUN_CRD, PLATFORM_CRD_STAND_IN
 from agent_workspace_webhook.testing.kube import apply, json_body
 from agent_workspace_webhook.testing.objects import coderun
+from agent_workspace_webhook.testing.tools import ok, run, tool
+
+# helm, kubectl or promtool from controlplane/build.sh (tools); some also need a cluster (e2e)
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agent-workspace-webhook"
@@ -77,23 +78,6 @@ PLATFORM_RUN_FIELDS: dict[str, Any] = {
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def tool(name: str) -> Path:
-    path = binaries_dir() / name
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is missing: build it with `bash controlplane/build.sh`", pytrace=False)
-    return path
-
-
-def run(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], input=stdin, capture_output=True, text=True, timeout=120, check=False)
-
-
-def ok(*args: str | Path, stdin: str | None = None) -> str:
-    done = run(*args, stdin=stdin)
-    assert done.returncode == 0, f"{' '.join(map(str, args))}:\n{done.stdout}{done.stderr}"
-    return done.stdout
 
 
 def docs(text: str) -> list[dict[str, Any]]:

@@ -17,12 +17,12 @@ from kubernetes import client
 from agent_workspace_webhook.certificates import write_client_certificate
 from agent_workspace_webhook.ops.certs import write_api_server_client
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import free_port
 from agent_workspace_webhook.testing.install import WEBHOOK_NAMESPACE, workspace_namespace
 from agent_workspace_webhook.testing.kube import create, create_job, denial, pvcs
 from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import claim, coderun, coderun_job, controller_ref, job_pod, review
 from agent_workspace_webhook.testing.runs import run_pod
+from agent_workspace_webhook.testing.tools import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import binaries_dir
 from agent_workspace_webhook.testing.image import Docker, build_image, build_pause, ensure_base, image_size
+from agent_workspace_webhook.testing.tools import binaries_dir, kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tag the manifests and the chart's defaults name: imported into the node's containerd under
@@ -74,19 +74,6 @@ def node_env(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield env
     if env.real_node is not None:
         print(f"\nhost state put back: {', '.join(env.real_node.restored) or 'nothing had changed'}")
-
-
-def kubectl(env: Environment, *args: str, timeout: float = 180, check: bool = True) -> str:
-    done = subprocess.run(
-        [str(env.plane.bin_dir / "kubectl"), f"--kubeconfig={env.plane.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
 
 
 def certs_overlay(directory: Path) -> Path:

@@ -16,13 +16,13 @@ from agent_workspace_webhook.testing.kube import wait_bound
 from agent_workspace_webhook.testing.node_config import NODE_NAME
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import start_run, wait_running
+from agent_workspace_webhook.testing.tools import kubectl
 
 from .conftest import (
     IMAGE,
     WEBHOOK,
     certs_overlay,
     install_fresh,
-    kubectl,
     ready_replicas,
     service_connections,
 )

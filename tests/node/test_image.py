@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent_workspace_webhook.certificates import write_certificates
-from agent_workspace_webhook.testing.controlplane import free_port
+from agent_workspace_webhook.testing.tools import free_port
 
 from .conftest import Built
 

@@ -22,10 +22,10 @@ import pytest
 
 from agent_workspace_webhook.rules.quantity import parse_quantity
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.controlplane import write_key_pair
 from agent_workspace_webhook.testing.node_config import NODE_NAME, SERVICE_CIDR
 from agent_workspace_webhook.testing.objects import claim
 from agent_workspace_webhook.testing.runs import start_run, wait_running
+from agent_workspace_webhook.testing.tools import kubectl, write_key_pair
 from agent_workspace_webhook.testing.usage import MIB, MemoryLimit, Sampler, usage
 
 from .conftest import (
@@ -35,7 +35,6 @@ from .conftest import (
     certs_overlay,
     container_pid,
     install_fresh,
-    kubectl,
     ready_replicas,
     service_connections,
     wait_routed,

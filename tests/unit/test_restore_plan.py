@@ -12,32 +12,18 @@ from agent_workspace_webhook.ops.history import histories
 from agent_workspace_webhook.ops.lifecycle import PlanError, restore_plan
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.rules.pvc import PvcSpec
+from agent_workspace_webhook.testing.objects import stored_pvc
 
 GEN1 = "workspace-cto-cleo"
 GEN2 = generation_name(GEN1, 2)
 SPEC = PvcSpec("10Gi", ("ReadWriteOnce",), "workspaces-retain")
 
 
-def pvc(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "agents",
-            "labels": labels,
-            "creationTimestamp": "2026-12-01T00:00:00Z",
-        },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "10Gi"}},
-            "volumeName": f"pv-{name}",
-        },
-        "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}},
-    }
-
-
 OURS = {"app.kubernetes.io/managed-by": "agent-workspace-webhook", "agents.platform/generation-of": GEN1}
-PLACEHOLDER = pvc(GEN1, {"app": "orchestrator", "component": "code-runner", "service": "cto", "agent": "cleo"})
-SECOND = pvc(GEN2, {**OURS, "agents.platform/generation": "2"})
+PLACEHOLDER = stored_pvc(
+    GEN1, labels={"app": "orchestrator", "component": "code-runner", "service": "cto", "agent": "cleo"}
+)
+SECOND = stored_pvc(GEN2, labels={**OURS, "agents.platform/generation": "2"})
 
 
 def plan(*pvcs: dict[str, Any], generation: int) -> Any:
@@ -55,5 +41,7 @@ def test_the_controllers_re_made_generation_1_is_not_restored() -> None:
 def test_a_generation_the_webhook_made_is_cloned() -> None:
     restore = plan(PLACEHOLDER, SECOND, generation=2)
     assert restore.manifest["spec"]["dataSource"] == {"kind": "PersistentVolumeClaim", "name": GEN2}
-    adopted = pvc(GEN1, {**OURS, "agents.platform/generation": "1"})  # the webhook's (adopted) generation 1
+    adopted = stored_pvc(
+        GEN1, labels={**OURS, "agents.platform/generation": "1"}
+    )  # the webhook's (adopted) generation 1
     assert plan(adopted, SECOND, generation=1).manifest["spec"]["dataSource"]["name"] == GEN1

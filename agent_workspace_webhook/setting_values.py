@@ -45,6 +45,7 @@ def check_selector(value: str) -> str:
 
 Label = Annotated[str, AfterValidator(check_label)]
 AccessMode = Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class SharedGroup(BaseModel):

@@ -25,6 +25,7 @@ from agent_workspace_webhook.rules.workspace import NamingMode
 from agent_workspace_webhook.setting_values import (
     AccessMode,
     Label,
+    LogLevel,
     SharedGroup,
     check_agent_pattern,
     check_selector,
@@ -172,6 +173,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     """`/healthz`, `/readyz` and `/metrics` on plain HTTP on this port (0: off); `/mutate` stays
     on TLS."""
+    log_level: LogLevel = "INFO"
+    """The level of the webhook's own JSON log lines (`serve --log-level` wins over it); the
+    libraries log at WARNING and above whatever it is."""
 
     # --- who may call, and for which namespaces ----------------------------------------------------
     client_ca_file: Path | None = None

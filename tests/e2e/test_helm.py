@@ -307,6 +307,7 @@ SAMPLES: dict[str, Any] = {
     "shutdown_grace_seconds": 8,
     "request_timeout_seconds": 5,
     "max_connections": 400,
+    "log_level": "DEBUG",
     "client_ca_file": "/tls/client-ca.crt",
     "client_names": ["kube-apiserver"],
 }
@@ -449,6 +450,7 @@ def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: 
             "/settings/seedFromLegacy': value must be one of",
             id="seedFromLegacy",
         ),
+        pytest.param({"settings": {"logLevel": "verbose"}}, "/settings/logLevel': value must be one of", id="logLevel"),
         pytest.param(
             {"extraEnv": [{"name": "WEBHOOK_NAMING_MODE", "value": "agent"}]},
             "extraEnv: WEBHOOK_NAMING_MODE is already set",

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # --- the PVC it creates ---------------------------------------------------------------------
     storage_size: Annotated[str, AfterValidator(check_storage_size)] = "10Gi"
     """The storage request of a new workspace PVC: a Kubernetes quantity (`10Gi`, `1.5Ti`, `1e9`)
-    that is a positive whole number of bytes."""
+    that is a positive whole number of bytes, at most 2^63-1 (just under `8Ei`)."""
     storage_class: str | None = None
     """The StorageClass of a new workspace PVC (unset: the cluster's default class)."""
     access_modes: list[AccessMode] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]), min_length=1)

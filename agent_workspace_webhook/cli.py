@@ -11,10 +11,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from agent_workspace_webhook.arguments import port, positive
 from agent_workspace_webhook.kube.store import ClusterError
+from agent_workspace_webhook.setting_values import LogLevel
 from agent_workspace_webhook.settings import Settings, SettingsError, load_settings
 from agent_workspace_webhook.version import version
 
@@ -27,11 +28,11 @@ EXIT_STATUS = (
     "exit status: 0 done; 1 a failure (the Kubernetes API refused or did not answer, a review was "
     "denied); 2 bad input (an option, a file, a setting: the one line on stderr names it and the fix)"
 )
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = get_args(LogLevel)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    for name in ("store", "client_ca_file", "metrics_port"):  # flags win over the environment
+    for name in ("store", "client_ca_file", "metrics_port", "log_level"):  # flags win over the environment
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     return load_settings(**overrides)
@@ -42,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from agent_workspace_webhook.server.serve import ServeError, serve
 
     settings = _settings(args)
-    logs.configure(args.log_level)
+    logs.configure(settings.log_level)
     try:
         serve(
             settings,
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--store", choices=["kube", "memory"], help="where PVCs live (default: WEBHOOK_STORE, kube)")
     serve.add_argument("--reuse-port", action="store_true", help="share the port with other processes (SO_REUSEPORT)")
-    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO")
+    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default: WEBHOOK_LOG_LEVEL, else INFO")
     serve.set_defaults(func=cmd_serve)
 
     review = sub.add_parser("review", help="answer an AdmissionReview exactly as /mutate would")

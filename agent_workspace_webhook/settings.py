@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -22,10 +21,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from agent_workspace_webhook.rules.names import DNS1123_LABEL, is_dns1123_label
-from agent_workspace_webhook.rules.quantity import parse_quantity
-from agent_workspace_webhook.rules.selector import parse_selector
 from agent_workspace_webhook.rules.workspace import NamingMode
+from agent_workspace_webhook.setting_values import (
+    AccessMode,
+    Label,
+    LogLevel,
+    SharedGroup,
+    check_agent_pattern,
+    check_selector,
+    check_storage_size,
+)
 
 CONFIG_FILE_ENV = "WEBHOOK_CONFIG_FILE"
 
@@ -48,157 +53,141 @@ RENAMED = {
 }
 
 
-def _label(value: str) -> str:
-    if not is_dns1123_label(value):
-        raise ValueError(f"{value!r} is not a DNS-1123 label ({DNS1123_LABEL}, at most 63 characters)")
-    return value
-
-
-def _storage_size(value: str) -> str:
-    size = parse_quantity(value)
-    if size is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 10Gi, 500M or 1.5Ti")
-    if size <= 0 or size != size.to_integral_value():
-        raise ValueError(f"{value!r} is {size.normalize():f} bytes: a storage size is a positive whole number of bytes")
-    return value
-
-
-def _pattern(value: str) -> str:
-    try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
-    if "agent" not in compiled.groupindex:
-        raise ValueError(f"{value!r} has no named group (?P<agent>...) to take the agent name from")
-    return value
-
-
-def _selector(value: str) -> str:
-    parse_selector(value)  # SelectorError is a ValueError: pydantic reports it under the setting's name
-    return value
-
-
-Label = Annotated[str, AfterValidator(_label)]
-AccessMode = Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany"]
-
-
-class SharedGroup(BaseModel):
-    """Agents that share one workspace per service instead of one each.
-
-    ``suffix: ""`` shares the service's ``workspace-{service}`` (what the platform's controller
-    does for its implementation agents, Rex and Blaze); ``suffix: impl`` shares
-    ``workspace-{service}-impl``.
-    """
-
-    agents: list[Label] = Field(min_length=1)
-    suffix: str = ""
-
-    @model_validator(mode="after")
-    def _suffix_is_label(self) -> SharedGroup:
-        if self.suffix:
-            _label(self.suffix)
-        return self
-
-
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="forbid", frozen=True)
+    # Each field's docstring is its documentation: docs/configuration.md is generated from them
+    # (python -m agent_workspace_webhook.ops.reference).
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # --- the rules --------------------------------------------------------------------------
     naming_mode: NamingMode = "dual"
+    """Which PVC a run mounts: `legacy`, everyone `workspace-{service}`; `dual`, one per agent
+    (`workspace-{service}-{agent}`), `workspace-{service}` with a warning when there is no agent;
+    `agent`, one per agent, and a run without an agent is denied."""
     legacy_owner: Label | None = None
+    """In `dual` mode, the agent that keeps an existing `workspace-{service}` (e.g. `rex`)."""
     agent_table: dict[str, Label] = Field(default_factory=lambda: dict(DEFAULT_AGENT_TABLE))
-    agent_pattern: Annotated[str, AfterValidator(_pattern)] = DEFAULT_AGENT_PATTERN
+    """GitHub App to agent name, matched case-insensitively (also in `[bot]` user and label form).
+    It replaces the whole built-in table: list every app."""
+    agent_pattern: Annotated[str, AfterValidator(check_agent_pattern)] = DEFAULT_AGENT_PATTERN
+    """For apps the table does not name: a regular expression (matched case-insensitively) whose
+    named group `(?P<agent>...)` is the agent's name."""
     shared_groups: list[SharedGroup] = Field(default_factory=list)
+    """Agents that share one workspace per service instead of one each:
+    `[{"agents": ["rex", "blaze"], "suffix": "impl"}]` shares `workspace-{service}-impl`; an empty
+    suffix shares `workspace-{service}`. An agent is in one group at most."""
 
     # --- where the run's facts are ------------------------------------------------------------
     workspace_volume: Label = "workspace"
+    """The Pod volume that is the workspace: its claim becomes the agent's workspace PVC. A Pod
+    without it is left unchanged."""
     pod_service_label: str = "service"
+    """The Pod label that names the run's service."""
     pod_app_label: str = "github-user"
+    """The Pod label that names the run's GitHub App, from which the agent comes."""
     coderun_group: str = "agents.platform"
+    """The API group of the platform's CodeRun resource."""
     coderun_version: str = "v1"
+    """The API version of the CodeRun resource."""
     coderun_plural: str = "coderuns"
+    """The resource (plural) name of the CodeRun resource."""
 
     # --- the PVC it creates ---------------------------------------------------------------------
-    storage_size: Annotated[str, AfterValidator(_storage_size)] = "10Gi"
+    storage_size: Annotated[str, AfterValidator(check_storage_size)] = "10Gi"
+    """The storage request of a new workspace PVC: a Kubernetes quantity (`10Gi`, `1.5Ti`, `1e9`)
+    that is a positive whole number of bytes, at most 2^63-1 (just under `8Ei`)."""
     storage_class: str | None = None
+    """The StorageClass of a new workspace PVC (unset: the cluster's default class)."""
     access_modes: list[AccessMode] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]), min_length=1)
-    # A new per-agent workspace of a service whose workspace-{service} exists and is Bound:
-    # "clone" creates it as a clone of that legacy PVC (the storage class's CSI driver must
-    # support cloning), "none" empty.
+    """The access modes of a new workspace PVC."""
     seed_from_legacy: Literal["none", "clone"] = "none"
-    # Pods that mount one ReadWriteOnce workspace get a required pod affinity to one node.
+    """A new per-agent workspace of a service whose `workspace-{service}` exists and is Bound:
+    `clone` creates it as a clone of that legacy PVC (the storage class's CSI driver must support
+    cloning), `none` empty."""
     colocate: bool = True
-    # Raise an existing workspace's storage request to storage_size when it is smaller and its
-    # class allows expansion: the one change the webhook ever makes to a PVC it did not just
-    # create (never smaller, nothing else). Needs patch on PVCs and get on StorageClasses.
+    """Pods that mount one ReadWriteOnce workspace get a required pod affinity to one node."""
     grow_existing: bool = False
-    # A ceiling on the workspace PVCs the webhook makes in one namespace, every generation counted
-    # (new ones, a fresh run's among them, are denied past it, naming this setting): a runaway
-    # controller or a forged review cannot fill a pool.
+    """Raise an existing workspace's storage request to `storage_size` when it is smaller and its
+    class allows expansion: the one change the webhook ever makes to a PVC it did not just create
+    (never smaller, nothing else). Needs patch on PVCs and get on StorageClasses."""
     max_workspaces_per_namespace: int = Field(default=1000, ge=1, le=1_000_000)
-    # A bound on the rate of one workspace's new generations: a fresh run keeps every earlier one,
-    # so a loop of fresh CodeRuns would fill the pool. A rate, not a count: intake runs are fresh
-    # and routine, and must keep working forever. Past it (in the last hour) a fresh run is
-    # denied, naming this setting, until the oldest of them is an hour old.
+    """A ceiling on the workspace PVCs the webhook makes in one namespace, every generation counted
+    (new ones, a fresh run's among them, are denied past it, naming this setting): a runaway
+    controller or a forged review cannot fill a pool."""
     max_fresh_per_hour: int = Field(default=60, ge=1, le=10_000)
-    # Who gets a new workspace: "verified-runs", only a Pod whose controller Job and CodeRun
-    # exist with the uids it names (its service and agent from that CodeRun; a CodeRun's own
-    # workspace is then made at its first Pod); "any", whoever the labels name (bare Pods too:
-    # anyone who may create Pods in a namespace in scope can mint storage; SECURITY.md).
-    # With store=memory (no API server, no runs to verify: `serve --store memory`, offline
-    # `review`) the default is "any".
+    """A bound on the rate of one workspace's new generations: a fresh run keeps every earlier one,
+    so a loop of fresh CodeRuns would fill the pool. A rate, not a count: intake runs are fresh and
+    routine, and must keep working forever. Past it (in the last hour) a fresh run is denied,
+    naming this setting, until the oldest of them is an hour old."""
     create_for: Literal["verified-runs", "any"] = "verified-runs"
-    # With create_for=any, the agents an unverified run may get a new workspace for besides those
-    # of agent_table (an agent only agent_pattern names is mounted what exists, no storage made).
-    # A verified run gets a workspace for whatever agent its GitHub App names.
+    """Who gets a new workspace: `verified-runs`, only a Pod whose controller Job and CodeRun exist
+    with the uids it names (its service and agent from that CodeRun; a CodeRun's own workspace is
+    then made at its first Pod); `any`, whoever the labels name (bare Pods too: anyone who may
+    create Pods in a namespace in scope can mint storage; SECURITY.md). With `store` `memory`
+    (no API server, no runs to verify) the default is `any`."""
     agent_allowlist: list[Label] = Field(default_factory=list)
+    """With `create_for` `any`, the agents an unverified run may get a new workspace for besides
+    those of `agent_table` (an agent only `agent_pattern` names is mounted what exists, no storage
+    made). A verified run gets a workspace for whatever agent its GitHub App names."""
 
     # --- the Kubernetes API ---------------------------------------------------------------------
     store: Literal["kube", "memory"] = "kube"
+    """Where the PVCs live: `kube`, the Kubernetes API; `memory`, in the process, for `serve` on a
+    laptop and the offline `review` (nothing is kept)."""
     kubeconfig: Path | None = None
-    # All Kubernetes calls of one admission must finish inside this, well below the
-    # MutatingWebhookConfiguration's timeoutSeconds, so the user sees our message, not a timeout.
+    """The kubeconfig to reach the API with (unset: the Pod's ServiceAccount, else the default
+    kubeconfig)."""
     kube_deadline_seconds: float = Field(default=2.0, gt=0, le=25)
+    """All Kubernetes calls of one admission must finish inside this, well below the
+    MutatingWebhookConfiguration's `timeoutSeconds`, so the user sees our message, not a timeout."""
     ready_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    """How long `/readyz` waits for the Kubernetes API to answer."""
     kube_pool_size: int = Field(default=8, ge=1, le=256)
-    # Keep the workspace PVCs and the namespaces' labels by list + watch (kube/watch_cache.py), so
-    # that an existing workspace and the scope check cost no API call; off, every admission asks.
+    """Threads, and connections to the Kubernetes API, for its calls."""
     watch_caches: bool = True
+    """Keep the workspace PVCs and the namespaces' labels by list + watch, so that an existing
+    workspace and the scope check cost no API call; off, every admission asks."""
 
     # --- the HTTP side ------------------------------------------------------------------------
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
-    # Bytes that requests not yet answered may hold in all (received, then admitted): with the
-    # connection cap, what bounds memory under a flood. Past it the request still arriving that
-    # holds the most is dropped (server/connections.py). At least max_body_bytes.
+    """The largest request body: a larger one is answered 413."""
     max_pending_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    # Past this many admissions at once, answer at once (an error, code 429: server/mutator.py)
-    # rather than queue beyond the API server's timeout.
+    """Bytes that requests not yet answered may hold in all (received, then admitted): with the
+    connection cap, what bounds memory under a flood. Past it the request still arriving that holds
+    the most is dropped. At least `max_body_bytes`."""
     max_in_flight: int = Field(default=256, ge=1, le=100_000)
-    # How often the serving certificate files are checked for rotation.
+    """Past this many admissions at once, answer at once (an error, code 429) rather than queue
+    beyond the API server's timeout."""
     tls_reload_seconds: float = Field(default=10.0, gt=0, le=3600)
-    # On SIGTERM, requests in flight get this long to finish. It also bounds the wait for idle
-    # keep-alive TLS connections (the API server keeps them), which would otherwise hold the
-    # process for the event loop's 30 s TLS shutdown timeout. Keep it below the pod's
-    # terminationGracePeriodSeconds.
+    """How often the serving certificate files are checked for rotation."""
     shutdown_grace_seconds: int = Field(default=5, ge=1, le=300)
-    # Each request's headers, and then its body, must arrive within this (slow clients are dropped).
+    """On SIGTERM, requests in flight get this long to finish. It also bounds the wait for idle
+    keep-alive TLS connections (the API server keeps them), which would otherwise hold the process
+    for the event loop's 30 s TLS shutdown timeout. Keep it below the pod's
+    `terminationGracePeriodSeconds`."""
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    # Open connections per process, counted from accept (TLS handshakes included); past it a
-    # waiting one is dropped for the newcomer, or the newcomer refused (server/connections.py).
+    """Each request's headers, and then its body, must arrive within this (slow clients are
+    dropped)."""
     max_connections: int = Field(default=200, ge=1, le=100_000)
-    # /healthz, /readyz and /metrics on plain HTTP on this port (0: off); /mutate stays on TLS.
+    """Open connections per process, counted from accept (TLS handshakes included); past it a
+    waiting one is dropped for the newcomer, or the newcomer refused."""
     metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """`/healthz`, `/readyz` and `/metrics` on plain HTTP on this port (0: off); `/mutate` stays
+    on TLS."""
+    log_level: LogLevel = "INFO"
+    """The level of the webhook's own JSON log lines (`serve --log-level` wins over it); the
+    libraries log at WARNING and above whatever it is."""
 
     # --- who may call, and for which namespaces ----------------------------------------------------
-    # Mutual TLS: callers must present a certificate that chains to this CA (reloaded on change).
     client_ca_file: Path | None = None
-    # With client_ca_file: the certificate's CN or a SAN must be one of these (empty: any).
+    """Mutual TLS: callers must present a certificate that chains to this CA (reloaded on
+    change)."""
     client_names: list[str] = Field(default_factory=list)
-    # Namespaces whose runs get workspaces, as a label selector in `kubectl -l` syntax (empty:
-    # every namespace). The MutatingWebhookConfiguration's namespaceSelector must say the same.
-    namespace_selector: Annotated[str, AfterValidator(_selector)] = "agents.platform/workspaces=enabled"
-    # Never in scope, whatever their labels: the webhook's own namespace and kube-system.
+    """With `client_ca_file`: the certificate's CN or a SAN must be one of these (empty: any)."""
+    namespace_selector: Annotated[str, AfterValidator(check_selector)] = "agents.platform/workspaces=enabled"
+    """Namespaces whose runs get workspaces, as a label selector in `kubectl -l` syntax (empty:
+    every namespace). The MutatingWebhookConfiguration's `namespaceSelector` must say the same."""
     own_namespace: Label = "agent-workspace-webhook"
+    """Never in scope, whatever its labels (nor is kube-system): the webhook's own namespace."""
 
     @model_validator(mode="before")
     @classmethod

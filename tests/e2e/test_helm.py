@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent_workspace_webhook.ops.reference import NOT_CHART_SETTINGS, chart_path
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.tools import run, tool
 
@@ -247,20 +248,8 @@ def test_the_webhook_accepts_the_rendered_settings(github_app: str, agent: str, 
 
 # --- every setting of settings.py, all the way to the Deployment --------------------------------
 
-# The settings the chart does not take as settings.*, and why (a new setting belongs in SAMPLES).
-NOT_CHART_SETTINGS = {
-    "namespace_selector": "from workspaceNamespaces, which also sets the webhooks' namespaceSelector",
-    "own_namespace": "the release's namespace",
-    "metrics_port": "the Deployment's container and probe port, 8080",
-    "store": "the in-memory store is for `serve` on a laptop",
-    "kubeconfig": "in a cluster the webhook uses its ServiceAccount",
-}
-# Where the chart keeps a setting when not under its own camelCase name.
-CHART_PATH = {
-    "storage_size": "storage.size",
-    "storage_class": "storage.className",
-    "access_modes": "storage.accessModes",
-}
+# The settings the chart does not take as settings.*, and where the others are: ops/reference.py
+# (NOT_CHART_SETTINGS, chart_path), which also writes docs/configuration.md.
 # A value for each setting, other than its default, as an operator would write it in values.yaml.
 SAMPLES: dict[str, Any] = {
     "naming_mode": "agent",
@@ -295,14 +284,10 @@ SAMPLES: dict[str, Any] = {
     "shutdown_grace_seconds": 8,
     "request_timeout_seconds": 5,
     "max_connections": 400,
+    "log_level": "DEBUG",
     "client_ca_file": "/tls/client-ca.crt",
     "client_names": ["kube-apiserver"],
 }
-
-
-def chart_path(setting: str) -> list[str]:
-    head, *rest = setting.split("_")
-    return CHART_PATH.get(setting, head + "".join(word.title() for word in rest)).split(".")
 
 
 def test_every_setting_has_a_chart_value_a_schema_entry_and_reaches_the_deployment(
@@ -437,6 +422,7 @@ def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: 
             "/settings/seedFromLegacy': value must be one of",
             id="seedFromLegacy",
         ),
+        pytest.param({"settings": {"logLevel": "verbose"}}, "/settings/logLevel': value must be one of", id="logLevel"),
         pytest.param(
             {"extraEnv": [{"name": "WEBHOOK_NAMING_MODE", "value": "agent"}]},
             "extraEnv: WEBHOOK_NAMING_MODE is already set",

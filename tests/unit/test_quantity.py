@@ -47,10 +47,16 @@ def test_invalid_forms(text: str) -> None:
 
 def test_an_exponent_beyond_any_storage_is_not_a_quantity() -> None:
     assert parse_quantity("1e999999999") is None
+    assert parse_quantity("1e" + "9" * 5000) is None  # more digits than int() reads: not an error
+
+
+def test_values_are_exact_whatever_their_digits() -> None:
+    assert parse_quantity("9000000000000000.0000000000001k") == Decimal("9000000000000000000.0000000001")
+    assert parse_quantity("0.000000000000000000867361737988403547205962240695953369140625Ei") == 1
 
 
 def test_the_settings_take_what_kubernetes_takes_and_want_whole_positive_bytes() -> None:
-    for size in ("10Gi", ".5Gi", "1e9", "1.5G", "2000000k"):
+    for size in ("10Gi", ".5Gi", "1e9", "1.5G", "2000000k", "9223372036854775807", "7.5Ei"):
         assert load_settings(storage_size=size).storage_size == size
     for size, says in [
         ("500m", "'500m' is 0.5 bytes: a storage size is a positive whole number of bytes"),
@@ -58,6 +64,9 @@ def test_the_settings_take_what_kubernetes_takes_and_want_whole_positive_bytes()
         ("-1Gi", "'-1Gi' is -1073741824 bytes"),
         ("1.5", "'1.5' is 1.5 bytes"),
         ("10 Gi", "'10 Gi' is not a Kubernetes quantity such as 10Gi"),
+        ("1e-999999999", "'1e-999999999' is 1e-999999999 bytes"),
+        ("8Ei", "'8Ei' is 9223372036854775808 bytes, more than a volume can be: at most 9223372036854775807"),
+        ("1e999999", "'1e999999' is 1e+999999 bytes, more than a volume can be"),
     ]:
         with pytest.raises(SettingsError, match="storage_size \\(WEBHOOK_STORAGE_SIZE\\)") as err:
             load_settings(storage_size=size)

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from agent_workspace_webhook import cli, logs
+from agent_workspace_webhook.server import serve
 from agent_workspace_webhook.settings import SettingsError, load_settings
 
 
@@ -72,6 +74,8 @@ def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: st
         # a misspelt setting stops start-up with the nearest name, rather than leave the default on
         ("WEBHOOK_NAMNG_MODE", "agent", "WEBHOOK_NAMNG_MODE is not a setting; did you mean WEBHOOK_NAMING_MODE?"),
         ("WEBHOOK_NO_SUCH_KNOB", "1", "WEBHOOK_NO_SUCH_KNOB is not a setting"),
+        ("WEBHOOK_LOG_LEVL", "DEBUG", "did you mean WEBHOOK_LOG_LEVEL?"),
+        ("WEBHOOK_LOG_LEVEL", "LOUD", "log_level (WEBHOOK_LOG_LEVEL): Input should be 'DEBUG', 'INFO'"),
         ("OTHER_NAMNG_MODE", "agent", None),  # only the webhook's prefix is its own
     ],
 )
@@ -99,3 +103,19 @@ def test_missing_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBHOOK_CONFIG_FILE", "/nonexistent/c.yaml")
     with pytest.raises(SettingsError, match="no such file"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "level"),
+    [(None, None, "INFO"), ("WARNING", None, "WARNING"), ("WARNING", "debug", "DEBUG"), (None, "ERROR", "ERROR")],
+)
+def test_serve_logs_at_the_setting_unless_the_flag_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, flag: str | None, level: str
+) -> None:
+    configured: list[str] = []
+    monkeypatch.setattr(logs, "configure", configured.append)
+    monkeypatch.setattr(serve, "serve", lambda *args, **kwargs: None)
+    if env is not None:
+        monkeypatch.setenv("WEBHOOK_LOG_LEVEL", env)
+    assert cli.main(["serve", "--store", "memory", *(["--log-level", flag] if flag else [])]) == 0
+    assert configured == [level]

@@ -100,8 +100,9 @@ exponent); the webhook's own defaults (settings.py) apply to the rest.
 {{- fail (printf "settings.sharedGroups: each group is {agents: [...], suffix: ...}, not %s" (toJson .)) }}
 {{- end }}
 {{- end }}
-{{- if and $s.storage.size (not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" (toString $s.storage.size))) }}
-{{- fail (printf "settings.storage.size must be a Kubernetes quantity such as 10Gi, not %q" (toString $s.storage.size)) }}
+{{- if $s.storage.size }}
+{{- $problem := include "agent-workspace-webhook.storageSizeProblem" (toString $s.storage.size) | trim }}
+{{- if $problem }}{{ fail $problem }}{{ end }}
 {{- end }}
 {{- range $s.storage.accessModes }}
 {{- if not (has . (list "ReadWriteOnce" "ReadWriteOncePod" "ReadWriteMany" "ReadOnlyMany")) }}

@@ -12,6 +12,8 @@ import pytest
 from agent_workspace_webhook.settings import SettingsError, load_settings
 from tests.e2e.test_helm import CHART, NAMESPACE, RELEASE, env_of, helm, objects
 
+pytestmark = pytest.mark.tools  # helm, from controlplane/build.sh
+
 SIZES = [
     # the usual, and Kubernetes' other spellings of them
     "10Gi", "20000Mi", "1.5Ti", ".5Gi", "1.Gi", "+3Gi", "1e9", "1E9", "11e+9", "25e-1", "1E", "500M",

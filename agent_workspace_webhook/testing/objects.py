@@ -11,8 +11,6 @@ from typing import Any
 
 import jsonpatch
 
-from agent_workspace_webhook.rules.cleanup import LABEL_RUN, LABEL_RUN_KIND, WORKSPACE_CLEANUP
-
 
 def controller_pod(
     service: str | None,
@@ -124,36 +122,17 @@ JOB_KIND = {"group": "batch", "version": "v1", "kind": "Job"}
 
 
 def cleanup_job(run: dict[str, Any], claim: str) -> dict[str, Any]:
-    """The Job the platform's controller creates when a CodeRun (a stored one) is deleted
-    (resources.rs cleanup_workspace_subdir): its cleanup labels on the Job, none on the Pod
-    template, and the run's directory removed from `claim`, the PVC the controller computes."""
-    name, uid = run["metadata"]["name"], run["metadata"].get("uid", "nouid")
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": f"cleanup-{name}"[:63],
-            "labels": {"cleanup.cto.dev/scope": "run", LABEL_RUN: name, LABEL_RUN_KIND: WORKSPACE_CLEANUP},
-        },
-        "spec": {
-            "ttlSecondsAfterFinished": 300,
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "cleanup",
-                            "image": "busybox:1.36",
-                            "command": ["/bin/sh", "-c", f"rm -rf /workspace/runs/{name}-{uid[:8]}"],
-                            "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
-                        }
-                    ],
-                    "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": claim}}],
-                }
-            },
-        },
-    }
+    """The Job the platform's controller creates when a CodeRun (a stored one) is deleted, as its
+    twin makes it (testing/twin, resources.rs cleanup_workspace_subdir: its cleanup labels on the
+    Job, none on the Pod template, the run's directory removed), its claim set to `claim` (what
+    the controller computes, which the tests vary)."""
+    from agent_workspace_webhook.testing.twin.manifests import cleanup_job_manifest
+
+    job = cleanup_job_manifest(run)
+    if not run["metadata"].get("namespace"):  # the review says where (the twin's default is "default")
+        del job["metadata"]["namespace"]
+    job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] = claim
+    return job
 
 
 def review(

@@ -1,6 +1,7 @@
 """The CA's two-step rotation (certs/README.md, Rotation) against a real `serve` that reloads its
 certificate files as they are replaced, as kubelet replaces a mounted Secret's: a client trusting
-the caBundle of each step reaches the webhook whichever certificate it serves meanwhile."""
+the caBundle of each step reaches the webhook whichever certificate it serves meanwhile. And the
+expiry gauge is the notAfter of the certificate served, before and after a reload."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from agent_workspace_webhook.certificates import CertFiles
 from agent_workspace_webhook.cli import main
@@ -20,6 +22,7 @@ from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = (ROOT / "examples" / "rex-pod.json").read_bytes()
+EXPIRY = "agent_workspace_webhook_certificate_expiry_timestamp_seconds"
 
 
 def certs(out: Path, *flags: str) -> bytes:
@@ -107,3 +110,18 @@ def test_each_step_s_ca_bundle_is_trusted_whichever_certificate_the_webhook_serv
     until_served(hook, step1, install(tmp_path / "old", live))
     with pytest.raises(ssl.SSLCertVerificationError):
         served(hook, step2)
+
+
+def test_the_expiry_gauge_is_the_not_after_of_the_certificate_served(
+    webhook: tuple[LocalWebhook, Path, Path],
+) -> None:
+    hook, out, live = webhook
+    ca_bundle = (out / "ca.crt").read_bytes()
+    first = x509.load_der_x509_certificate(served(hook, ca_bundle))
+    assert hook.metrics()[EXPIRY] == first.not_valid_after_utc.timestamp()
+
+    certs(out, "--days", "20")
+    renewed = install(out, live)
+    until_served(hook, ca_bundle, renewed)
+    expires = x509.load_der_x509_certificate(renewed).not_valid_after_utc
+    assert hook.metrics()[EXPIRY] == expires.timestamp() < first.not_valid_after_utc.timestamp()

@@ -165,8 +165,11 @@ def next_ca(directory: Path, step: Step, now: datetime.datetime) -> KeptCA:
     return kept
 
 
-def write(directory: Path, ca: KeptCA) -> None:
-    """ca.key first: should the run stop between the two, ca.crt still holds what is trusted."""
+def write(directory: Path, step: Step, ca: KeptCA) -> None:
+    """The CA's files after `step`, none when the kept CA stays as it is. ca.key first: should the
+    run stop between the two, ca.crt still holds what is trusted."""
+    if step is Step.KEEP and not ca.made:
+        return
     if ca.made:
         write_private(directory / "ca.key", key_pem(ca.signer.key))
     write_public(directory / "ca.crt", b"".join(certificate_pem(cert) for cert in ca.trusted))

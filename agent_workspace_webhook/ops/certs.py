@@ -143,17 +143,17 @@ def write_install_bundle(
     api_server_client: bool = False,
     step: kept.Step = kept.Step.KEEP,
 ) -> tuple[CertFiles, list[str]]:
-    """A serving certificate from the CA kept in `out` (made there when there is none; rotated or
-    its predecessor dropped as `step` says), its Secret, and `kustomization.yaml`
-    over manifests/ in `out`; what was written, for the terminal. Raises ops.ca.CAError, writing
-    nothing, when the kept CA cannot be used. Outside a checkout the shipped manifests are copied
-    into `out`, so that `kubectl apply -k out` needs nothing else. With `api_server_client`, also a
-    client certificate for the API server (in out/api-server/, for the control plane's hosts, not
-    the cluster) and an overlay of manifests/mtls that requires it."""
+    """A serving certificate from the CA kept in `out` (made there when there is none; rotated, or
+    its predecessor dropped, as `step` says), its Secret, and `kustomization.yaml` over manifests/
+    in `out`; what was written, for the terminal. Raises ops.ca.CAError, writing nothing, when
+    the kept CA cannot be used. Outside a checkout the shipped manifests are copied into `out`, so
+    that `kubectl apply -k out` needs nothing else. With `api_server_client`, also a client
+    certificate for the API server (in out/api-server/, for the control plane's hosts, not the
+    cluster) and an overlay of manifests/mtls that requires it."""
     hosts = service_hosts(service, namespace, extra_hosts)
     ca = kept.next_ca(out, step, datetime.datetime.now(datetime.UTC))
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds private keys
-    kept.write(out, ca)
+    kept.write(out, step, ca)
     key, cert = issue_serving(ca.signer, hosts, days)
     files = CertFiles(out / "ca.crt", *write_serving(out, key, cert))
     lines = kept.describe(out, step, ca)

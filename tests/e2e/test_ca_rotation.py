@@ -11,8 +11,6 @@ the connections close, and the next admission's handshake checks the new certifi
 from __future__ import annotations
 
 import shutil
-import socket
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -21,12 +19,12 @@ from typing import Any
 import pytest
 
 from agent_workspace_webhook.certificates import CertFiles
-from agent_workspace_webhook.cli import main
 from agent_workspace_webhook.rules.labels import ANNOTATION_WORKSPACE
-from agent_workspace_webhook.testing import Environment, LocalWebhook, controller_pod, create, denial
+from agent_workspace_webhook.testing import Environment, controller_pod, create, denial
 from agent_workspace_webhook.testing.env import PROBE_NAMESPACE
 from agent_workspace_webhook.testing.install import register
 from agent_workspace_webhook.testing.kube import admin_client
+from agent_workspace_webhook.testing.tools import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -38,31 +36,9 @@ IDLE = 7.0
 
 def certs(out: Path, *flags: str) -> bytes:
     """`certs --out OUT FLAGS...`, which must succeed: the caBundle it wrote (ca.crt)."""
-    assert main(["certs", "--out", str(out), *flags]) == 0
+    done = cli("certs", "--out", str(out), *flags)
+    assert done.returncode == 0, done.stderr
     return (out / "ca.crt").read_bytes()
-
-
-def install(pair: Path, live: Path) -> bytes:
-    """tls.crt and tls.key of `pair` swapped into `live`; the certificate, as DER."""
-    for name in ("tls.crt", "tls.key"):
-        shutil.copy(pair / name, live / f".{name}")
-        (live / f".{name}").replace(live / name)
-    return ssl.PEM_cert_to_DER_cert((pair / "tls.crt").read_text())
-
-
-def until_served(hook: LocalWebhook, ca_bundle: bytes, certificate: bytes) -> None:
-    """Until a handshake trusting `ca_bundle` gets `certificate`."""
-    context = ssl.create_default_context(cadata=ca_bundle.decode())
-    deadline = time.monotonic() + 15
-    while True:
-        with (
-            socket.create_connection(("127.0.0.1", hook.port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-        ):
-            if tls.getpeercert(binary_form=True) == certificate:
-                return
-        assert time.monotonic() < deadline, "the webhook did not load the new certificate"
-        time.sleep(0.1)
 
 
 class Admissions:
@@ -116,7 +92,8 @@ def test_no_admission_fails_across_both_steps_of_a_ca_rotation(tmp_path: Path) -
     out, live = tmp_path / "generated", tmp_path / "live"
     live.mkdir()
     installed = certs(out)
-    install(out, live)
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(out / name, live / name)
     with Environment(workdir=tmp_path / "env") as env:
         env.certs = CertFiles(out / "ca.crt", live / "tls.crt", live / "tls.key")
         hook = env.start_webhook({"create_for": "any", "tls_reload_seconds": "0.2"})
@@ -129,8 +106,8 @@ def test_no_admission_fails_across_both_steps_of_a_ca_rotation(tmp_path: Path) -
             assert step1 != installed and step1.endswith(installed)
             register(env.admin, hook.url, step1)  # kubectl apply -k: the caBundle (new connections) ...
             time.sleep(SETTLE)
-            new = install(out, live)  # ... then kubelet swaps the Secret's files
-            until_served(hook, step1, new)
+            new = hook.replace_certificate(out)  # ... then kubelet swaps the Secret's files
+            hook.until_served(step1, new)
             admissions.idle("step 1, the new certificate served")
             time.sleep(SETTLE)
 
@@ -139,7 +116,7 @@ def test_no_admission_fails_across_both_steps_of_a_ca_rotation(tmp_path: Path) -
             assert step1.startswith(step2) and step2 != step1
             register(env.admin, hook.url, step2)
             time.sleep(SETTLE)
-            until_served(hook, step2, install(out, live))
+            hook.until_served(step2, hook.replace_certificate(out))
             admissions.idle("step 2, its certificate served")
             time.sleep(SETTLE)
 

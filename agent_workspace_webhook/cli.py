@@ -137,6 +137,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    from agent_workspace_webhook.ops.ca import CAError, Step
     from agent_workspace_webhook.ops.certs import write_install_bundle
 
     try:
@@ -148,7 +149,11 @@ def cmd_certs(args: argparse.Namespace) -> int:
             extra_hosts=args.host,
             days=args.days,
             api_server_client=args.api_server_client,
+            step=Step.ROTATE if args.rotate_ca else Step.DROP if args.drop_old_ca else Step.KEEP,
         )
+    except CAError as exc:  # the files in --out, not the command line: a failure
+        print(f"agent-workspace-webhook certs: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         raise UsageError(
             f"--out {args.out}: cannot write there ({exc.strerror or exc}); give a writable directory"
@@ -232,13 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("-o", "--output", choices=["text", "json"], default="text")
     agent.set_defaults(func=cmd_agent)
 
-    certs = sub.add_parser("certs", help="make a CA, a serving certificate, its Secret and a kustomize overlay")
+    certs = sub.add_parser("certs", help="serving certificate from the CA kept in --out, its Secret, an overlay")
     certs.add_argument("--out", default="certs/generated", help="directory to write (default certs/generated)")
     certs.add_argument("--namespace", default="agent-workspace-webhook")
     certs.add_argument("--service", default="agent-workspace-webhook")
     certs.add_argument("--secret", default="agent-workspace-webhook-tls")
     certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
-    certs.add_argument("--days", type=positive, default=365, help="how long the certificates are valid (default 365)")
+    certs.add_argument("--days", type=positive, default=365, help="certificates' validity, not the CA's (default 365)")
+    rotation = certs.add_mutually_exclusive_group()  # certs/README.md, Rotation
+    rotation.add_argument("--rotate-ca", action="store_true", help="step 1: a new CA, trusted beside the old one")
+    rotation.add_argument("--drop-old-ca", action="store_true", help="step 2: the caBundle trusts the new CA only")
     certs.add_argument(
         "--api-server-client",
         action="store_true",

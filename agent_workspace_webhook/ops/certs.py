@@ -1,10 +1,12 @@
 """`agent-workspace-webhook certs`: the install bundle around the certificates (certificates.py):
-the TLS Secret, a kustomize overlay of manifests/ that adds it and the caBundle, and for mutual
-TLS the API server's client kubeconfig and AdmissionConfiguration."""
+a serving certificate from the CA kept in --out (ops/ca.py), the TLS Secret, a kustomize overlay
+of manifests/ that adds it and the caBundle, and for mutual TLS the API server's client
+kubeconfig and AdmissionConfiguration."""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import shutil
@@ -13,7 +15,14 @@ from typing import Any
 
 import yaml
 
-from agent_workspace_webhook.certificates import CertFiles, write_certificates, write_client_certificate
+from agent_workspace_webhook.certificates import (
+    CertFiles,
+    issue_serving,
+    write_client_certificate,
+    write_private,
+    write_serving,
+)
+from agent_workspace_webhook.ops import ca as kept
 from agent_workspace_webhook.ops.manifests import is_shipped, manifests_dir, webhook_configuration
 
 
@@ -132,15 +141,27 @@ def write_install_bundle(
     extra_hosts: list[str],
     days: int,
     api_server_client: bool = False,
+    step: kept.Step = kept.Step.KEEP,
 ) -> tuple[CertFiles, list[str]]:
-    """Certificates, their Secret, and `kustomization.yaml` over manifests/ in `out`; what was
-    written, for the terminal. Outside a checkout the shipped manifests are copied into `out`, so
+    """A serving certificate from the CA kept in `out` (made there when there is none; rotated, or
+    its predecessor dropped, as `step` says), its Secret, and `kustomization.yaml` over manifests/
+    in `out`; what was written, for the terminal. Raises ops.ca.CAError, writing nothing, when
+    the kept CA cannot be used. Outside a checkout the shipped manifests are copied into `out`, so
     that `kubectl apply -k out` needs nothing else. With `api_server_client`, also a client
     certificate for the API server (in out/api-server/, for the control plane's hosts, not the
     cluster) and an overlay of manifests/mtls that requires it."""
     hosts = service_hosts(service, namespace, extra_hosts)
-    files = write_certificates(out, hosts, days=days)
-    lines = [f"wrote {files.ca}, {files.cert}, {files.key} (valid {days} days for {', '.join(hosts)})"]
+    ca = kept.next_ca(out, step, datetime.datetime.now(datetime.UTC))
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds private keys
+    kept.write(out, step, ca)
+    key, cert = issue_serving(ca.signer, hosts, days)
+    files = CertFiles(out / "ca.crt", *write_serving(out, key, cert))
+    lines = kept.describe(out, step, ca)
+    lines.append(
+        f"wrote {files.cert}, {files.key} (valid until {cert.not_valid_after_utc:%Y-%m-%d} for {', '.join(hosts)})"
+    )
+    if cert.not_valid_after_utc >= ca.signer.cert.not_valid_after_utc:
+        lines.append(f"it ends with the CA, before {days} days: rotate the CA (--rotate-ca) before then")
     client_ca = None
     if api_server_client:
         client, configuration = write_api_server_client(
@@ -151,9 +172,8 @@ def write_install_bundle(
             f"wrote {client.ca}, {client.cert}, {client.key} (client certificate {API_SERVER_CLIENT_NAME})",
             f"give the API server: --admission-control-config-file={configuration} (see certs/README.md)",
         ]
-    (out / "secret.yaml").write_text(
-        yaml.safe_dump(secret_manifest(secret, namespace, files, client_ca), sort_keys=False)
-    )
+    manifest = yaml.safe_dump(secret_manifest(secret, namespace, files, client_ca), sort_keys=False)
+    write_private(out / "secret.yaml", manifest.encode())  # the serving key is in it
     manifests = manifests_dir()
     if is_shipped(manifests):
         manifests = Path(shutil.copytree(manifests, out / "manifests", dirs_exist_ok=True))

@@ -236,6 +236,8 @@ def create_app(
     metrics = Metrics()
     ctx = make_context(settings, store if store is not None else make_store(settings, metrics.kube_call))
     metrics.count_workspaces(ctx.store.census)
+    if certificate is not None:
+        metrics.certificate_expiry(lambda: certificate.not_after)
     webhook = Webhook(settings, ctx, metrics, certificate)
     app = WebhookAPI(
         title=TITLE,

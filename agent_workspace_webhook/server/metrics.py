@@ -90,6 +90,15 @@ class Metrics:
         # Called by our own code with our own values (verbs, resources and HTTP codes): bounded.
         self.kube_calls.labels(verb, resource, code).inc()
 
+    def certificate_expiry(self, not_after: Callable[[], float]) -> None:
+        """The serving certificate's notAfter: `not_after` returns that of the one in use (loaded
+        at start, reloaded on rotation), read at each scrape. Only when serving TLS."""
+        Gauge(
+            f"{PREFIX}_certificate_expiry_timestamp_seconds",
+            "When the serving certificate new connections get expires (its notAfter), in seconds since the epoch.",
+            registry=self.registry,
+        ).set_function(not_after)
+
     def count_workspaces(self, census: Callable[[], Census | None]) -> None:
         """Gauges of the workspaces, computed from the watch caches when Prometheus scrapes."""
         self.registry.register(WorkspaceGauges(census))

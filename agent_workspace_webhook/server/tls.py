@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_workspace_webhook import logs
+from agent_workspace_webhook.server.expiry import not_after
 
 
 def _fingerprint(paths: Iterable[Path]) -> tuple[tuple[int, int, int], ...]:
@@ -27,8 +28,10 @@ class ReloadingCertificate:
     def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None = None) -> None:
         self.cert_file, self.key_file, self.client_ca_file = cert_file, key_file, client_ca_file
         self._files = [cert_file, key_file, *([client_ca_file] if client_ca_file else [])]
-        self.current = self._build()
+        # Before loading: files replaced meanwhile differ from it, and are loaded at the next check.
         self._seen = _fingerprint(self._files)
+        # not_after: the notAfter (seconds since the epoch) of the certificate new handshakes get.
+        self.current, self.not_after = self._load()
         self.reloads = 0
         # What the server listens with: its verify mode holds for every connection, the
         # certificate and trusted CAs come from `current`.
@@ -48,6 +51,10 @@ class ReloadingCertificate:
             context.load_verify_locations(cafile=self.client_ca_file)
         return context
 
+    def _load(self) -> tuple[ssl.SSLContext, float]:
+        context = self._build()
+        return context, not_after(self.cert_file.read_bytes())
+
     def _select(self, connection: ssl.SSLObject, server_name: str | None, listening: ssl.SSLContext) -> None:
         if connection.context is not self.current:
             connection.context = self.current
@@ -61,14 +68,14 @@ class ReloadingCertificate:
         if current == self._seen:
             return False
         try:
-            context = self._build()
-        except (ssl.SSLError, OSError) as exc:
+            context, expires = self._load()
+        except (ssl.SSLError, OSError, ValueError) as exc:
             logs.logger().warning(
                 "certificate reload failed; still serving the previous one",
                 extra={"fields": {"cert_file": str(self.cert_file), "error": str(exc)}},
             )
             return False
-        self.current, self._seen = context, current
+        self.current, self.not_after, self._seen = context, expires, current
         self.reloads += 1
         logs.logger().info("certificate reloaded", extra={"fields": {"cert_file": str(self.cert_file)}})
         return True

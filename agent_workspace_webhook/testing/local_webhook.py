@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -70,6 +72,34 @@ class LocalWebhook:
             raise ControlPlaneError(f"{self.url} answered {answer.status_code}: {answer.text}")
         response: dict[str, Any] = answer.json()["response"]
         return response
+
+    def replace_certificate(self, pair: Path) -> bytes:
+        """Swap tls.crt and tls.key of the directory `pair` into the files this process serves,
+        each in one step (as kubelet swaps a mounted Secret's); the certificate, as DER."""
+        for new, served in ((pair / "tls.crt", self.certs.cert), (pair / "tls.key", self.certs.key)):
+            staged = served.with_name(f".{served.name}.new")
+            shutil.copy(new, staged)
+            staged.replace(served)
+        return ssl.PEM_cert_to_DER_cert((pair / "tls.crt").read_text())
+
+    def served_certificate(self, ca_bundle: bytes) -> bytes:
+        """The certificate a new handshake gets (as DER), by a client trusting only `ca_bundle`."""
+        context = ssl.create_default_context(cadata=ca_bundle.decode())
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+    def until_served(self, ca_bundle: bytes, certificate: bytes, timeout: float = 15) -> None:
+        """Until new handshakes get `certificate` (DER): the process has reloaded its files."""
+        deadline = time.monotonic() + timeout
+        while self.served_certificate(ca_bundle) != certificate:
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"webhook on port {self.port} still serves the old certificate")
+            time.sleep(0.05)
 
     def admissions(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if '"event":"admission"' in line]

@@ -80,6 +80,7 @@ def metric_names(expression: str) -> set[str]:
 
 # Each alert, firing and not: (case, alert, input series, minutes to evaluate at, labels if it fires)
 SERIES = 'namespace="agent-workspace-webhook", job="agent-workspace-webhook"'
+DAY = 86400  # promtool's clock starts at 0: an expiry of 10 * DAY is 10 days away
 CALLS = f'agent_workspace_webhook_kube_requests_total{{{SERIES}, verb="create", resource="persistentvolumeclaims"'
 CASES: list[tuple[str, str, dict[str, str], int, dict[str, str] | None]] = [
     ("down", "AgentWorkspaceWebhookDown", {f"up{{{SERIES}}}": "0x10"}, 6, {}),
@@ -120,6 +121,12 @@ CASES: list[tuple[str, str, dict[str, str], int, dict[str, str] | None]] = [
         f'agent_workspace_webhook_connections_refused_total{{{SERIES}, reason="connections"}}': "3x20",
         f"agent_workspace_webhook_requests_in_flight{{{SERIES}}}": "5x20",
     }, 10, None),
+    ("certificate expiring", "AgentWorkspaceWebhookCertificateExpiring", {
+        f"agent_workspace_webhook_certificate_expiry_timestamp_seconds{{{SERIES}}}": f"{10 * DAY}x20"
+    }, 11, {}),
+    ("certificate renewed", "AgentWorkspaceWebhookCertificateExpiring", {
+        f"agent_workspace_webhook_certificate_expiry_timestamp_seconds{{{SERIES}}}": f"{30 * DAY}x20"
+    }, 11, None),
     ("pending", "AgentWorkspacePVCsPending", {
         f'agent_workspace_webhook_workspace_pvcs{{{SERIES}, state="Pending"}}': "2x30"
     }, 16, {}),
@@ -190,6 +197,14 @@ def test_every_alert_passes_promtool_and_fires_only_when_it_should(tmp_path: Pat
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": tests}))
     tested = run(tool("promtool"), "test", "rules", "tests.yaml", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_every_alert_links_its_own_section_of_the_runbook() -> None:
+    sections = {line[3:].strip() for line in (ROOT / "docs" / "runbook.md").read_text().splitlines()
+                if line.startswith("## ")}  # fmt: skip
+    for rule in alert_rules():
+        assert rule["alert"] in sections, f"docs/runbook.md has no section ## {rule['alert']}"
+        assert rule["annotations"]["runbook_url"].endswith(f"runbook.md#{rule['alert'].lower()}")
 
 
 def test_every_expression_parses_and_names_only_metrics_that_exist(cluster: Environment, tmp_path: Path) -> None:

@@ -61,6 +61,14 @@ groups:
           summary: The webhook refuses connections or is near its in-flight limit.
           description: Refused connections (connections_refused_total by reason) or admissions in flight near WEBHOOK_MAX_IN_FLIGHT. Add replicas, or look for slow or hostile clients on port 8443.
           runbook_url: {{ $runbook }}#agentworkspacewebhookoverloaded
+      - alert: AgentWorkspaceWebhookCertificateExpiring
+        expr: min(agent_workspace_webhook_certificate_expiry_timestamp_seconds{ {{- $sel -}} }) - time() < {{ mul $r.certificateExpiryDays 86400 }}
+        for: 10m
+        labels: {severity: warning}
+        annotations:
+          summary: A serving certificate of the webhook expires within {{ $r.certificateExpiryDays }} days.
+          description: Once it has expired the API server refuses to call the webhook and no agent run starts. With `agent-workspace-webhook certs`, run it again with the same --out (it keeps the CA) and apply; cert-manager renews 30 days ahead, so look at why it did not (kubectl describe certificate).
+          runbook_url: {{ $runbook }}#agentworkspacewebhookcertificateexpiring
       - alert: AgentWorkspacePVCsPending
         expr: max(agent_workspace_webhook_workspace_pvcs{ {{- $sel -}}, state="Pending"}) > 0
         for: {{ $r.pendingMinutes }}m

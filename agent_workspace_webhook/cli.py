@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-server-client",
         action="store_true",
         help="also a client certificate, kubeconfig and AdmissionConfiguration for the API server, "
-        "and an overlay of manifests/mtls that requires them (mutual TLS)",
+        "and the manifests/mtls Component, that requires them, in the kustomization (mutual TLS)",
     )
     certs.set_defaults(func=cmd_certs)
 

@@ -163,7 +163,10 @@ class WorkspaceStore(Protocol):
 
 def _granted_by(verb: str, what: str) -> str:
     """Where the install grants that verb: growing (patch on PVCs, get on StorageClasses) is an
-    overlay of its own, the rest the base ClusterRole."""
+    Component of its own (manifests/grow), the rest the base ClusterRole."""
     if (verb, what) in (("patch", "PersistentVolumeClaim"), ("get", "StorageClass")):
-        return "add manifests/grow/, or set the chart's settings.growExisting, which grants it"
+        return (
+            "add the Component manifests/grow/ to your kustomization, "
+            "or set the chart's settings.growExisting, which grants it"
+        )
     return "see the ClusterRole in manifests/base/rbac.yaml"

@@ -1,7 +1,7 @@
 """`agent-workspace-webhook certs`: the install bundle around the certificates (certificates.py):
-a serving certificate from the CA kept in --out (ops/ca.py), the TLS Secret, a kustomize overlay
-of manifests/ that adds it and the caBundle, and for mutual TLS the API server's client
-kubeconfig and AdmissionConfiguration."""
+a serving certificate from the CA kept in --out (ops/ca.py), the TLS Secret, a kustomization
+over manifests/ that adds it and the caBundle, and for mutual TLS the API server's client
+kubeconfig and AdmissionConfiguration (and the manifests/mtls Component in the kustomization)."""
 
 from __future__ import annotations
 
@@ -103,13 +103,22 @@ def secret_manifest(name: str, namespace: str, files: CertFiles, client_ca: Path
     }
 
 
-def overlay(manifests: Path, out: Path, files: CertFiles, webhook_config: str, webhook_count: int) -> dict[str, Any]:
-    """A kustomization over manifests/ that adds the Secret and the caBundle of every webhook."""
+def overlay(
+    manifests: Path,
+    out: Path,
+    files: CertFiles,
+    webhook_config: str,
+    webhook_count: int,
+    components: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A kustomization over manifests/ that adds the Secret and the caBundle of every webhook,
+    with the named Components of manifests/ (e.g. "mtls")."""
     ca_bundle = _b64(files.ca)
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(manifests, out), "secret.yaml"],
+        **({"components": [os.path.relpath(manifests / name, out) for name in components]} if components else {}),
         "patches": [
             {
                 "target": {
@@ -149,7 +158,7 @@ def write_install_bundle(
     the kept CA cannot be used. Outside a checkout the shipped manifests are copied into `out`, so
     that `kubectl apply -k out` needs nothing else. With `api_server_client`, also a client
     certificate for the API server (in out/api-server/, for the control plane's hosts, not the
-    cluster) and an overlay of manifests/mtls that requires it."""
+    cluster) and the manifests/mtls Component, that requires it, in the kustomization."""
     hosts = service_hosts(service, namespace, extra_hosts)
     ca = kept.next_ca(out, step, datetime.datetime.now(datetime.UTC))
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds private keys
@@ -178,11 +187,12 @@ def write_install_bundle(
     if is_shipped(manifests):
         manifests = Path(shutil.copytree(manifests, out / "manifests", dirs_exist_ok=True))
     config = webhook_configuration(manifests)
-    base = manifests / "mtls" if api_server_client else manifests
-    kustomization = overlay(base, out, files, config["metadata"]["name"], len(config["webhooks"]))
+    components = ("mtls",) if api_server_client else ()
+    kustomization = overlay(manifests, out, files, config["metadata"]["name"], len(config["webhooks"]), components)
     (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    over = f"over {manifests}" + "".join(f", with the Component {manifests / name}" for name in components)
     return files, [
         *lines,
-        f"wrote {out / 'secret.yaml'} (Secret {namespace}/{secret}) and {out / 'kustomization.yaml'} over {base}",
+        f"wrote {out / 'secret.yaml'} (Secret {namespace}/{secret}) and {out / 'kustomization.yaml'} {over}",
         f"install with: kubectl apply -k {out}",
     ]

@@ -35,3 +35,10 @@ def webhook_configuration(manifests: Path) -> dict[str, Any]:
     return next(
         doc for doc in load_yaml(manifests / "base" / "webhook.yaml") if doc["kind"] == "MutatingWebhookConfiguration"
     )
+
+
+# The optional parts of manifests/: kustomize Components, which a kustomization lists under
+# `components:` over manifests/base (or manifests/, or the directory `certs` writes). Any
+# combination builds; cert-manager and mtls do not go together (mtls needs the client CA that only
+# the Secret of `certs --api-server-client` carries).
+COMPONENTS = ("cert-manager", "grow", "mtls", "apiserver-only", "monitoring")

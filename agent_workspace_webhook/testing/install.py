@@ -8,6 +8,7 @@ which no install of the webhook contains."""
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,20 @@ PLATFORM_CRD_STAND_IN = manifests_dir() / "dev" / "crd-coderun.yaml"
 # Deployment, Service and webhook configuration belong to an in-cluster webhook.
 INSTALLED_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 Source = Literal["manifests", "chart"]
+
+
+def compose(out: Path, *components: str, over: Path | None = None) -> Path:
+    """`out`, made a kustomization as an operator writes one: `over` (manifests/base unless
+    given) with the named Components of manifests/ (manifests.COMPONENTS)."""
+    out.mkdir(parents=True, exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(over or MANIFESTS, out)],
+        "components": [os.path.relpath(manifests_dir() / name, out) for name in components],
+    }
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return out
 
 
 def workspace_namespace(name: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import yaml
 
 from agent_workspace_webhook.ops.reference import NOT_CHART_SETTINGS, chart_path
 from agent_workspace_webhook.testing import Environment
+from agent_workspace_webhook.testing.install import compose
 from agent_workspace_webhook.testing.tools import run, tool
 
 # helm, kubectl or promtool from controlplane/build.sh (tools); some also need a cluster (e2e)
@@ -180,7 +181,8 @@ def test_default_values_render_exactly_the_manifests(tmp_path: Path) -> None:
 
 def test_cert_manager_source_renders_exactly_the_cert_manager_overlay(tmp_path: Path) -> None:
     assert_same_objects(
-        template(tmp_path, {"tls": {"source": "certManager"}}), kustomize(ROOT / "manifests" / "cert-manager")
+        template(tmp_path, {"tls": {"source": "certManager"}}),
+        kustomize(compose(tmp_path / "kustomize", "cert-manager")),
     )
 
 
@@ -462,7 +464,7 @@ def test_port_8443_can_be_narrowed_to_the_api_server_without_editing_yaml(tmp_pa
         {"ipBlock": {"cidr": "fd00::/120"}},
     ]
     assert policy["spec"]["ingress"][1]["from"] == []  # probes and /metrics stay open
-    overlay = one(objects(kustomize(ROOT / "manifests" / "apiserver-only")), "NetworkPolicy")
+    overlay = one(objects(kustomize(compose(tmp_path / "kustomize", "apiserver-only"))), "NetworkPolicy")
     assert overlay["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.0.2.0/28"}}]
     bad = helm("template", RELEASE, CHART, "--set-json", 'networkPolicy.apiServerCIDRs=["not-a-cidr"]')
     assert bad.returncode != 0 and "apiServerCIDRs" in bad.stderr

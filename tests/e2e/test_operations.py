@@ -1,5 +1,5 @@
 """What an operator does and checks, through the real API server: install from manifests/ and
-the overlays, the RBAC the webhook really runs with, metrics, logs, the demo, `workspaces`."""
+its Components, the RBAC the webhook really runs with, metrics, logs, the demo, `workspaces`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from kubernetes import client
 from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.rules.generations import generation_name
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT
+from agent_workspace_webhook.testing.install import MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SERVICE_ACCOUNT, compose
 from agent_workspace_webhook.testing.kube import create, json_body, wait_bound
 from agent_workspace_webhook.testing.objects import review
 from agent_workspace_webhook.testing.runs import run_pod, start_run, wait_running
@@ -65,7 +65,7 @@ def test_certs_overlay_applies_with_secret_and_ca_bundle(cluster: Environment, t
     assert "secret/agent-workspace-webhook-tls created (server dry run)" in applied
 
 
-def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Environment, tmp_path: Path) -> None:
+def test_certs_for_mutual_tls_turn_it_on_in_the_kustomization(cluster: Environment, tmp_path: Path) -> None:
     out = tmp_path / "generated"
     made = cli("certs", "--out", str(out), "--api-server-client")
     assert made.returncode == 0, made.stderr
@@ -83,10 +83,10 @@ def test_certs_for_mutual_tls_turn_it_on_in_the_overlay(cluster: Environment, tm
     assert Path(kubeconfig["users"][0]["user"]["client-certificate"]).read_bytes().startswith(b"-----BEGIN")
 
 
-def test_cert_manager_overlay_builds() -> None:
+def test_cert_manager_component_builds(tmp_path: Path) -> None:
     kubectl_bin = str(binaries_dir() / "kubectl")
     result = subprocess.run(
-        [kubectl_bin, "kustomize", str(ROOT / "manifests/cert-manager")],
+        [kubectl_bin, "kustomize", str(compose(tmp_path, "cert-manager"))],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_workspace_webhook.ops.manifests import load_yaml
+from agent_workspace_webhook.ops.manifests import COMPONENTS, load_yaml
 from agent_workspace_webhook.testing import Environment
-from agent_workspace_webhook.testing.install import CODERUN_CRD, PLATFORM_CRD_STAND_IN
+from agent_workspace_webhook.testing.install import CODERUN_CRD, PLATFORM_CRD_STAND_IN, compose
 from agent_workspace_webhook.testing.kube import apply, json_body
 from agent_workspace_webhook.testing.objects import coderun
 from agent_workspace_webhook.testing.tools import ok, run, tool
@@ -193,10 +193,10 @@ def test_the_stand_in_follows_the_platforms_coderun_spec() -> None:
     assert version["subresources"] == {"status": {}}
 
 
-def test_no_default_install_contains_a_crd() -> None:
+def test_no_default_install_contains_a_crd(tmp_path: Path) -> None:
     kubectl, helm = tool("kubectl"), tool("helm")
-    for directory in ("manifests", "manifests/base", "manifests/cert-manager", "manifests/mtls"):
-        assert not crds(ok(kubectl, "kustomize", ROOT / directory)), directory
+    for directory in (ROOT / "manifests", ROOT / "manifests/base", compose(tmp_path / "all", *COMPONENTS)):
+        assert not crds(ok(kubectl, "kustomize", directory)), directory
     for source in ("secret", "certManager"):
         rendered = ok(helm, "template", "aww", CHART, "--set", f"tls.source={source}")
         assert not crds(rendered), source

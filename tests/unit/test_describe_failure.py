@@ -44,9 +44,19 @@ def test_a_namespace_being_deleted() -> None:
         ),
         ("get", "Job", "jobs", "see the ClusterRole in manifests/base/rbac.yaml"),
         ("get", "CodeRun", "coderuns", "see the ClusterRole in manifests/base/rbac.yaml"),
-        # growing is granted by an overlay of its own
-        ("patch", "PersistentVolumeClaim", "persistentvolumeclaims", "add manifests/grow/, or set the chart's"),
-        ("get", "StorageClass", "storageclasses", "add manifests/grow/, or set the chart's"),
+        # growing is granted by a Component of its own
+        (
+            "patch",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            "add the Component manifests/grow/ to your kustomization, or set the chart's",
+        ),
+        (
+            "get",
+            "StorageClass",
+            "storageclasses",
+            "add the Component manifests/grow/ to your kustomization, or set the chart's",
+        ),
     ],
 )
 def test_missing_rbac_names_the_verb_and_resource_to_grant(verb: str, what: str, resource: str, where: str) -> None:

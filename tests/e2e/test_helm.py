@@ -43,6 +43,9 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
 }
 
+# What selects the webhook's Pods: labels no upgrade changes.
+SELECTOR = {"app.kubernetes.io/name": "agent-workspace-webhook", "app.kubernetes.io/instance": RELEASE}
+
 # What an operator changes, all at once.
 OPERATOR_VALUES: dict[str, Any] = {
     "replicas": 3,
@@ -113,8 +116,26 @@ def one(rendered: dict[Key, dict[str, Any]], kind: str) -> dict[str, Any]:
     return matches[0]
 
 
+# The labels a Helm release adds to what manifests/ labels app.kubernetes.io/name alone.
+RELEASE_LABELS = {
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
+
+
+def without_release_labels(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: without_release_labels(value) for key, value in node.items() if key not in RELEASE_LABELS}
+    if isinstance(node, list):
+        return [without_release_labels(item) for item in node]
+    return node
+
+
 def assert_same_objects(chart: str, expected: str) -> None:
-    got, want = objects(chart), objects(expected)
+    got = {key: without_release_labels(doc) for key, doc in objects(chart).items()}
+    want = objects(expected)
     problems = [f"only in the chart: {key}" for key in got.keys() - want.keys()]
     problems += [f"missing from the chart: {key}" for key in want.keys() - got.keys()]
     for key in sorted(got.keys() & want.keys()):
@@ -219,7 +240,7 @@ def test_operator_values_reach_the_deployment_pdb_and_webhooks(tmp_path: Path) -
     assert env["WEBHOOK_KUBE_DEADLINE_SECONDS"] == "1.5"
     assert one(rendered, "PodDisruptionBudget")["spec"] == {
         "maxUnavailable": 1,
-        "selector": {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}},
+        "selector": {"matchLabels": SELECTOR},
     }
     hooks = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
     # The entries for the controller's own objects (its cleanup Jobs, its PVCs) and for the volumes
@@ -372,6 +393,43 @@ def test_names_and_namespace_follow_the_release() -> None:
     serving = rendered[("cert-manager.io/v1", "Certificate", "platform", f"{name}-serving")]
     assert serving["spec"]["secretName"] == f"{name}-tls"
     assert serving["spec"]["dnsNames"] == [f"{name}.platform.svc", f"{name}.platform.svc.cluster.local"]
+
+
+def test_every_object_carries_the_standard_labels_and_selectors_only_name_and_instance(tmp_path: Path) -> None:
+    everything = {
+        "installCRD": True,
+        "tls": {"source": "certManager"},
+        "prune": {"enabled": True},
+        "workspaceStorageClass": {"create": True, "provisioner": "ebs.csi.aws.com"},
+        "monitoring": {key: {"enabled": True} for key in ("serviceMonitor", "podMonitor", "rules", "dashboard")},
+    }
+    rendered = objects(template(tmp_path, everything))
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    standard = {
+        **SELECTOR,
+        "app.kubernetes.io/version": chart["appVersion"],
+        "app.kubernetes.io/managed-by": "Helm",
+        "helm.sh/chart": f"agent-workspace-webhook-{chart['version']}",
+    }
+    for key, doc in rendered.items():
+        labels = doc["metadata"].get("labels", {})
+        assert labels.items() >= standard.items(), f"{key}: {labels}"
+    deployment = one(rendered, "Deployment")["spec"]
+    # Immutable: as 0.2.0 installed it, so that `helm upgrade` from it goes through.
+    assert deployment["selector"] == {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}}
+    assert deployment["template"]["metadata"]["labels"].items() >= standard.items()
+    assert one(rendered, "Service")["spec"]["selector"] == SELECTOR
+    assert one(rendered, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "NetworkPolicy")["spec"]["podSelector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "ServiceMonitor")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "PodMonitor")["spec"]["selector"] == {"matchLabels": SELECTOR}
+
+
+def test_the_chart_refuses_a_cluster_older_than_its_apis() -> None:
+    old = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "--kube-version", "1.29.9")
+    assert old.returncode != 0 and "kubeVersion" in old.stderr, old.stderr
+    ok = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "--kube-version", "1.30.0")
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: Path) -> None:

@@ -17,9 +17,27 @@
 {{- end }}
 {{- end }}
 
-{{/* The labels of manifests/: only app.kubernetes.io/name, which is also the selector. */}}
+{{/* The chart's name and version, as the helm.sh/chart label takes it. */}}
+{{- define "agent-workspace-webhook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The labels of every object the chart renders: the Kubernetes recommended ones and helm.sh/chart.
+manifests/ carries only app.kubernetes.io/name (tests/e2e/test_helm.py compares the rest).
+*/}}
 {{- define "agent-workspace-webhook.labels" -}}
+{{ include "agent-workspace-webhook.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "agent-workspace-webhook.chart" . }}
+{{- end }}
+
+{{/* What selects the webhook's Pods (Service, PodDisruptionBudget, NetworkPolicy, anti-affinity,
+monitors): labels that never change with an upgrade. */}}
+{{- define "agent-workspace-webhook.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "agent-workspace-webhook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "agent-workspace-webhook.tlsSecretName" -}}

@@ -362,6 +362,24 @@ def test_cert_manager_with_an_issuer_of_ones_own(tmp_path: Path) -> None:
     assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
 
 
+def schema_nodes(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every value of values.schema.json, with its path (items of a list as [])."""
+    found = [(path, node)] if path else []
+    for key, child in node.get("properties", {}).items():
+        found += schema_nodes(child, f"{path}.{key}" if path else key)
+    if isinstance(node.get("items"), dict) and "properties" in node["items"]:
+        found += schema_nodes(node["items"], f"{path}[]")
+    return found
+
+
+def test_every_value_in_the_schema_says_what_it_does() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    nodes = schema_nodes(schema)
+    assert len(nodes) > 140  # nested values included
+    undocumented = [path for path, node in nodes if not str(node.get("description", "")).strip()]
+    assert not undocumented, f"values.schema.json: no description for {undocumented}"
+
+
 def test_names_and_namespace_follow_the_release() -> None:
     result = helm("template", "aww", CHART, "--namespace", "platform", "--set", "tls.source=certManager")
     assert result.returncode == 0, result.stderr

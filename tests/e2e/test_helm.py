@@ -774,13 +774,24 @@ def test_the_workspace_class_prune_and_growth_render_with_their_own_rights(tmp_p
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("values", ["default", "inline", "operator", "lifecycle"])
+@pytest.mark.parametrize("values", ["default", "inline", "operator", "lifecycle", "conventions"])
 def test_rendered_chart_applies_server_side(values: str, cluster: Environment, certs: Path, tmp_path: Path) -> None:
     chosen = {
         "default": None,
         "inline": inline_values(certs),
         "operator": OPERATOR_VALUES,
         "lifecycle": LIFECYCLE_VALUES,
+        "conventions": {
+            **CONVENTION_VALUES,
+            "hostNetwork": True,
+            "securePort": 10250,
+            "serviceAccount": {"annotations": {"example.com/role": "x"}, "automountServiceAccountToken": True},
+            "webhook": {
+                "annotations": {"example.com/owner": "platform"},
+                "objectSelector": {"matchExpressions": [{"key": "no-workspace", "operator": "DoesNotExist"}]},
+            },
+            "settings": {"coderunGroup": "runs.example.com", "coderunPlural": "agentruns", "workspaceVolume": "work"},
+        },
     }[values]
     rendered = template(tmp_path, chosen)
     kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]

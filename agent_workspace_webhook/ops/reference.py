@@ -25,7 +25,7 @@ COMMAND = "python -m agent_workspace_webhook.ops.reference > docs/configuration.
 NOT_CHART_SETTINGS = {
     "namespace_selector": "from `workspaceNamespaces`, which also sets the webhooks' `namespaceSelector`",
     "own_namespace": "the release's namespace",
-    "metrics_port": "the Deployment's container and probe port, 8080",
+    "metrics_port": "the chart's `metricsPort` (the container and probe port), passed as `--metrics-port`",
     "store": "the in-memory store is for `serve` on a laptop",
     "kubeconfig": "in a cluster the webhook uses its ServiceAccount",
 }
@@ -142,7 +142,7 @@ def render() -> str:
     for name, field in fields.items():
         lines += ["", f"### {name}", "", str(field.description)]
         if name in NOT_CHART_SETTINGS:
-            lines += ["", f"Not a chart value: {NOT_CHART_SETTINGS[name]}."]
+            lines += ["", f"Not a `settings.*` chart value: {NOT_CHART_SETTINGS[name]}."]
     return "\n".join(lines) + "\n"
 
 

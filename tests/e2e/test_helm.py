@@ -44,6 +44,9 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
 }
 
+# What selects the webhook's Pods: labels no upgrade changes.
+SELECTOR = {"app.kubernetes.io/name": "agent-workspace-webhook", "app.kubernetes.io/instance": RELEASE}
+
 # What an operator changes, all at once.
 OPERATOR_VALUES: dict[str, Any] = {
     "replicas": 3,
@@ -114,8 +117,26 @@ def one(rendered: dict[Key, dict[str, Any]], kind: str) -> dict[str, Any]:
     return matches[0]
 
 
+# The labels a Helm release adds to what manifests/ labels app.kubernetes.io/name alone.
+RELEASE_LABELS = {
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
+
+
+def without_release_labels(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: without_release_labels(value) for key, value in node.items() if key not in RELEASE_LABELS}
+    if isinstance(node, list):
+        return [without_release_labels(item) for item in node]
+    return node
+
+
 def assert_same_objects(chart: str, expected: str) -> None:
-    got, want = objects(chart), objects(expected)
+    got = {key: without_release_labels(doc) for key, doc in objects(chart).items()}
+    want = objects(expected)
     problems = [f"only in the chart: {key}" for key in got.keys() - want.keys()]
     problems += [f"missing from the chart: {key}" for key in want.keys() - got.keys()]
     for key in sorted(got.keys() & want.keys()):
@@ -159,13 +180,14 @@ def inline_values(certs: Path) -> dict[str, Any]:
 # --- (a) lint --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", ["default", "certManager", "inline", "operator"])
+@pytest.mark.parametrize("values", ["default", "certManager", "inline", "operator", "conventions"])
 def test_chart_lints(values: str, certs: Path, tmp_path: Path) -> None:
     chosen = {
         "default": None,
         "certManager": {"tls": {"source": "certManager"}},
         "inline": inline_values(certs),
         "operator": OPERATOR_VALUES,
+        "conventions": {**CONVENTION_VALUES, "hostNetwork": True, "securePort": 10250},
     }[values]
     result = helm("lint", "--strict", CHART, "--namespace", NAMESPACE, *values_args(tmp_path, chosen))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -221,7 +243,7 @@ def test_operator_values_reach_the_deployment_pdb_and_webhooks(tmp_path: Path) -
     assert env["WEBHOOK_KUBE_DEADLINE_SECONDS"] == "1.5"
     assert one(rendered, "PodDisruptionBudget")["spec"] == {
         "maxUnavailable": 1,
-        "selector": {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}},
+        "selector": {"matchLabels": SELECTOR},
     }
     hooks = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
     # The entries for the controller's own objects (its cleanup Jobs, its PVCs) and for the volumes
@@ -342,6 +364,24 @@ def test_cert_manager_with_an_issuer_of_ones_own(tmp_path: Path) -> None:
     assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
 
 
+def schema_nodes(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every value of values.schema.json, with its path (items of a list as [])."""
+    found = [(path, node)] if path else []
+    for key, child in node.get("properties", {}).items():
+        found += schema_nodes(child, f"{path}.{key}" if path else key)
+    if isinstance(node.get("items"), dict) and "properties" in node["items"]:
+        found += schema_nodes(node["items"], f"{path}[]")
+    return found
+
+
+def test_every_value_in_the_schema_says_what_it_does() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    nodes = schema_nodes(schema)
+    assert len(nodes) > 140  # nested values included
+    undocumented = [path for path, node in nodes if not str(node.get("description", "")).strip()]
+    assert not undocumented, f"values.schema.json: no description for {undocumented}"
+
+
 def test_names_and_namespace_follow_the_release() -> None:
     result = helm("template", "aww", CHART, "--namespace", "platform", "--set", "tls.source=certManager")
     assert result.returncode == 0, result.stderr
@@ -376,6 +416,43 @@ def test_names_and_namespace_follow_the_release() -> None:
     assert serving["spec"]["dnsNames"] == [f"{name}.platform.svc", f"{name}.platform.svc.cluster.local"]
 
 
+def test_every_object_carries_the_standard_labels_and_selectors_only_name_and_instance(tmp_path: Path) -> None:
+    everything = {
+        "installCRD": True,
+        "tls": {"source": "certManager"},
+        "prune": {"enabled": True},
+        "workspaceStorageClass": {"create": True, "provisioner": "ebs.csi.aws.com"},
+        "monitoring": {key: {"enabled": True} for key in ("serviceMonitor", "podMonitor", "rules", "dashboard")},
+    }
+    rendered = objects(template(tmp_path, everything))
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    standard = {
+        **SELECTOR,
+        "app.kubernetes.io/version": chart["appVersion"],
+        "app.kubernetes.io/managed-by": "Helm",
+        "helm.sh/chart": f"agent-workspace-webhook-{chart['version']}",
+    }
+    for key, doc in rendered.items():
+        labels = doc["metadata"].get("labels", {})
+        assert labels.items() >= standard.items(), f"{key}: {labels}"
+    deployment = one(rendered, "Deployment")["spec"]
+    # Immutable: as 0.2.0 installed it, so that `helm upgrade` from it goes through.
+    assert deployment["selector"] == {"matchLabels": {"app.kubernetes.io/name": "agent-workspace-webhook"}}
+    assert deployment["template"]["metadata"]["labels"].items() >= standard.items()
+    assert one(rendered, "Service")["spec"]["selector"] == SELECTOR
+    assert one(rendered, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "NetworkPolicy")["spec"]["podSelector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "ServiceMonitor")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "PodMonitor")["spec"]["selector"] == {"matchLabels": SELECTOR}
+
+
+def test_the_chart_refuses_a_cluster_older_than_its_apis() -> None:
+    old = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "--kube-version", "1.29.9")
+    assert old.returncode != 0 and "kubeVersion" in old.stderr, old.stderr
+    ok = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "--kube-version", "1.30.0")
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: Path) -> None:
     # No CRD by default (the platform's; tests/e2e/test_platform_crd.py checks the opt-in).
     rendered = objects(template(tmp_path, {"namespace": {"create": False}}))
@@ -389,26 +466,28 @@ def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: 
     [
         pytest.param(
             {"tls": {"source": "vault"}},
-            'tls.source must be secret, inline or certManager, not "vault"',
+            "at '/tls/source': value must be one of 'secret', 'inline', 'certManager'",
             id="tls.source",
         ),
         pytest.param({"tls": {"sorce": "certManager"}}, "additional properties 'sorce' not allowed", id="misspelt-key"),
         pytest.param(
             {"settings": {"namingMode": "agents"}},
-            'settings.namingMode must be legacy, dual or agent, not "agents"',
+            "at '/settings/namingMode': value must be one of 'legacy', 'dual', 'agent'",
             id="namingMode",
         ),
         pytest.param(
             {"settings": {"legacyOwner": "Rex"}},
-            'an agent name (a DNS-1123 label such as rex), not "Rex"',
+            "at '/settings/legacyOwner': 'Rex' does not match pattern",
             id="legacyOwner",
         ),
         pytest.param(
-            {"settings": {"agentTable": {"5DLabs-Rex": "Rex!"}}}, '5DLabs-Rex maps to "Rex!"', id="agentTable"
+            {"settings": {"agentTable": {"5DLabs-Rex": "Rex!"}}},
+            "at '/settings/agentTable/5DLabs-Rex': 'Rex!' does not match",
+            id="agentTable",
         ),
         pytest.param(
             {"settings": {"agentPattern": "^acme-(.*)$"}},
-            'settings.agentPattern needs a named group (?P<agent>...), which "^acme-(.*)$" has not',
+            "at '/settings/agentPattern': '^acme-(.*)$' does not match pattern",
             id="agentPattern",
         ),
         pytest.param(
@@ -417,7 +496,9 @@ def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: 
             id="storage.size",
         ),
         pytest.param(
-            {"settings": {"storage": {"accessModes": ["RWO"]}}}, '"RWO" is not ReadWriteOnce', id="accessModes"
+            {"settings": {"storage": {"accessModes": ["RWO"]}}},
+            "/storage/accessModes/0': value must be one of 'ReadWriteOnce'",
+            id="accessModes",
         ),
         pytest.param(
             {"settings": {"seedFromLegacy": "copy"}},
@@ -440,12 +521,185 @@ def test_namespace_can_be_left_to_others_and_the_crd_is_the_platforms(tmp_path: 
         ),
         pytest.param(
             {"webhook": {"failurePolicy": "fail"}},
-            'webhook.failurePolicy must be Fail or Ignore, not "fail"',
+            "at '/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",
             id="failurePolicy",
         ),
     ],
 )
 def test_a_wrong_value_stops_the_render_naming_it(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(tmp_path, values))
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# --- (c2) the conventions of cert-manager's chart: placement, identity, ports, selectors --------
+
+DIGEST = "sha256:" + "ab" * 32
+CONVENTION_VALUES: dict[str, Any] = {
+    "image": {"digest": DIGEST, "tag": "1.2.3"},
+    "podLabels": {"team": "platform", "app.kubernetes.io/name": "not-this"},
+    "podAnnotations": {"example.com/owner": "platform"},
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]
+            }
+        }
+    },
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": SELECTOR},
+        }
+    ],
+    "priorityClassName": "system-cluster-critical",
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
+    "containerSecurityContext": {"allowPrivilegeEscalation": False, "privileged": False},
+    "extraArgs": ["--log-level", "DEBUG"],
+}
+
+
+def test_placement_and_pod_values_reach_the_deployment(tmp_path: Path) -> None:
+    rendered = objects(template(tmp_path, CONVENTION_VALUES))
+    template_ = one(rendered, "Deployment")["spec"]["template"]
+    pod, container = template_["spec"], template_["spec"]["containers"][0]
+    assert container["image"] == f"ghcr.io/5dlabs/agent-workspace-webhook@{DIGEST}"  # the digest wins
+    labels = template_["metadata"]["labels"]
+    assert labels["team"] == "platform"
+    assert labels["app.kubernetes.io/name"] == "agent-workspace-webhook"  # the chart's own stay
+    assert template_["metadata"]["annotations"] == {"example.com/owner": "platform"}
+    for key in ("affinity", "topologySpreadConstraints", "priorityClassName", "nodeSelector", "tolerations"):
+        assert pod[key] == CONVENTION_VALUES[key], key
+    # Merged over the chart's (helm merges maps): a key set to null drops one of the chart's.
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 10001,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["args"][-2:] == ["--log-level", "DEBUG"]
+    # By default: the preferred anti-affinity, no spread, no priority class.
+    default_pod = one(objects(template(tmp_path)), "Deployment")["spec"]["template"]["spec"]
+    assert default_pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert not {"topologySpreadConstraints", "priorityClassName", "hostNetwork"} & default_pod.keys()
+    pruned = objects(template(tmp_path, {"image": {"digest": DIGEST}, "prune": {"enabled": True}}))
+    prune_pod = one(pruned, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert prune_pod["containers"][0]["image"] == f"ghcr.io/5dlabs/agent-workspace-webhook@{DIGEST}"
+
+
+def test_the_service_account_can_be_annotated_or_brought(tmp_path: Path) -> None:
+    role_arn = {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/workspaces"}
+    values = {"serviceAccount": {"annotations": role_arn, "automountServiceAccountToken": True}}
+    account = one(objects(template(tmp_path, values)), "ServiceAccount")
+    assert (account["metadata"]["annotations"], account["automountServiceAccountToken"]) == (role_arn, True)
+    brought = objects(template(tmp_path, {"serviceAccount": {"create": False, "name": "platform-webhooks"}}))
+    assert not [key for key in brought if key[1] == "ServiceAccount"]
+    assert one(brought, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-webhooks"
+    assert one(brought, "ClusterRoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "platform-webhooks", "namespace": NAMESPACE}
+    ]
+
+
+def test_host_network_and_the_ports_move_together(tmp_path: Path) -> None:
+    values = {"hostNetwork": True, "securePort": 10250, "metricsPort": 10251}
+    rendered = objects(template(tmp_path, values))
+    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[args.index("--port") + 1] == "10250"
+    assert args[args.index("--metrics-port") + 1] == "10251"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"https": 10250, "metrics": 10251}
+    # The Service's 443 and 8080 reach them through the ports' names; the probes too.
+    service_ports = {p["port"]: p["targetPort"] for p in one(rendered, "Service")["spec"]["ports"]}
+    assert {port: ports[target] for port, target in service_ports.items()} == {443: 10250, 8080: 10251}
+    assert container["readinessProbe"]["httpGet"]["port"] == "metrics"
+    policy = one(rendered, "NetworkPolicy")["spec"]["ingress"]
+    assert [rule["ports"][0]["port"] for rule in policy] == [10250, 10251]
+    default_args = one(objects(template(tmp_path)), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-port" not in default_args and default_args[default_args.index("--port") + 1] == "8443"
+
+
+def test_the_webhook_configuration_takes_annotations_and_narrower_selectors(tmp_path: Path) -> None:
+    opt_out = {"key": "agents.platform/no-workspace", "operator": "DoesNotExist"}
+    values = {
+        "webhook": {
+            "annotations": {"example.com/owner": "platform"},
+            "namespaceSelector": {"matchLabels": {"team": "agents"}},
+            "objectSelector": {"matchExpressions": [opt_out]},
+        },
+        "tls": {"source": "certManager"},
+    }
+    config = one(objects(template(tmp_path, values)), "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {
+        "example.com/owner": "platform",
+        "cert-manager.io/inject-ca-from": f"{NAMESPACE}/{RELEASE}-serving",
+    }
+    hooks = {hook["name"].split(".")[0]: hook for hook in config["webhooks"]}
+    for name in ("pods", "coderuns", "cleanup", "claims"):
+        selector = hooks[name]["namespaceSelector"]
+        assert selector["matchLabels"] == {"agents.platform/workspaces": "enabled", "team": "agents"}, name
+        assert selector["matchExpressions"][0]["values"] == [NAMESPACE, "kube-system"], name
+        assert hooks[name]["objectSelector"]["matchExpressions"] == [opt_out], name
+    assert hooks["pods"]["objectSelector"]["matchLabels"] == {"component": "code-runner"}
+    assert "objectSelector" not in hooks["volumes"] and "namespaceSelector" not in hooks["volumes"]
+
+
+def test_the_coderun_resource_and_the_workspace_volume_follow_the_settings(tmp_path: Path) -> None:
+    settings = {"coderunGroup": "runs.example.com", "coderunVersion": "v1beta1", "coderunPlural": "agentruns"}
+    rendered = objects(template(tmp_path, {"settings": {**settings, "workspaceVolume": "work"}}))
+    hooks = {hook["name"].split(".")[0]: hook for hook in one(rendered, "MutatingWebhookConfiguration")["webhooks"]}
+    rule = hooks["coderuns"]["rules"][0]
+    assert (rule["apiGroups"], rule["apiVersions"], rule["resources"]) == (
+        ["runs.example.com"],
+        ["v1beta1"],
+        ["agentruns"],
+    )
+    assert ("runs.example.com", "agentruns", "get") in rules_of(rendered, RELEASE)
+    assert not [r for r in rules_of(rendered, RELEASE) if r[0] == "agents.platform"]
+    for name in ("pods", "cleanup"):
+        assert "v.name == 'work'" in hooks[name]["matchConditions"][0]["expression"], name
+    env = env_of(rendered)
+    assert (env["WEBHOOK_CODERUN_GROUP"], env["WEBHOOK_WORKSPACE_VOLUME"]) == ("runs.example.com", "work")
+    default_hooks = one(objects(template(tmp_path)), "MutatingWebhookConfiguration")["webhooks"]
+    assert "v.name == 'workspace'" in default_hooks[0]["matchConditions"][0]["expression"]
+    clash = helm("template", RELEASE, CHART, "--set", "installCRD=true,settings.coderunPlural=agentruns")
+    assert clash.returncode != 0 and "installCRD is the stand-in for coderuns.agents.platform" in clash.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"image": {"digest": "latest"}}, "at '/image/digest': 'latest' does not match pattern"),
+        ({"image": {"pullPolicy": "always"}}, "at '/image/pullPolicy': value must be one of"),
+        ({"securePort": 70000}, "at '/securePort': maximum: got 70,000, want 65,535"),
+        ({"securePort": 8080}, "securePort and metricsPort must differ, both are 8080"),
+        ({"serviceAccount": {"nme": "x"}}, "additional properties 'nme' not allowed"),
+        ({"priorityClassName": "System_Critical"}, "at '/priorityClassName': 'System_Critical' does not match"),
+        ({"extraArgs": "--log-level DEBUG"}, "at '/extraArgs': got string, want array"),
+        (
+            {"webhook": {"objectSelector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}}},
+            "/objectSelector/matchExpressions/0/operator': value must be one of",
+        ),
+        ({"settings": {"coderunVersion": "1"}}, "at '/settings/coderunVersion': '1' does not match pattern"),
+        ({"settings": {"workspaceVolume": "Workspace"}}, "at '/settings/workspaceVolume': 'Workspace' does not match"),
+        ({"settings": {"coderunGroup": "coderuns"}}, "at '/settings/coderunGroup': 'coderuns' does not match"),
+    ],
+    ids=lambda v: "" if isinstance(v, str) else json.dumps(v),
+)
+def test_a_wrong_convention_value_is_refused(values: dict[str, Any], message: str, tmp_path: Path) -> None:
     result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *values_args(tmp_path, values))
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
@@ -522,13 +776,24 @@ def test_the_workspace_class_prune_and_growth_render_with_their_own_rights(tmp_p
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("values", ["default", "inline", "operator", "lifecycle"])
+@pytest.mark.parametrize("values", ["default", "inline", "operator", "lifecycle", "conventions"])
 def test_rendered_chart_applies_server_side(values: str, cluster: Environment, certs: Path, tmp_path: Path) -> None:
     chosen = {
         "default": None,
         "inline": inline_values(certs),
         "operator": OPERATOR_VALUES,
         "lifecycle": LIFECYCLE_VALUES,
+        "conventions": {
+            **CONVENTION_VALUES,
+            "hostNetwork": True,
+            "securePort": 10250,
+            "serviceAccount": {"annotations": {"example.com/role": "x"}, "automountServiceAccountToken": True},
+            "webhook": {
+                "annotations": {"example.com/owner": "platform"},
+                "objectSelector": {"matchExpressions": [{"key": "no-workspace", "operator": "DoesNotExist"}]},
+            },
+            "settings": {"coderunGroup": "runs.example.com", "coderunPlural": "agentruns", "workspaceVolume": "work"},
+        },
     }[values]
     rendered = template(tmp_path, chosen)
     kubectl: list[str | Path] = [tool("kubectl"), "--kubeconfig", cluster.plane.kubeconfig]

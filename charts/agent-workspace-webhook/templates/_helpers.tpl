@@ -17,9 +17,55 @@
 {{- end }}
 {{- end }}
 
-{{/* The labels of manifests/: only app.kubernetes.io/name, which is also the selector. */}}
+{{/* The chart's name and version, as the helm.sh/chart label takes it. */}}
+{{- define "agent-workspace-webhook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The labels of every object the chart renders: the Kubernetes recommended ones and helm.sh/chart.
+manifests/ carries only app.kubernetes.io/name (tests/e2e/test_helm.py compares the rest).
+*/}}
 {{- define "agent-workspace-webhook.labels" -}}
+{{ include "agent-workspace-webhook.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "agent-workspace-webhook.chart" . }}
+{{- end }}
+
+{{/* What selects the webhook's Pods (Service, PodDisruptionBudget, NetworkPolicy, anti-affinity,
+monitors): labels that never change with an upgrade. */}}
+{{- define "agent-workspace-webhook.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "agent-workspace-webhook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The image: repository@digest when image.digest is set (the tag is then ignored), else repository:tag. */}}
+{{- define "agent-workspace-webhook.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (toString (.Values.image.tag | default .Chart.AppVersion)) }}
+{{- end }}
+{{- end }}
+
+{{/* A label selector (list base more) as YAML: base with more's matchLabels merged in (base's win) and its
+matchExpressions appended (webhook.namespaceSelector, webhook.objectSelector). */}}
+{{- define "agent-workspace-webhook.selectorPlus" -}}
+{{- $base := deepCopy (index . 0) }}
+{{- $more := index . 1 | default dict }}
+{{- with $more.matchLabels }}
+{{- $_ := set $base "matchLabels" (merge ($base.matchLabels | default dict) (deepCopy .)) }}
+{{- end }}
+{{- with $more.matchExpressions }}
+{{- $_ := set $base "matchExpressions" (concat ($base.matchExpressions | default list) .) }}
+{{- end }}
+{{- toYaml $base }}
+{{- end }}
+
+{{/* The webhook's ServiceAccount: serviceAccount.name, else the fullname. */}}
+{{- define "agent-workspace-webhook.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "agent-workspace-webhook.fullname" .) }}
 {{- end }}
 
 {{- define "agent-workspace-webhook.tlsSecretName" -}}
@@ -77,40 +123,13 @@ exponent); the webhook's own defaults (settings.py) apply to the rest.
 {{- toYaml (concat $env .Values.extraEnv) }}
 {{- end }}
 
-{{/* Values that would install without complaint but leave the webhook broken. */}}
+{{/* Values that would install without complaint but leave the webhook broken, beyond what
+values.schema.json says (enumerations, names and patterns are there). */}}
 {{- define "agent-workspace-webhook.validate" -}}
 {{- $s := .Values.settings }}
-{{- if not (has $s.namingMode (list "legacy" "dual" "agent")) }}
-{{- fail (printf "settings.namingMode must be legacy, dual or agent, not %q" (toString $s.namingMode)) }}
-{{- end }}
-{{- $label := "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" }}
-{{- if and $s.legacyOwner (not (regexMatch $label (toString $s.legacyOwner))) }}
-{{- fail (printf "settings.legacyOwner must be an agent name (a DNS-1123 label such as rex), not %q" (toString $s.legacyOwner)) }}
-{{- end }}
-{{- range $app, $agent := $s.agentTable }}
-{{- if not (regexMatch $label (toString $agent)) }}
-{{- fail (printf "settings.agentTable: %s maps to %q, which is not an agent name (a DNS-1123 label such as rex)" $app (toString $agent)) }}
-{{- end }}
-{{- end }}
-{{- if and $s.agentPattern (not (contains "(?P<agent>" (toString $s.agentPattern))) }}
-{{- fail (printf "settings.agentPattern needs a named group (?P<agent>...), which %q has not" (toString $s.agentPattern)) }}
-{{- end }}
-{{- range $s.sharedGroups }}
-{{- if or (not (kindIs "map" .)) (not .agents) }}
-{{- fail (printf "settings.sharedGroups: each group is {agents: [...], suffix: ...}, not %s" (toJson .)) }}
-{{- end }}
-{{- end }}
 {{- if $s.storage.size }}
 {{- $problem := include "agent-workspace-webhook.storageSizeProblem" (toString $s.storage.size) | trim }}
 {{- if $problem }}{{ fail $problem }}{{ end }}
-{{- end }}
-{{- range $s.storage.accessModes }}
-{{- if not (has . (list "ReadWriteOnce" "ReadWriteOncePod" "ReadWriteMany" "ReadOnlyMany")) }}
-{{- fail (printf "settings.storage.accessModes: %q is not ReadWriteOnce, ReadWriteOncePod, ReadWriteMany or ReadOnlyMany" (toString .)) }}
-{{- end }}
-{{- end }}
-{{- if not (has .Values.tls.source (list "secret" "inline" "certManager")) }}
-{{- fail (printf "tls.source must be secret, inline or certManager, not %q" (toString .Values.tls.source)) }}
 {{- end }}
 {{- if eq .Values.tls.source "inline" }}
 {{- if not (and .Values.tls.cert .Values.tls.key .Values.tls.caBundle) }}
@@ -123,7 +142,10 @@ exponent); the webhook's own defaults (settings.py) apply to the rest.
 {{- fail "tls.cert must be a PEM certificate (-----BEGIN CERTIFICATE-----)" }}
 {{- end }}
 {{- end }}
-{{- if not (has .Values.webhook.failurePolicy (list "Fail" "Ignore")) }}
-{{- fail (printf "webhook.failurePolicy must be Fail or Ignore, not %q" (toString .Values.webhook.failurePolicy)) }}
+{{- if eq (int .Values.securePort) (int .Values.metricsPort) }}
+{{- fail (printf "securePort and metricsPort must differ, both are %d" (int .Values.securePort)) }}
+{{- end }}
+{{- if and .Values.installCRD (or (ne ($s.coderunGroup | default "agents.platform") "agents.platform") (ne ($s.coderunVersion | default "v1") "v1") (ne ($s.coderunPlural | default "coderuns") "coderuns")) }}
+{{- fail "installCRD is the stand-in for coderuns.agents.platform v1: it cannot be combined with settings.coderunGroup, coderunVersion or coderunPlural" }}
 {{- end }}
 {{- end }}

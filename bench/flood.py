@@ -54,7 +54,7 @@ def flood(hook: LocalWebhook, clients: int) -> dict[str, float]:
     for _ in range(20):  # warm: what every admission loads
         hook.review(body)
     before = usage(pid)
-    command = [sys.executable, "-m", "tests.e2e.trickle", str(hook.port), str(hook.certs.ca)]
+    command = [sys.executable, "-m", "tests.e2e.trickle", str(hook.port), str(hook.ca_file)]
     command += ["--clients", str(clients), "--seconds", str(SECONDS), "--source", "127.0.0.2"]
     answered = asked = 0
     with Sampler(pid) as sampled:

@@ -11,7 +11,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_workspace_webhook.testing.tools import free_port, tool
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.tools import free_port, run, tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,32 +110,25 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def installed(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed console script, from a directory outside the checkout."""
-    return subprocess.run(
-        [str(venv / "bin" / "agent-workspace-webhook"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
+    script = venv / "bin" / "agent-workspace-webhook"
+    return run(script, *args, cwd=cwd, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
 
 
 def test_installed_agent_and_review_work_outside_the_checkout(image_venv: Path, tmp_path: Path) -> None:
-    agent = run(image_venv, tmp_path, "agent", "5DLabs-Rex", "--service", "cto", "-o", "json")
+    agent = installed(image_venv, tmp_path, "agent", "5DLabs-Rex", "--service", "cto", "-o", "json")
     assert agent.returncode == 0, agent.stderr
     assert agent.stdout.strip() == '{"agent": "rex", "pvc": "workspace-cto-rex"}'
     shutil.copy(ROOT / "examples" / "rex-pod.json", tmp_path / "rex-pod.json")
-    review = run(image_venv, tmp_path, "review", "rex-pod.json")
+    review = installed(image_venv, tmp_path, "review", "rex-pod.json")
     assert review.returncode == 0, review.stderr
     assert "pvc:      agents/workspace-cto-rex (created)" in review.stdout
 
 
 @pytest.mark.tools
 def test_installed_certs_writes_an_overlay_that_builds(image_venv: Path, tmp_path: Path) -> None:
-    made = run(image_venv, tmp_path, "certs", "--out", "generated")
+    made = installed(image_venv, tmp_path, "certs", "--out", "generated")
     assert made.returncode == 0, made.stderr
     out = tmp_path / "generated"
     assert {"ca.crt", "tls.crt", "tls.key", "secret.yaml", "kustomization.yaml"} <= {p.name for p in out.iterdir()}
@@ -150,46 +143,23 @@ def test_installed_certs_writes_an_overlay_that_builds(image_venv: Path, tmp_pat
 
 
 def test_installed_serve_answers_its_probe(image_venv: Path, tmp_path: Path) -> None:
-    port, metrics_port = free_port(), free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(image_venv / "bin" / "agent-workspace-webhook"),
-                "serve",
-                "--store",
-                "memory",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(metrics_port),
-            ],
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    script = str(image_venv / "bin" / "agent-workspace-webhook")  # the console script, as the image runs it
+    env = {"WEBHOOK_STORE": "memory"}
+    hook = LocalWebhook(free_port(), env, None, tmp_path / "serve.log", program=script, entry=(), cwd=tmp_path)
+    hook.start()
     try:
-        deadline = time.monotonic() + 30
-        answer = None
-        while answer is None and time.monotonic() < deadline and proc.poll() is None:
-            lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-            ca = next((line["ca_file"] for line in lines if "ca_file" in line), None)
-            if ca is not None and any(line["event"] == "serving" for line in lines):
-                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5) as r:
-                    answer = json.loads(r.read())
-                mutate = urllib.request.Request(f"https://127.0.0.1:{port}/mutate", data=b"{}", method="POST")
-                with pytest.raises(urllib.error.HTTPError) as refused:  # /mutate over TLS: 400 for a bad body
-                    urllib.request.urlopen(mutate, context=ssl.create_default_context(cafile=ca), timeout=5)
-                assert refused.value.code == 400
-            time.sleep(0.1)
-        assert answer == {"status": "ok"}, log.read_text()
+        status, text = hook.get("/healthz")
+        assert status == 200 and json.loads(text) == {"status": "ok"}, hook.log()
+        mutate = urllib.request.Request(hook.url, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:  # /mutate over TLS: 400 for a bad body
+            urllib.request.urlopen(mutate, context=ssl.create_default_context(cafile=hook.ca_file), timeout=5)
+        assert refused.value.code == 400
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        hook.stop()
 
 
 def test_installed_workspaces_help_and_demo_say_what_they_need(image_venv: Path, tmp_path: Path) -> None:
-    assert run(image_venv, tmp_path, "workspaces", "--help").returncode == 0
-    demo = run(image_venv, tmp_path, "demo", "--exit")
+    assert installed(image_venv, tmp_path, "workspaces", "--help").returncode == 0
+    demo = installed(image_venv, tmp_path, "demo", "--exit")
     assert demo.returncode == 2
     assert demo.stderr.count("\n") == 1 and "pip install agent-workspace-webhook" in demo.stderr, demo.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +20,8 @@ from agent_workspace_webhook.ops.manifests import load_yaml
 from agent_workspace_webhook.server.app import create_app
 from agent_workspace_webhook.server.probes import create_probe_app
 from agent_workspace_webhook.settings import load_settings
-from agent_workspace_webhook.testing.tools import tool
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.tools import free_port, tool
 from agent_workspace_webhook.version import version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +42,10 @@ def test_the_cli_says_it() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, f"agent-workspace-webhook {VERSION}")
 
 
-def test_the_serving_log_line_says_it() -> None:
-    args = [sys.executable, "-m", "agent_workspace_webhook", "serve", "--store", "memory", "--insecure", "--port", "0"]
-    proc = subprocess.Popen([*args, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(30, proc.kill)  # a serve that never says it ends the read below
-    watchdog.start()
-    try:
-        assert proc.stderr is not None
-        serving = next((line for line in proc.stderr if '"event":"serving"' in line), "{}")
-    finally:
-        watchdog.cancel()
-        proc.terminate()
-        proc.wait(timeout=10)
+def test_the_serving_log_line_says_it(tmp_path: Path) -> None:
+    hook = LocalWebhook(free_port(), {"WEBHOOK_STORE": "memory"}, None, tmp_path / "serve.log", insecure=True).start()
+    hook.stop()
+    serving = next(line for line in hook.log().splitlines() if '"event":"serving"' in line)
     assert json.loads(serving)["version"] == VERSION
 
 

@@ -1,4 +1,6 @@
-"""`agent-workspace-webhook serve` as a child process on 127.0.0.1, stopped by its own pid."""
+"""`agent-workspace-webhook serve` as a child process on 127.0.0.1, stopped by its own pid: the
+one way tests, benchmarks and the harness run it, with given certificates, the throw-away ones
+`serve` makes without them, or plain HTTP; by the package, or by an installed console script."""
 
 from __future__ import annotations
 
@@ -27,20 +29,31 @@ SERVE = ("-m", "agent_workspace_webhook")
 
 @dataclass
 class LocalWebhook:
-    """`agent-workspace-webhook serve` as a process of its own, with TLS on 127.0.0.1."""
+    """`agent-workspace-webhook serve` as a process of its own on 127.0.0.1."""
 
     port: int
     env: dict[str, str]
-    certs: CertFiles
+    # What it serves; None: the throw-away certificates `serve` makes (known once it has started).
+    certs: CertFiles | None
     log_path: Path
     reuse_port: bool = False
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = field(default_factory=free_port)
     entry: tuple[str, ...] = SERVE  # what runs `serve`: the package, or a script taking its arguments
+    program: str = sys.executable  # what `entry` is given to: the interpreter, or a console script (entry ())
+    insecure: bool = False  # plain HTTP (`serve --insecure`)
+    cwd: Path | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA its serving certificate chains to (given, or the throw-away one it made)."""
+        if self.certs is None:
+            raise ControlPlaneError(f"webhook on port {self.port} serves no certificate yet (not started, or insecure)")
+        return self.certs.ca
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/mutate"
+        return f"{'http' if self.insecure else 'https'}://127.0.0.1:{self.port}/mutate"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -64,7 +77,7 @@ class LocalWebhook:
         certificate if given (as any caller in the cluster could): the answer's `response`."""
         import httpx
 
-        context = ssl.create_default_context(cafile=str(self.certs.ca))
+        context = ssl.create_default_context(cafile=str(self.ca_file))
         if client is not None:
             context.load_cert_chain(client.cert, client.key)
         answer = httpx.post(self.url, json=body, verify=context, timeout=timeout)
@@ -76,6 +89,7 @@ class LocalWebhook:
     def replace_certificate(self, pair: Path) -> bytes:
         """Swap tls.crt and tls.key of the directory `pair` into the files this process serves,
         each in one step (as kubelet swaps a mounted Secret's); the certificate, as DER."""
+        assert self.certs is not None
         for new, served in ((pair / "tls.crt", self.certs.cert), (pair / "tls.key", self.certs.key)):
             staged = served.with_name(f".{served.name}.new")
             shutil.copy(new, staged)
@@ -105,15 +119,19 @@ class LocalWebhook:
         return [json.loads(line) for line in self.log().splitlines() if '"event":"admission"' in line]
 
     def start(self, timeout: float = 30) -> LocalWebhook:
-        args = [sys.executable, *self.entry, "serve", "--port", str(self.port)]
-        args += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
+        args = [self.program, *self.entry, "serve", "--port", str(self.port)]
+        if self.insecure:
+            args.append("--insecure")
+        elif self.certs is not None:
+            args += ["--cert-file", str(self.certs.cert), "--key-file", str(self.certs.key)]
         args += ["--metrics-port", str(self.metrics_port)]
         if self.reuse_port:
             args.append("--reuse-port")
         # Appended: a restarted webhook keeps the lines of its earlier life (what tests count).
         offset = len(self.log())
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+            env = {**os.environ, **self.env}
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -121,9 +139,20 @@ class LocalWebhook:
             if '"event":"serving"' in self.log()[offset:]:  # this very process listens (the port may be shared)
                 with contextlib.suppress(OSError):
                     if self.get("/healthz")[0] == 200:
+                        self._learn_certificates(self.log()[offset:])
                         return self
             time.sleep(0.1)
         raise ControlPlaneError(f"webhook on port {self.port} not healthy after {timeout}s:\n{self.log()}")
+
+    def _learn_certificates(self, log: str) -> None:
+        """The throw-away certificates `serve` made, from its log line saying where."""
+        if self.insecure or self.certs is not None:
+            return
+        for line in log.splitlines():
+            record = json.loads(line) if line.startswith("{") else {}
+            if record.get("event") == "throw-away certificates":
+                cert = Path(record["cert_file"])
+                self.certs = CertFiles(ca=Path(record["ca_file"]), cert=cert, key=cert.with_name("tls.key"))
 
     def wait_ready(self, timeout: float = 30) -> LocalWebhook:
         """Until /readyz answers 200: the API answers and the watch caches are synced."""

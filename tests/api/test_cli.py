@@ -5,15 +5,15 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.objects import applied, claim, decode_patch, job_pod, review
-from agent_workspace_webhook.testing.tools import cli
+from agent_workspace_webhook.testing.tools import cli, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -77,56 +77,14 @@ def test_review_of_a_missing_file() -> None:
     assert result.returncode == 2 and "No such file" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> None:
-    port, metrics_port = _free_port(), _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent_workspace_webhook",
-                "serve",
-                "--port",
-                str(port),
-                "--store",
-                "memory",
-                "--metrics-port",
-                str(metrics_port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    hook = LocalWebhook(free_port(), {"WEBHOOK_STORE": "memory"}, None, tmp_path / "serve.log").start()
     try:
-        ca_file = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for line in log.read_text().splitlines():
-                record = json.loads(line) if line.startswith("{") else {}
-                ca_file = record.get("ca_file", ca_file)
-            if ca_file and f'"port":{port}' in log.read_text():
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as r:
-                        assert json.loads(r.read()) == {"status": "ok"}
-                    break
-                except OSError:
-                    pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"server did not answer: {log.read_text()}")
+        status, text = hook.get("/healthz")
+        assert status == 200 and json.loads(text) == {"status": "ok"}
         body = (EXAMPLES / "cleo-coderun.json").read_bytes()
-        request = urllib.request.Request(
-            f"https://127.0.0.1:{port}/mutate", data=body, headers={"content-type": "application/json"}
-        )
-        context = ssl.create_default_context(cafile=ca_file)
+        request = urllib.request.Request(hook.url, data=body, headers={"content-type": "application/json"})
+        context = ssl.create_default_context(cafile=hook.ca_file)  # the one serve made and logged
         with urllib.request.urlopen(request, context=context, timeout=5) as r:
             answer: dict[str, Any] = json.loads(r.read())
         assert answer["response"]["allowed"] is True
@@ -136,9 +94,8 @@ def test_serve_with_throwaway_certificates_answers_over_tls(tmp_path: Path) -> N
             "value": {"agents.platform/workspace": "workspace-cto-cleo"},
         } in decode_patch(answer)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    admissions = [json.loads(line) for line in log.read_text().splitlines() if '"event":"admission"' in line]
+        hook.stop()
+    admissions = hook.admissions()
     assert admissions and admissions[0]["pvc"] == "workspace-cto-cleo" and admissions[0]["decision"] == "patched"
 
 

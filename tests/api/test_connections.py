@@ -49,7 +49,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
 
 
 def tls(hook: LocalWebhook, client: CertFiles | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(hook.certs.ca))
+    context = ssl.create_default_context(cafile=str(hook.ca_file))
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
     return context

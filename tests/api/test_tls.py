@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from agent_workspace_webhook.certificates import write_certificates
+from agent_workspace_webhook.certificates import CertFiles, write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook
 from agent_workspace_webhook.testing.tools import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,22 +29,10 @@ def _der(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
 
-def serve(tmp_path: Path, cert: Path, key: Path, **settings: str) -> tuple[subprocess.Popen[bytes], Path, int]:
-    """`serve` with the in-memory store on a free port, waited for until it listens."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    settings.setdefault("metrics_port", "0")
-    env = {**os.environ, **{f"WEBHOOK_{k.upper()}": v for k, v in settings.items()}}
-    args = ["serve", "--store", "memory", "--port", str(port), "--cert-file", str(cert), "--key-file", str(key)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent_workspace_webhook", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    deadline = time.monotonic() + 30
-    while b'"event":"serving"' not in log.read_bytes():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-    return proc, log, port
+def serve(tmp_path: Path, files: CertFiles, **settings: str) -> LocalWebhook:
+    """`serve` with the in-memory store on a free port, serving `files`, healthy."""
+    env = {"WEBHOOK_STORE": "memory", **{f"WEBHOOK_{k.upper()}": v for k, v in settings.items()}}
+    return LocalWebhook(free_port(), env, files, tmp_path / "serve.log").start()
 
 
 def test_minimum_tls_version_is_1_2(tmp_path: Path) -> None:
@@ -75,7 +61,8 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
     trust.write_bytes(old.ca.read_bytes() + new.ca.read_bytes())
     context = ssl.create_default_context(cafile=str(trust))
 
-    proc, log, port = serve(tmp_path, live / "tls.crt", live / "tls.key", tls_reload_seconds="0.1")
+    hook = serve(tmp_path, CertFiles(old.ca, live / "tls.crt", live / "tls.key"), tls_reload_seconds="0.1")
+    port = hook.port
     try:
 
         def call(conn: http.client.HTTPSConnection) -> bytes:
@@ -125,17 +112,20 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
         assert seen[0] == _der(old.cert) and seen[-1] == _der(new.cert)
         assert call(kept) == _der(old.cert)  # the connection open before the rotation still works
         kept.close()
-        assert b"certificate reloaded" in log.read_bytes()
+        assert "certificate reloaded" in hook.log()
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        hook.stop()
 
 
 def test_sigterm_with_an_idle_keep_alive_connection_exits_within_the_grace(tmp_path: Path) -> None:
     files = write_certificates(tmp_path, ["127.0.0.1"])
-    proc, _, port = serve(tmp_path, files.cert, files.key, shutdown_grace_seconds="1")
+    hook = serve(tmp_path, files, shutdown_grace_seconds="1")
+    proc = hook.proc
+    assert proc is not None
     try:
-        idle = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(files.ca)))
+        idle = http.client.HTTPSConnection(
+            "127.0.0.1", hook.port, context=ssl.create_default_context(cafile=str(files.ca))
+        )
         idle.request("POST", "/mutate", body=b"{}")
         assert idle.getresponse().status == 400
         started = time.monotonic()
@@ -144,6 +134,4 @@ def test_sigterm_with_an_idle_keep_alive_connection_exits_within_the_grace(tmp_p
         assert time.monotonic() - started < 5  # not the event loop's 30 s TLS shutdown wait
         idle.close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        hook.stop()

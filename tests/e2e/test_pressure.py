@@ -85,7 +85,7 @@ def test_a_flood_of_clients_neither_locks_the_api_server_out_nor_passes_the_memo
     dropped_before = hook.metrics().get(DROPPED, 0.0)
     before = usage(pid)
     seconds = RUNS + 10
-    command = [sys.executable, "-m", "tests.e2e.trickle", str(hook.port), str(hook.certs.ca)]
+    command = [sys.executable, "-m", "tests.e2e.trickle", str(hook.port), str(hook.ca_file)]
     command += ["--clients", str(clients), "--seconds", str(seconds), "--source", "127.0.0.2"]
     failed: list[str] = []
     took: list[float] = []

@@ -11,15 +11,11 @@ from typing import Any
 
 from agent_workspace_webhook.kube.caches import pvc_cache
 from agent_workspace_webhook.rules.pvc import PvcState
+from agent_workspace_webhook.testing.objects import stored_pvc
 
 
-def pvc(namespace: str, name: str, generation_of: str | None = None) -> dict[str, Any]:
-    labels = {} if generation_of is None else {"agents.platform/generation-of": generation_of}
-    return {
-        "metadata": {"namespace": namespace, "name": name, "labels": labels},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
-        "status": {"phase": "Bound"},
-    }
+def generation_of(base: str) -> dict[str, str]:
+    return {"agents.platform/generation-of": base}
 
 
 class Core:
@@ -32,12 +28,12 @@ class Core:
 
 
 def test_counting_one_namespace_reads_only_its_workspaces() -> None:
-    others = [pvc("crowded", f"workspace-s{i}-rex") for i in range(5000)]
+    others = [stored_pvc(f"workspace-s{i}-rex", "crowded") for i in range(5000)]
     ours = [
-        pvc("agents", "workspace-cto-rex", "workspace-cto-rex"),
-        pvc("agents", "workspace-cto-cleo", "workspace-cto-cleo"),
+        stored_pvc("workspace-cto-rex", "agents", labels=generation_of("workspace-cto-rex")),
+        stored_pvc("workspace-cto-cleo", "agents", labels=generation_of("workspace-cto-cleo")),
     ]
-    ours.append(pvc("agents", "workspace-cto"))  # the platform's: no generation label
+    ours.append(stored_pvc("workspace-cto", "agents"))  # the platform's: no generation label
     cache = pvc_cache(Core(others + ours), lambda *_: None)
     cache._list()  # the first list, as the cache's thread makes it
     read: list[tuple[str, str]] = []
@@ -54,16 +50,22 @@ def test_counting_one_namespace_reads_only_its_workspaces() -> None:
     ]
     assert cache.tally("nowhere", webhooks) == 0
     # A second generation joins its workspace; a new workspace and a deletion follow the watch.
-    generation = pvc("agents", "workspace-cto-rex-g2-0a1b2c", "workspace-cto-rex")
+    generation = stored_pvc("workspace-cto-rex-g2-0a1b2c", "agents", labels=generation_of("workspace-cto-rex"))
     generation["metadata"]["labels"]["agents.platform/generation"] = "2"
     events = [
         {"type": "ADDED", "raw_object": generation},
-        {"type": "ADDED", "raw_object": pvc("agents", "workspace-cto-tess", "workspace-cto-tess")},
-        {"type": "DELETED", "raw_object": pvc("agents", "workspace-cto-cleo", "workspace-cto-cleo")},
+        {
+            "type": "ADDED",
+            "raw_object": stored_pvc("workspace-cto-tess", "agents", labels=generation_of("workspace-cto-tess")),
+        },
+        {
+            "type": "DELETED",
+            "raw_object": stored_pvc("workspace-cto-cleo", "agents", labels=generation_of("workspace-cto-cleo")),
+        },
     ]
     cache._apply(events)
     assert cache.tally("agents", webhooks) == 2  # rex (two generations) and tess
-    cache._apply([{"type": "DELETED", "raw_object": pvc("crowded", f"workspace-s{i}-rex")} for i in range(5000)])
+    cache._apply([{"type": "DELETED", "raw_object": stored_pvc(f"workspace-s{i}-rex", "crowded")} for i in range(5000)])
     assert cache.tally("crowded", webhooks) == 0 and "crowded" not in cache._sections
 
 

@@ -7,22 +7,13 @@ from typing import Any
 
 from agent_workspace_webhook.ops.workspaces import report, rows, unnamed
 from agent_workspace_webhook.rules.labels import MANAGED_BY, generation_labels, workspace_labels
+from agent_workspace_webhook.testing.objects import stored_pvc
 
 
-def pvc(name: str, agent: str, ours: bool = True) -> dict[str, Any]:
+def workspace(name: str, agent: str, ours: bool = True) -> dict[str, Any]:
+    """Generation 1 of a billing workspace, made by the webhook (`ours`) or only labelled like one."""
     labels = {**workspace_labels("billing", agent, name), **generation_labels(1, name)}
-    if ours:
-        labels |= MANAGED_BY
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "agents",
-            "labels": labels,
-            "creationTimestamp": "2026-12-01T00:00:00Z",
-        },
-        "spec": {"resources": {"requests": {"storage": "10Gi"}}},
-        "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}},
-    }
+    return stored_pvc(name, labels=labels | MANAGED_BY if ours else labels)
 
 
 def coderun(name: str, workspace: str) -> dict[str, Any]:
@@ -39,9 +30,9 @@ def pod(name: str, claim: str) -> dict[str, Any]:
 
 
 PVCS = [
-    pvc("workspace-billing-rex", "rex"),
-    pvc("workspace-billing-cleo", "cleo"),
-    pvc("workspace-billing-tess", "tess"),
+    workspace("workspace-billing-rex", "rex"),
+    workspace("workspace-billing-cleo", "cleo"),
+    workspace("workspace-billing-tess", "tess"),
 ]
 
 
@@ -59,14 +50,14 @@ def test_a_workspace_no_coderun_names_and_no_pod_mounts_is_marked() -> None:
 
 
 def test_a_later_generation_counts_as_named_through_its_workspace() -> None:
-    second = pvc("workspace-billing-rex-2", "rex")
+    second = workspace("workspace-billing-rex-2", "rex")
     second["metadata"]["labels"] |= generation_labels(2, "workspace-billing-rex")
     found = rows([PVCS[0], second], coderuns=[coderun("task-2", "workspace-billing-rex-2")])
     assert unnamed(found) == [] and {r.runs for r in found} == {("task-2",)}
 
 
 def test_a_pvc_the_webhook_did_not_make_is_never_marked() -> None:
-    assert unnamed(rows([pvc("workspace-billing-rex", "rex", ours=False)], coderuns=[])) == []
+    assert unnamed(rows([workspace("workspace-billing-rex", "rex", ours=False)], coderuns=[])) == []
 
 
 def test_without_the_coderuns_the_report_says_it_cannot_tell() -> None:

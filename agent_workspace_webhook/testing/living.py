@@ -69,6 +69,7 @@ class Living:
     plane: Plane
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_seconds: float = 0.0
+    grows: bool = False  # a csi-resizer runs: workspaces' volumes can be expanded
 
     @property
     def state_dir(self) -> Path:
@@ -153,16 +154,20 @@ class Living:
                 "--timeout=30s",
             ],
         )
-        self.procs["csi-resizer"] = plane.spawn(
-            "csi-resizer",
-            [
-                f"--kubeconfig={kubeconfig}",
-                f"--csi-address={sock}",
-                "--leader-election=false",
-                f"--http-endpoint=127.0.0.1:{free_port()}",
-                "--timeout=30s",
-            ],
-        )
+        # Only what grows volumes needs it: `build.sh demo` leaves it out, and the cluster then
+        # provisions volumes but does not expand them.
+        self.grows = (plane.bin_dir / "csi-resizer").exists()
+        if self.grows:
+            self.procs["csi-resizer"] = plane.spawn(
+                "csi-resizer",
+                [
+                    f"--kubeconfig={kubeconfig}",
+                    f"--csi-address={sock}",
+                    "--leader-election=false",
+                    f"--http-endpoint=127.0.0.1:{free_port()}",
+                    "--timeout=30s",
+                ],
+            )
         checks = {
             "kube-controller-manager": lambda: http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure),
             "kube-scheduler": lambda: http_ok(f"https://127.0.0.1:{scheduler_port}/readyz", insecure),
@@ -172,7 +177,8 @@ class Living:
             "csi-resizer": lambda: "Starting external resizer" in plane.tail("csi-resizer", 200),
         }
         for name, ready in checks.items():
-            plane.wait_for(name, self.procs[name], ready, timeout)
+            if name in self.procs:
+                plane.wait_for(name, self.procs[name], ready, timeout)
         from kubernetes import client, config
 
         configuration = client.Configuration()

@@ -50,9 +50,10 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
-def new_authority(days: int, purpose: str = "ca") -> Authority:
-    """A self-signed CA valid for `days`, named after `purpose` and the time it was made."""
-    now = datetime.datetime.now(datetime.UTC)
+def new_authority(days: int, purpose: str = "ca", made: datetime.datetime | None = None) -> Authority:
+    """A self-signed CA valid for `days`, named after `purpose` and the time it was `made` (now,
+    unless a test makes one that has already expired)."""
+    now = made or datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     # A name of its own per CA: during a CA rotation clients trust two CAs at once, and OpenSSL
     # finds an issuer by name (then by key identifier).

@@ -10,7 +10,6 @@ many closed connections, and when a crowd has left.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import gc
 import time
@@ -22,6 +21,8 @@ from agent_workspace_webhook import logs
 @functools.cache
 def _trim() -> Callable[[], object]:
     """glibc's malloc_trim(0), or nothing where the C library has none (musl, macOS)."""
+    import ctypes  # here: the first reclaim, not serve's start-up, pays for it
+
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the C library the interpreter runs on
     if trim is None:
         return lambda: None

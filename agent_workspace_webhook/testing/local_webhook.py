@@ -5,6 +5,7 @@ one way tests, benchmarks and the harness run it, with given certificates, the t
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -22,6 +23,20 @@ from typing import Any
 from agent_workspace_webhook.certificates import CertFiles
 from agent_workspace_webhook.testing.processes import ControlPlaneError, stop_process
 from agent_workspace_webhook.testing.tools import free_port
+
+
+def served_answering(connection: http.client.HTTPSConnection, body: bytes) -> bytes:
+    """POST the review `body` to /mutate on `connection` (new or kept alive), which must answer
+    200: the certificate the webhook served on it, as DER."""
+    connection.request("POST", "/mutate", body=body, headers={"content-type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+    assert connection.sock is not None
+    der = connection.sock.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
 
 # The interpreter's arguments before `serve ...`: the package's command line.
 SERVE = ("-m", "agent_workspace_webhook")

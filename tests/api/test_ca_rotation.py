@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from agent_workspace_webhook.certificates import CertFiles
-from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook, served_answering
 from agent_workspace_webhook.testing.tools import cli, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,14 +36,7 @@ def served(hook: LocalWebhook, ca_bundle: bytes) -> bytes:
     context = ssl.create_default_context(cadata=ca_bundle.decode())
     connection = http.client.HTTPSConnection("127.0.0.1", hook.port, context=context, timeout=5)
     try:
-        connection.request("POST", "/mutate", body=BODY, headers={"content-type": "application/json"})
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 200
-        assert connection.sock is not None
-        der = connection.sock.getpeercert(binary_form=True)
-        assert der is not None
-        return der
+        return served_answering(connection, BODY)
     finally:
         connection.close()
 

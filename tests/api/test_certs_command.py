@@ -14,9 +14,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from agent_workspace_webhook.certificates import certificate_pem, key_pem, new_authority
 from agent_workspace_webhook.cli import main
@@ -77,22 +75,9 @@ def test_a_second_run_keeps_the_ca_and_the_ca_bundle_in_force_trusts_its_certifi
 
 
 def expired_ca() -> tuple[bytes, bytes]:
-    """A CA's certificate and key that expired yesterday."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=30))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate_pem(cert), key_pem(key)
+    """A CA's certificate and key, made as `certs` makes one, that expired yesterday."""
+    ca = new_authority(29, "expired", made=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30))
+    return certificate_pem(ca.cert), key_pem(ca.key)
 
 
 def spoil(out: Path, how: str, elsewhere: Path) -> None:

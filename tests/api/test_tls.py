@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent_workspace_webhook.certificates import CertFiles, write_certificates
 from agent_workspace_webhook.server.tls import ReloadingCertificate
-from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook, served_answering
 from agent_workspace_webhook.testing.tools import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +66,7 @@ def test_rotation_under_load_drops_nothing(tmp_path: Path) -> None:
     try:
 
         def call(conn: http.client.HTTPSConnection) -> bytes:
-            conn.request("POST", "/mutate", BODY, {"content-type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
-            assert conn.sock is not None
-            cert = conn.sock.getpeercert(binary_form=True)
-            assert cert is not None
-            return cert
+            return served_answering(conn, BODY)
 
         kept = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
         assert call(kept) == _der(old.cert)

@@ -4,7 +4,8 @@
 # per machine; and, for a cluster that runs Pods and provisions volumes without a kubelet,
 # kube-scheduler, kube-controller-manager, kwok (fake nodes, with its stages in kwok-stages.yaml),
 # csi-provisioner, csi-resizer and workspaces-csi-driver (controlplane/csi-driver); and for the
-# monitoring tests promtool and prometheus, and the Prometheus Operator's CRDs; and for a real node
+# monitoring tests promtool and prometheus, and the Prometheus Operator's CRDs; cert-manager's
+# Certificate and Issuer CRDs (the cert-manager Component applied server-side); and for a real node
 # (tests/node) kubelet and kube-proxy, with the host packages it needs. Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
@@ -25,7 +26,7 @@ case $target/$list_files in
     ;;
 esac
 case $target in
-  all) sections=(kubernetes node etcd helm kwok csi-provisioner csi-resizer csi-driver prometheus prometheus-operator) ;;
+  all) sections=(kubernetes node etcd helm kwok csi-provisioner csi-resizer csi-driver prometheus prometheus-operator cert-manager) ;;
   # The demo grows no workspace: no csi-resizer (3.5 of a cold build's minutes).
   demo) sections=(kubernetes etcd kwok csi-provisioner csi-driver) ;;
   *)
@@ -63,6 +64,10 @@ operator_crds=(servicemonitors podmonitors prometheusrules)
 operator_files=("${operator_crds[@]/#/prometheus-operator-crds/monitoring.coreos.com_}")
 operator_files=("${operator_files[@]/%/.yaml}")
 operator_stamp="prometheus-operator=$PROMETHEUS_OPERATOR_VERSION crds=$(IFS=,; echo "${operator_crds[*]}")"
+cert_manager_crds=(certificates issuers)
+cert_manager_files=("${cert_manager_crds[@]/#/cert-manager-crds/cert-manager.io_}")
+cert_manager_files=("${cert_manager_files[@]/%/.yaml}")
+cert_manager_stamp="cert-manager=$CERT_MANAGER_VERSION crds=$(IFS=,; echo "${cert_manager_crds[*]}")"
 # Our own driver has no version to pin: its stamp is a hash of its sources.
 csi_driver_hash=$(cd "$here/csi-driver" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 csi_driver_stamp="csi-driver=$csi_driver_hash go=$go_version tools=workspaces-csi-driver"
@@ -72,11 +77,13 @@ declare -A stamp_of=(
   [kubernetes]=$kubernetes_stamp [node]=$node_stamp [etcd]=$etcd_stamp [helm]=$helm_stamp
   [kwok]=$kwok_stamp [csi-provisioner]=$csi_provisioner_stamp [csi-resizer]=$csi_resizer_stamp
   [csi-driver]=$csi_driver_stamp [prometheus]=$prometheus_stamp [prometheus-operator]=$operator_stamp
+  [cert-manager]=$cert_manager_stamp
 )
 declare -A files_of=(
   [kubernetes]="${kubernetes_tools[*]}" [node]="${node_tools[*]}" [etcd]=etcd [helm]=helm
   [kwok]="kwok kwok-stages.yaml" [csi-provisioner]=csi-provisioner [csi-resizer]=csi-resizer
   [csi-driver]=workspaces-csi-driver [prometheus]="promtool prometheus" [prometheus-operator]="${operator_files[*]}"
+  [cert-manager]="${cert_manager_files[*]}"
 )
 if [[ $list_files == --files ]]; then
   # shellcheck disable=SC2086 # files_of holds a space-separated list of plain file names
@@ -329,18 +336,34 @@ build_prometheus() {
   mv "$work/prometheus-bin/promtool" "$work/prometheus-bin/prometheus" "$bin/"
 }
 
-# --- the Prometheus Operator's CRDs ----------------------------------------------------------
-# Only the CRD files from its module (the monitoring objects are applied beside them).
-build_prometheus-operator() {
-  local dir
-  say "the Prometheus Operator's CRDs ($PROMETHEUS_OPERATOR_VERSION)"
-  dir=$(cd "$work" && GOFLAGS='' go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+# --- CRDs of other projects ------------------------------------------------------------------
+# Only CRD files, from a project's Go module: nothing of the project runs here; the objects our
+# Components add are checked against them by the API server (kubectl apply --dry-run=server).
+# crds_from MODULE VERSION DIR_IN_MODULE PREFIX DEST NAME...: DIR_IN_MODULE/PREFIX$NAME.yaml into bin/DEST.
+crds_from() {
+  local module=$1 version=$2 from=$3 prefix=$4 dest=$5 dir name
+  shift 5
+  dir=$(cd "$work" && GOFLAGS='' go mod download -json "$module@$version" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  mkdir -p "$bin/prometheus-operator-crds"
-  for crd in "${operator_crds[@]}"; do
-    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" "$bin/prometheus-operator-crds/"
+  mkdir -p "$bin/$dest"
+  for name in "$@"; do
+    cp "$dir/$from/$prefix$name.yaml" "$bin/$dest/"
   done
-  chmod u+w "$bin/prometheus-operator-crds/"*
+  chmod u+w "$bin/$dest/"*
+}
+
+# The Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule (the monitoring Component).
+build_prometheus-operator() {
+  say "the Prometheus Operator's CRDs ($PROMETHEUS_OPERATOR_VERSION)"
+  crds_from github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+    example/prometheus-operator-crd monitoring.coreos.com_ prometheus-operator-crds "${operator_crds[@]}"
+}
+
+# cert-manager's Certificate and Issuer (the cert-manager Component).
+build_cert-manager() {
+  say "cert-manager's CRDs ($CERT_MANAGER_VERSION)"
+  crds_from github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" \
+    deploy/crds cert-manager.io_ cert-manager-crds "${cert_manager_crds[@]}"
 }
 
 # --- workspaces-csi-driver -----------------------------------------------------------------
@@ -373,6 +396,6 @@ done
 built="$("$bin/kube-apiserver" --version) / etcd $ETCD_VERSION / kwok $KWOK_VERSION / csi-provisioner $CSI_PROVISIONER_VERSION"
 built+=" / csi-resizer $CSI_RESIZER_VERSION / workspaces-csi-driver $csi_driver_hash"
 if [[ $target == all ]]; then
-  built+=" / kubelet, kube-proxy / helm $HELM_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION"
+  built+=" / kubelet, kube-proxy / helm $HELM_VERSION / prometheus $PROMETHEUS_VERSION / operator CRDs $PROMETHEUS_OPERATOR_VERSION / cert-manager CRDs $CERT_MANAGER_VERSION"
 fi
 say "built $target in $((SECONDS - started)) s: $built"

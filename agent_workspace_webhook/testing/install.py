@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ import yaml
 
 from agent_workspace_webhook.ops.manifests import load_yaml, manifests_dir
 from agent_workspace_webhook.testing.controlplane import ControlPlane
-from agent_workspace_webhook.testing.kube import apply, json_body
+from agent_workspace_webhook.testing.kube import apply, json_body, wait_established
 from agent_workspace_webhook.testing.processes import ControlPlaneError
 from agent_workspace_webhook.testing.tools import kubeconfig_text
 
@@ -86,19 +85,9 @@ def install(api: Any, source: Source = "manifests", helm: Path | None = None) ->
 
 def install_platform_crd(api: Any) -> None:
     """The stand-in for the platform's CodeRun CRD, served before this returns."""
-    from kubernetes import client
-
     for doc in load_yaml(PLATFORM_CRD_STAND_IN):
         apply(api, doc)
-    extensions = client.ApiextensionsV1Api(api)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        crd = extensions.read_custom_resource_definition(CODERUN_CRD, _preload_content=False)
-        conditions = (json_body(crd).get("status") or {}).get("conditions") or []  # null at first
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        time.sleep(0.1)
-    raise ControlPlaneError(f"CRD {CODERUN_CRD} not established after 30s")
+    wait_established(api, CODERUN_CRD)
 
 
 def register(api: Any, url: str, ca_pem: bytes) -> None:

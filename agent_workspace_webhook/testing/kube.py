@@ -126,3 +126,20 @@ def wait_service_account(api: Any, namespace: str, name: str = "default", timeou
             if exc.status != 404 or time.monotonic() > deadline:
                 raise
         time.sleep(0.1)
+
+
+def wait_established(api: Any, name: str, timeout: float = 30) -> None:
+    """Until the CRD `name` is Established. Not `kubectl wait`: right after a create its
+    status.conditions is null, and kubectl's wait fails on that instead of waiting."""
+    from kubernetes import client
+
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        crd = json_body(extensions.read_custom_resource_definition(name, _preload_content=False))
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRD {name} is not Established after {timeout}s: {crd.get('status')}")
+        time.sleep(0.1)

@@ -3,9 +3,9 @@ operator's kustomization lists any of them over manifests/base, or over the dire
 writes. Every combination that makes sense builds with what each part adds and nothing of the
 others, and applies server-side. cert-manager and mtls exclude each other: mtls needs the client
 CA (client-ca.crt) that only the Secret of `certs --api-server-client` carries, and cert-manager
-writes that Secret itself, without it. The dev cluster has no cert-manager CRDs, so the
-combinations with cert-manager are built only; the others apply beside the Prometheus Operator's
-CRDs, which the monitoring Component needs."""
+writes that Secret itself, without it. They apply beside the CRDs of the kinds they add (the
+Prometheus Operator's for monitoring, cert-manager's for cert-manager; built by
+controlplane/build.sh from their Go modules), which the API server checks them against."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from kubernetes import client
 from agent_workspace_webhook.ops.manifests import COMPONENTS
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.install import compose
+from agent_workspace_webhook.testing.kube import wait_established
 from agent_workspace_webhook.testing.tools import binaries_dir, cli, kubectl, ok, tool
 
 FREE = ("grow", "apiserver-only", "monitoring")  # go with anything
@@ -37,6 +38,7 @@ ALWAYS = {
     "mutatingwebhookconfiguration.admissionregistration.k8s.io/agent-workspace-webhook",
 }
 MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+CERT_MANAGER_CRDS = ["certificates.cert-manager.io", "issuers.cert-manager.io"]
 
 
 def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -92,15 +94,19 @@ def test_all_five_build_together_though_cert_manager_and_mtls_do_not_run_togethe
 
 
 @pytest.fixture
-def monitoring_crds(cluster: Environment) -> Iterator[None]:
-    crds = binaries_dir() / "prometheus-operator-crds"
-    kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-    for crd in MONITORING_CRDS:
-        kubectl(cluster, "wait", "--for=condition=Established", f"crd/{crd}.monitoring.coreos.com")
+def component_crds(cluster: Environment) -> Iterator[None]:
+    """The CRDs of the kinds the Components add: the Prometheus Operator's and cert-manager's
+    (the CRDs only: their objects are checked by the API server's schema, nothing acts on them)."""
+    directories = [binaries_dir() / "prometheus-operator-crds", binaries_dir() / "cert-manager-crds"]
+    for directory in directories:
+        kubectl(cluster, "apply", "--server-side", "-f", str(directory))
+    for crd in [f"{name}.monitoring.coreos.com" for name in MONITORING_CRDS] + CERT_MANAGER_CRDS:
+        wait_established(cluster.admin, crd)
     try:
         yield
     finally:
-        kubectl(cluster, "delete", "--wait=false", "-f", str(crds))
+        for directory in directories:
+            kubectl(cluster, "delete", "--wait=false", "-f", str(directory))
 
 
 def dry_run(cluster: Environment, directory: Path) -> str:
@@ -118,10 +124,8 @@ def applied(output: str) -> set[str]:
 
 
 @pytest.mark.e2e
-def test_every_combination_without_cert_manager_applies_server_side(
-    cluster: Environment, monitoring_crds: None, tmp_path: Path
-) -> None:
-    for components in [c for c in COMBINATIONS if "cert-manager" not in c]:
+def test_every_combination_applies_server_side(cluster: Environment, component_crds: None, tmp_path: Path) -> None:
+    for components in COMBINATIONS:
         out = dry_run(cluster, compose(tmp_path / ("+".join(components) or "base"), *components))
         names = applied(out)
         assert names >= ALWAYS, out
@@ -129,11 +133,13 @@ def test_every_combination_without_cert_manager_applies_server_side(
         monitored = {"servicemonitor.monitoring.coreos.com/agent-workspace-webhook",
                      "prometheusrule.monitoring.coreos.com/agent-workspace-webhook"}  # fmt: skip
         assert (monitored <= names) == ("monitoring" in components), out
+        issued = "certificate.cert-manager.io/agent-workspace-webhook-serving" in names
+        assert issued == ("cert-manager" in components), out
 
 
 @pytest.mark.e2e
 def test_components_go_on_top_of_the_certs_bundle_with_mutual_tls(
-    cluster: Environment, monitoring_crds: None, tmp_path: Path
+    cluster: Environment, component_crds: None, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "generated"
     made = cli("certs", "--out", str(bundle), "--api-server-client")

@@ -598,6 +598,49 @@ def test_placement_and_pod_values_reach_the_deployment(tmp_path: Path) -> None:
     assert prune_pod["containers"][0]["image"] == f"ghcr.io/5dlabs/agent-workspace-webhook@{DIGEST}"
 
 
+def test_a_token_mounted_otherwise_and_extra_volumes_reach_the_pod(tmp_path: Path) -> None:
+    token = {"name": "api-token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    mount = {"name": "api-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}
+    values = {"automountServiceAccountToken": False, "volumes": [token], "volumeMounts": [mount]}
+    pod = one(objects(template(tmp_path, values)), "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert [v["name"] for v in pod["volumes"]] == ["tls", "api-token"]  # its own first
+    assert pod["containers"][0]["volumeMounts"][1:] == [mount]
+    default_pod = one(objects(template(tmp_path)), "Deployment")["spec"]["template"]["spec"]
+    assert "automountServiceAccountToken" not in default_pod
+    assert [v["name"] for v in default_pod["volumes"]] == ["tls"]
+
+
+POD_VALUES = ("securityContext", "containerSecurityContext", "nodeSelector", "tolerations")
+
+
+def test_the_prune_job_runs_as_the_webhook_does(tmp_path: Path) -> None:
+    values = {
+        "prune": {"enabled": True, "resources": {"limits": {"memory": "96Mi"}}},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "image": {"pullPolicy": "Always"},
+        **{
+            key: CONVENTION_VALUES[key]
+            for key in ("securityContext", "containerSecurityContext", "nodeSelector", "tolerations")
+        },
+    }
+    rendered = objects(template(tmp_path, values))
+    webhook = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    prune = one(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for key in ("securityContext", "nodeSelector", "tolerations", "imagePullSecrets"):
+        assert prune[key] == webhook[key], key
+    container = prune["containers"][0]
+    assert container["securityContext"] == webhook["containers"][0]["securityContext"]
+    assert container["imagePullPolicy"] == "Always"
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "96Mi"}}
+    # By default, the restricted profile, as the webhook's Pod.
+    default = one(objects(template(tmp_path, {"prune": {"enabled": True}})), "CronJob")
+    default_pod = default["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert default_pod["securityContext"]["runAsNonRoot"] is True
+    assert default_pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert default_pod["containers"][0]["resources"]["limits"] == {"memory": "128Mi"}
+
+
 def test_the_service_account_can_be_annotated_or_brought(tmp_path: Path) -> None:
     role_arn = {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/workspaces"}
     values = {"serviceAccount": {"annotations": role_arn, "automountServiceAccountToken": True}}
@@ -689,6 +732,9 @@ def test_the_coderun_resource_and_the_workspace_volume_follow_the_settings(tmp_p
         ({"serviceAccount": {"nme": "x"}}, "additional properties 'nme' not allowed"),
         ({"priorityClassName": "System_Critical"}, "at '/priorityClassName': 'System_Critical' does not match"),
         ({"extraArgs": "--log-level DEBUG"}, "at '/extraArgs': got string, want array"),
+        ({"volumes": [{"emptyDir": {}}]}, "at '/volumes/0': missing property 'name'"),
+        ({"volumeMounts": [{"name": "x", "mountPath": "x"}]}, "at '/volumeMounts/0/mountPath': 'x' does not match"),
+        ({"automountServiceAccountToken": "no"}, "at '/automountServiceAccountToken': got string, want"),
         (
             {"webhook": {"objectSelector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}}},
             "/objectSelector/matchExpressions/0/operator': value must be one of",
@@ -788,6 +834,10 @@ def test_rendered_chart_applies_server_side(values: str, cluster: Environment, c
             "hostNetwork": True,
             "securePort": 10250,
             "serviceAccount": {"annotations": {"example.com/role": "x"}, "automountServiceAccountToken": True},
+            "automountServiceAccountToken": True,
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "16Mi"}}],
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            "prune": {"enabled": True, "resources": {"limits": {"memory": "96Mi"}}},
             "webhook": {
                 "annotations": {"example.com/owner": "platform"},
                 "objectSelector": {"matchExpressions": [{"key": "no-workspace", "operator": "DoesNotExist"}]},

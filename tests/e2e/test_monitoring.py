@@ -21,6 +21,7 @@ import yaml
 
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.install import compose
+from agent_workspace_webhook.testing.kube import wait_established
 from agent_workspace_webhook.testing.processes import stop_process
 from agent_workspace_webhook.testing.runs import run_pod
 from agent_workspace_webhook.testing.tools import binaries_dir, free_port, run, tool
@@ -244,8 +245,7 @@ def test_the_monitoring_objects_apply_beside_the_prometheus_operators_crds(tmp_p
         crds = binaries_dir() / "prometheus-operator-crds"
         assert run(*kubectl, "apply", "--server-side", "-f", crds).returncode == 0
         for crd in ("servicemonitors", "podmonitors", "prometheusrules"):
-            waited = run(*kubectl, "wait", "--for=condition=Established", f"crd/{crd}.monitoring.coreos.com")
-            assert waited.returncode == 0, waited.stderr
+            wait_established(env.admin, f"{crd}.monitoring.coreos.com")
         monitoring = [
             d for d in rendered(*ON) if d["kind"] in ("ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap")
         ]

@@ -21,7 +21,7 @@ import yaml
 from agent_workspace_webhook.ops.manifests import COMPONENTS, load_yaml
 from agent_workspace_webhook.testing import Environment
 from agent_workspace_webhook.testing.install import CODERUN_CRD, PLATFORM_CRD_STAND_IN, compose
-from agent_workspace_webhook.testing.kube import apply, json_body
+from agent_workspace_webhook.testing.kube import apply, json_body, wait_established
 from agent_workspace_webhook.testing.objects import coderun
 from agent_workspace_webhook.testing.tools import ok, run, tool
 
@@ -159,16 +159,6 @@ def wait_gone(api: Any, timeout: float = 30) -> None:
     raise AssertionError(f"{CODERUN_CRD} still there after {timeout}s")
 
 
-def wait_established(api: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conditions = read_crd(api).get("status", {}).get("conditions", [])
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{CODERUN_CRD} not Established after {timeout}s")
-
-
 @pytest.fixture
 def own(tmp_path: Path) -> Iterator[Environment]:
     """A control plane of the test's own (API server only), with the stand-in installed."""
@@ -229,7 +219,7 @@ def test_installs_leave_the_platforms_crd_and_its_runs_alone(own: Environment) -
     `helm install` with the defaults (but namespace.create, as the README says): the CRD is the
     same object (resourceVersion), the run has all its fields."""
     apply(own.admin, platforms_crd())
-    wait_established(own.admin)
+    wait_established(own.admin, CODERUN_CRD)
     namespace = own.namespace()
     body = coderun("cto", None, name="platform-run", platformOnly="kept", **PLATFORM_RUN_FIELDS)
     stored = create_run(own.admin, namespace, body)
@@ -271,7 +261,7 @@ def test_crd_opt_in_then_off_then_uninstall_keeps_the_crd_and_the_runs(own: Envi
     release = ["--kubeconfig", str(own.plane.kubeconfig), "--namespace", f"helm-{uuid.uuid4().hex[:8]}"]
     ok(helm, "install", "aww", CHART, *release, "--create-namespace", "--set", "namespace.create=false",
        "--set", "installCRD=true")  # fmt: skip
-    wait_established(own.admin)
+    wait_established(own.admin, CODERUN_CRD)
     installed = read_crd(own.admin)
     assert installed["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     # Outside the webhook's scope: the release's webhook configuration points at pods that never start.

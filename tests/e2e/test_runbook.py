@@ -38,6 +38,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "docs" / "runbook.md"
 FAILING = "failed calling webhook"  # what the API server says when the webhook cannot answer
 Command = list[str]
+# A workspace the webhook made, in an agents' namespace: what an uninstall must leave.
+WORKSPACE = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": "workspace-cto-rex", "labels": dict(MANAGED_BY)},
+    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+}
 
 
 def section(title: str) -> str:
@@ -59,10 +66,16 @@ def kubectl_as_shown(env: Environment, argv: Command) -> subprocess.CompletedPro
     return run(tool("kubectl"), f"--kubeconfig={env.plane.kubeconfig}", *argv[1:], cwd=ROOT, timeout=180)
 
 
+def helm_as_shown(env: Environment, argv: Command) -> subprocess.CompletedProcess[str]:
+    """The runbook's helm command, against the environment's cluster, from the checkout."""
+    assert argv[0] == "helm", argv
+    return run(tool("helm"), *argv[1:], "--kubeconfig", env.plane.kubeconfig, cwd=ROOT, timeout=180)
+
+
 def succeed(env: Environment, commands: list[Command]) -> str:
     said = ""
     for argv in commands:
-        done = kubectl_as_shown(env, argv)
+        done = (helm_as_shown if argv[0] == "helm" else kubectl_as_shown)(env, argv)
         assert done.returncode == 0, f"{shlex.join(argv)}:\n{done.stdout}{done.stderr}"
         said += done.stdout
     return said
@@ -144,6 +157,16 @@ def test_break_glass_lets_runs_through_and_its_undo_gives_them_workspaces_again(
         cluster.restore()
 
 
+def failure_policies(env: Environment, status: list[Command]) -> list[str]:
+    """The first two entries' failurePolicy, as the runbook's status command prints them."""
+    lines = succeed(env, status).splitlines()
+    assert [line.split()[0] for line in lines[:2]] == [
+        "pods.workspace.agents.platform",
+        "coderuns.workspace.agents.platform",
+    ]
+    return [line.split()[1] for line in lines[:2]]
+
+
 def cluster_scoped(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(doc["kind"], doc["metadata"]["name"]) for doc in docs if "namespace" not in doc["metadata"]]
 
@@ -167,16 +190,19 @@ def test_uninstall_with_kustomize_removes_the_webhook_and_keeps_the_workspaces(t
     assert ("Namespace", WEBHOOK_NAMESPACE) in installed
     with Environment(living=True, workdir=tmp_path / "env") as env:
         agents = env.namespace("agents")
-        workspace = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "workspace-cto-rex", "labels": dict(MANAGED_BY)},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        }
         core = client.CoreV1Api(env.admin)
-        core.create_namespaced_persistent_volume_claim(agents, workspace)  # type: ignore[arg-type]
+        core.create_namespaced_persistent_volume_claim(agents, WORKSPACE)  # type: ignore[arg-type]
         succeed(env, [["kubectl", "apply", "-k", str(MANIFESTS)]])
         assert all(exists(env, kind, name) for kind, name in installed)
+
+        # Break-glass on, then undone by applying the install again (the runbook's kustomization
+        # is certs/generated; this cluster's install is manifests/base).
+        on, status, _, reapply = blocks("Break-glass")
+        succeed(env, on)
+        assert failure_policies(env, status) == ["Ignore", "Ignore"]
+        assert reapply[0] == ["kubectl", "apply", "-k", "certs/generated"]
+        succeed(env, [[*reapply[0][:-1], str(MANIFESTS)]])
+        assert failure_policies(env, status) == ["Fail", "Fail"]
 
         succeed(env, kustomize)
         for kind, name in installed:
@@ -191,6 +217,48 @@ def test_uninstall_with_kustomize_removes_the_webhook_and_keeps_the_workspaces(t
         assert "workspace-cto-rex" in listed
         succeed(env, removal[1:])
         assert not exists(env, "PersistentVolumeClaim", "workspace-cto-rex", agents)
+
+
+@pytest.mark.e2e
+def test_with_helm_the_upgrade_undoes_break_glass_and_the_uninstall_keeps_the_workspaces(tmp_path: Path) -> None:
+    """The runbook's helm commands as written (release agent-workspace-webhook in the namespace
+    agent-workspace-webhook), on a release installed as the README's Helm install does."""
+    on, status, _, reapply = blocks("Break-glass")
+    _, helm, _ = blocks("Uninstall")
+    with Environment(workdir=tmp_path / "env") as env:
+        # The environment's own install of the namespace's identity and rights: the release's now.
+        core, rbac = client.CoreV1Api(env.admin), client.RbacAuthorizationV1Api(env.admin)
+        core.delete_namespaced_service_account(WEBHOOK_CONFIGURATION, WEBHOOK_NAMESPACE)
+        rbac.delete_cluster_role_binding(WEBHOOK_CONFIGURATION)
+        rbac.delete_cluster_role(WEBHOOK_CONFIGURATION)
+        agents = env.namespace("agents")
+        core.create_namespaced_persistent_volume_claim(agents, WORKSPACE)  # type: ignore[arg-type]
+        tls = f"tls.cert={env.certs.cert},tls.key={env.certs.key},tls.caBundle={env.certs.ca}"
+        succeed(env, [["helm", "install", "agent-workspace-webhook", "charts/agent-workspace-webhook",
+                       "-n", WEBHOOK_NAMESPACE, "--set", "namespace.create=false",
+                       "--set", "tls.source=inline", "--set-file", tls]])  # fmt: skip
+        assert failure_policies(env, status) == ["Fail", "Fail"]
+
+        succeed(env, on)
+        assert failure_policies(env, status) == ["Ignore", "Ignore"]
+        assert reapply[1][:2] == ["helm", "upgrade"]
+        succeed(env, reapply[1:])  # as written: --reuse-values
+        assert failure_policies(env, status) == ["Fail", "Fail"]
+        config = json_body(
+            client.AdmissionregistrationV1Api(env.admin).read_mutating_webhook_configuration(
+                WEBHOOK_CONFIGURATION, _preload_content=False
+            )
+        )
+        assert config["webhooks"][0]["clientConfig"]["caBundle"]  # the values it was installed with
+
+        succeed(env, helm)
+        assert not exists(env, "MutatingWebhookConfiguration", WEBHOOK_CONFIGURATION)
+        for kind in ("Deployment", "Service", "ServiceAccount", "Secret"):
+            name = f"{WEBHOOK_CONFIGURATION}-tls" if kind == "Secret" else WEBHOOK_CONFIGURATION
+            assert not exists(env, kind, name, WEBHOOK_NAMESPACE), f"{kind} {name} outlived the uninstall"
+        assert not exists(env, "ClusterRole", WEBHOOK_CONFIGURATION)
+        assert exists(env, "PersistentVolumeClaim", "workspace-cto-rex", agents)
+        assert exists(env, "CustomResourceDefinition", CODERUN_CRD)
 
 
 @pytest.mark.tools

@@ -165,15 +165,25 @@ def write_certificates(directory: Path, hosts: list[str], days: int = 365) -> Ce
     return CertFiles(ca=directory / "ca.crt", cert=cert, key=key)
 
 
+def issue_client(ca: Authority, client_name: str, days: int) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and a client certificate named `client_name` signed by `ca`, never past the CA."""
+    return _leaf(ca, client_name, [], ExtendedKeyUsageOID.CLIENT_AUTH, days)
+
+
+def write_client(directory: Path, key: IssuerKey, cert: x509.Certificate) -> tuple[Path, Path]:
+    """client.crt and client.key (mode 0600) in `directory`: (certificate, key)."""
+    files = directory / "client.crt", directory / "client.key"
+    write_public(files[0], certificate_pem(cert))
+    write_private(files[1], key_pem(key))
+    return files
+
+
 def write_client_certificate(directory: Path, client_name: str, days: int = 365) -> CertFiles:
-    """A client CA of its own (the webhook trusts it through WEBHOOK_CLIENT_CA_FILE) and a client
-    certificate named `client_name` for the API server, as PEM files in `directory`. Kept apart
+    """A fresh client CA of its own (the webhook trusts it through WEBHOOK_CLIENT_CA_FILE) and a
+    client certificate named `client_name` signed by it, as PEM files in `directory`. Kept apart
     from the serving CA, whose certificate every API server holds in caBundle."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = new_authority(days, "client-ca")
-    key, cert = _leaf(ca, client_name, [], ExtendedKeyUsageOID.CLIENT_AUTH, days)
-    files = CertFiles(ca=directory / "client-ca.crt", cert=directory / "client.crt", key=directory / "client.key")
-    write_public(files.ca, certificate_pem(ca.cert))
-    write_public(files.cert, certificate_pem(cert))
-    write_private(files.key, key_pem(key))
-    return files
+    write_public(directory / "client-ca.crt", certificate_pem(ca.cert))
+    cert, key = write_client(directory, *issue_client(ca, client_name, days))
+    return CertFiles(ca=directory / "client-ca.crt", cert=cert, key=key)

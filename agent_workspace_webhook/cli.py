@@ -245,13 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--host", action="append", default=["127.0.0.1"], help="extra DNS name or IP (repeatable)")
     certs.add_argument("--days", type=positive, default=365, help="certificates' validity, not the CA's (default 365)")
     rotation = certs.add_mutually_exclusive_group()  # certs/README.md, Rotation
-    rotation.add_argument("--rotate-ca", action="store_true", help="step 1: a new CA, trusted beside the old one")
-    rotation.add_argument("--drop-old-ca", action="store_true", help="step 2: the caBundle trusts the new CA only")
+    rotation.add_argument("--rotate-ca", action="store_true", help="step 1: new CAs, trusted beside the old")
+    rotation.add_argument("--drop-old-ca", action="store_true", help="step 2: trust the new CAs only")
     certs.add_argument(
         "--api-server-client",
         action="store_true",
-        help="also a client certificate, kubeconfig and AdmissionConfiguration for the API server, "
-        "and the manifests/mtls Component, that requires them, in the kustomization (mutual TLS)",
+        help="also a client certificate from the client CA kept in OUT/api-server, a kubeconfig and "
+        "AdmissionConfiguration for the API server, and the manifests/mtls Component in the kustomization",
     )
     certs.set_defaults(func=cmd_certs)
 

@@ -17,8 +17,9 @@ import yaml
 
 from agent_workspace_webhook.certificates import (
     CertFiles,
+    issue_client,
     issue_serving,
-    write_client_certificate,
+    write_client,
     write_private,
     write_serving,
 )
@@ -60,10 +61,22 @@ def admission_configuration(kubeconfig: Path) -> dict[str, Any]:
     }
 
 
-def write_api_server_client(directory: Path, webhook_host: str, client_name: str, days: int) -> tuple[CertFiles, Path]:
-    """Client certificate, kubeconfig and AdmissionConfiguration for the API server, in
-    `directory`; (the client files, the AdmissionConfiguration's path)."""
-    client = write_client_certificate(directory, client_name, days)
+def write_api_server_client(
+    directory: Path,
+    webhook_host: str,
+    client_name: str,
+    days: int,
+    ca: kept.KeptCA | None = None,
+    step: kept.Step = kept.Step.KEEP,
+) -> tuple[CertFiles, Path]:
+    """The client CA kept in `directory` (`ca` after `step`; by default the one there, or a new
+    one), a client certificate from it, and the kubeconfig and AdmissionConfiguration for the API
+    server; (the client files, the AdmissionConfiguration's path)."""
+    place = kept.client_place(directory)
+    if ca is None:
+        ca = kept.next_ca(place, step, datetime.datetime.now(datetime.UTC))
+    kept.write(place, step, ca)
+    client = CertFiles(place.crt, *write_client(directory, *issue_client(ca.signer, client_name, days)))
     kubeconfig = directory / "admission-kubeconfig.yaml"
     kubeconfig.write_text(yaml.safe_dump(admission_kubeconfig(webhook_host, client), sort_keys=False))
     configuration = directory / "admission-configuration.yaml"
@@ -160,28 +173,39 @@ def write_install_bundle(
     certificate for the API server (in out/api-server/, for the control plane's hosts, not the
     cluster) and the manifests/mtls Component, that requires it, in the kustomization."""
     hosts = service_hosts(service, namespace, extra_hosts)
-    ca = kept.next_ca(out, step, datetime.datetime.now(datetime.UTC))
+    now = datetime.datetime.now(datetime.UTC)
+    serving = kept.serving_place(out)
+    ca = kept.next_ca(serving, step, now)
+    # Both CAs checked before anything is written.
+    client_place = kept.client_place(out / "api-server")
+    client_step = kept.step_for(client_place, step)
+    client_ca = kept.next_ca(client_place, client_step, now) if api_server_client else None
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds private keys
-    kept.write(out, step, ca)
+    kept.write(serving, step, ca)
     key, cert = issue_serving(ca.signer, hosts, days)
-    files = CertFiles(out / "ca.crt", *write_serving(out, key, cert))
-    lines = kept.describe(out, step, ca)
+    files = CertFiles(serving.crt, *write_serving(out, key, cert))
+    lines = kept.describe(serving, step, ca)
     lines.append(
         f"wrote {files.cert}, {files.key} (valid until {cert.not_valid_after_utc:%Y-%m-%d} for {', '.join(hosts)})"
     )
     if cert.not_valid_after_utc >= ca.signer.cert.not_valid_after_utc:
         lines.append(f"it ends with the CA, before {days} days: rotate the CA (--rotate-ca) before then")
-    client_ca = None
-    if api_server_client:
+    client = None
+    if client_ca is not None:
         client, configuration = write_api_server_client(
-            out / "api-server", f"{service}.{namespace}.svc:443", API_SERVER_CLIENT_NAME, days
+            client_place.directory,
+            f"{service}.{namespace}.svc:443",
+            API_SERVER_CLIENT_NAME,
+            days,
+            client_ca,
+            client_step,
         )
-        client_ca = client.ca
+        lines += kept.describe(client_place, client_step, client_ca)
         lines += [
-            f"wrote {client.ca}, {client.cert}, {client.key} (client certificate {API_SERVER_CLIENT_NAME})",
+            f"wrote {client.cert}, {client.key} (client certificate {API_SERVER_CLIENT_NAME})",
             f"give the API server: --admission-control-config-file={configuration} (see certs/README.md)",
         ]
-    manifest = yaml.safe_dump(secret_manifest(secret, namespace, files, client_ca), sort_keys=False)
+    manifest = yaml.safe_dump(secret_manifest(secret, namespace, files, client.ca if client else None), sort_keys=False)
     write_private(out / "secret.yaml", manifest.encode())  # the serving key is in it
     manifests = manifests_dir()
     if is_shipped(manifests):

@@ -210,6 +210,11 @@ def test_every_alert_links_its_own_section_of_the_runbook() -> None:
         assert rule["annotations"]["runbook_url"].endswith(f"runbook.md#{rule['alert'].lower()}")
 
 
+def test_the_readmes_alert_table_lists_every_alert_with_its_severity() -> None:
+    rows = re.findall(r"^  \| (AgentWorkspace\w+) \| (\w+) \|", (ROOT / "README.md").read_text(), re.M)
+    assert rows == [(rule["alert"], rule["labels"]["severity"]) for rule in alert_rules()]
+
+
 def test_every_expression_parses_and_names_only_metrics_that_exist(cluster: Environment, tmp_path: Path) -> None:
     expressions = [rule["expr"] for rule in alert_rules()] + dashboard_expressions()
     # promtool parses them: the dashboard's too, as recording rules

@@ -9,7 +9,8 @@
 # (tests/node) kubelet and kube-proxy, with the host packages it needs. Each section has its own
 # stamp (STAMP.<section>) keyed on its pinned version (or source hash) and the Go version: a
 # second run is a no-op, and a new or bumped tool rebuilds only its section. A cold build takes
-# about 10 minutes on 2 cores (615 s measured with empty Go caches, one process at most 2.0 GB).
+# about 16 minutes on 2 cores (966 s measured with empty Go caches, 2026-12-07; one process at
+# most 2.0 GB), `demo` about 8 (496 s).
 #
 # Usage: build.sh [all|demo] [--files]. `all` (the default) is everything the tests use; `demo`
 # only what `agent-workspace-webhook demo` runs (no helm, prometheus, csi-resizer, kubelet or
@@ -146,7 +147,7 @@ fi
 say() { echo "controlplane: [$(date +%H:%M:%S)] $*"; }
 export GOFLAGS=-mod=mod
 started=$SECONDS
-declare -A first_build=([demo]="about 8 minutes on 2 cores (496 s measured)" [all]="about 10 minutes on 2 cores (615 s measured)")
+declare -A first_build=([demo]="about 8 minutes on 2 cores (496 s measured)" [all]="about 16 minutes on 2 cores (966 s measured)")
 say "building ${stale[*]} for '$target' from Go modules: the first build on a machine takes ${first_build[$target]}, about a minute with Go's build cache warm; later runs build nothing"
 
 # wrapper DIR GO MODULE VERSION PACKAGE: a module in DIR that requires MODULE at VERSION and

@@ -159,3 +159,16 @@ def test_a_client_ca_key_that_cannot_be_used_is_refused_and_nothing_is_written(t
     assert f"{out / 'api-server' / 'client-ca.key'}: not an unencrypted PEM private key" in done.stderr
     assert len(done.stderr.splitlines()) == 1
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_an_out_from_before_the_client_ca_was_kept_moves_on_with_rotate_ca(tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    certs(out)
+    (out / "api-server" / "client-ca.key").unlink()  # as `certs` left it before it kept the key
+    (old,) = client_cas(out)
+    done = cli("certs", "--out", str(out), "--api-server-client")
+    assert done.returncode == 1
+    assert "client-ca.key: missing" in done.stderr and "--rotate-ca" in done.stderr
+    certs(out, "--rotate-ca")  # the CHANGELOG's upgrade: the old client CA stays trusted meanwhile
+    new, previous = client_cas(out)
+    assert previous == old and new != old

@@ -176,9 +176,9 @@ def write_install_bundle(
     now = datetime.datetime.now(datetime.UTC)
     serving = kept.serving_place(out)
     ca = kept.next_ca(serving, step, now)
-    # Both CAs checked before anything is written.
+    # Both CAs checked before anything is written; the client CA's files only when asked for.
     client_place = kept.client_place(out / "api-server")
-    client_step = kept.step_for(client_place, step)
+    client_step = kept.step_for(client_place, step) if api_server_client else step
     client_ca = kept.next_ca(client_place, client_step, now) if api_server_client else None
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds private keys
     kept.write(serving, step, ca)

@@ -42,6 +42,14 @@ def served_answering(connection: http.client.HTTPSConnection, body: bytes) -> by
 SERVE = ("-m", "agent_workspace_webhook")
 
 
+def swap_file(new: Path, served: Path) -> None:
+    """Replace `served` by a copy of `new` in one step, as kubelet swaps a mounted Secret's
+    files: a reader sees the old file or the new one, never half of it."""
+    staged = served.with_name(f".{served.name}.new")
+    shutil.copy(new, staged)
+    staged.replace(served)
+
+
 @dataclass
 class LocalWebhook:
     """`agent-workspace-webhook serve` as a process of its own on 127.0.0.1."""
@@ -106,9 +114,7 @@ class LocalWebhook:
         each in one step (as kubelet swaps a mounted Secret's); the certificate, as DER."""
         assert self.certs is not None
         for new, served in ((pair / "tls.crt", self.certs.cert), (pair / "tls.key", self.certs.key)):
-            staged = served.with_name(f".{served.name}.new")
-            shutil.copy(new, staged)
-            staged.replace(served)
+            swap_file(new, served)
         return ssl.PEM_cert_to_DER_cert((pair / "tls.crt").read_text())
 
     def served_certificate(self, ca_bundle: bytes) -> bytes:

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from agent_workspace_webhook.certificates import CertFiles
-from agent_workspace_webhook.testing.local_webhook import LocalWebhook
+from agent_workspace_webhook.testing.local_webhook import LocalWebhook, swap_file
 from agent_workspace_webhook.testing.tools import cli, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +37,7 @@ def secret_file(out: Path, name: str) -> Path:
 def mount(out: Path, live: Path) -> None:
     """The Secret of this run as kubelet updates a mounted one: each file swapped in one step."""
     for name in SECRET_FILES:
-        staged = live / f".{name}.new"
-        shutil.copy(secret_file(out, name), staged)
-        staged.replace(live / name)
+        swap_file(secret_file(out, name), live / name)
 
 
 def api_server(out: Path, where: Path) -> Path:
@@ -172,3 +170,13 @@ def test_an_out_from_before_the_client_ca_was_kept_moves_on_with_rotate_ca(tmp_p
     certs(out, "--rotate-ca")  # the CHANGELOG's upgrade: the old client CA stays trusted meanwhile
     new, previous = client_cas(out)
     assert previous == old and new != old
+
+
+def test_a_run_without_mutual_tls_leaves_the_client_ca_unread(tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    certs(out)
+    certs(out, "--rotate-ca")
+    (out / "api-server" / "client-ca.crt").write_text("not a certificate\n")  # what it does not ask for
+    done = cli("certs", "--out", str(out), "--drop-old-ca")
+    assert done.returncode == 0, done.stderr
+    assert "client-ca" not in done.stdout
